@@ -22,7 +22,7 @@ from pkd.models import (
     tokenizer_fingerprint,
 )
 from pkd.student import make_student
-from pkd.tasks import get_task, load_split
+from pkd.tasks import get_task, load_split, split_files
 from pkd.train import TrainConfig, evaluate_parts, predict_logits, seed_everything, train
 
 
@@ -169,16 +169,19 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
             max_seq_len: int | None = None, batch_size: int = 128, trust_remote_code: bool = False) -> list[Path]:
     """Write GLUE submission TSVs (index, prediction). MNLI writes one file per part, suffixed -m / -mm."""
     task_ = get_task(task)
+    out_file = Path(out_file)
+    targets = [out_file] if len(split_files(task_, split)) == 1 else [
+        out_file.with_name(f"{out_file.stem}-{suffix}{out_file.suffix}") for suffix in ("m", "mm")]
+    for target in targets:  # refuse before any work, not at the end
+        if target.is_dir():
+            raise UsageError(f"--out {target}: is a directory")
     path = resolve_model(model)
     net = load_classifier(path, task_, trust_remote_code, require_head=True)
     tokenizer = load_tokenizer(path, trust_remote_code)
     parts = _encode(task_, split, tokenizer, max_seq_len or _run_max_len(path), data_dir)
-    out_file = Path(out_file)
     written = []
-    for i, part in enumerate(parts):
+    for part, target in zip(parts, targets, strict=True):
         preds = predictions_from_logits(task_, predict_logits(net, part, tokenizer, batch_size))
-        target = out_file if len(parts) == 1 else out_file.with_name(
-            f"{out_file.stem}-{'m' if i == 0 else 'mm'}{out_file.suffix}")
         rows = ["index\tprediction"]
         for ex, p in zip(part.split.examples, preds, strict=True):
             rows.append(f"{ex.index}\t{p:.3f}" if task_.is_regression else f"{ex.index}\t{task_.labels[int(p)]}")

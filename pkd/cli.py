@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true")
         else:
             p.add_argument("--out", required=True, help="output TSV")
+
+    from pkd import bench, report
+
+    p = sub.add_parser("bench", help="parameters, size, memory and speed of models, side by side",
+                       description=bench.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(p)
+    p = sub.add_parser("report", help="Markdown and HTML report with tables and plots over runs",
+                       description=report.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_arguments(p)
     return parser
 
 
@@ -171,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
                                 max_seq_len=args.max_seq_len, batch_size=args.batch_size,
                                 trust_remote_code=args.trust_remote_code):
             print(path)
+    elif args.command in ("bench", "report"):
+        from pkd import bench, report
+
+        print((bench if args.command == "bench" else report).run_cli(args), end="")
     return 0
 
 
@@ -180,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     transformers.logging.set_verbosity_error()  # the load report of a fresh head is expected noise here
     transformers.logging.disable_progress_bar()
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)  # a type= converter (--layer-map) may raise a UsageError
         return run(args)
     except PkdError as e:
         print(f"pkd: error: {e}", file=sys.stderr)

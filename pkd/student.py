@@ -78,8 +78,10 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     student = AutoModelForSequenceClassification.from_config(student_config, trust_remote_code=trust_remote_code)
     target = student if keep_head else getattr(student, student.base_model_prefix)
     missing, unexpected = target.load_state_dict(state, strict=False)
-    # Buffers such as position_ids may be absent from older checkpoints; any missing weight is a bug.
+    # Buffers such as position_ids may be absent from older checkpoints, and some heads (RoBERTa, ELECTRA)
+    # classify without the base model's pooler; any other mismatch is a bug.
     missing = [k for k in missing if not k.endswith("position_ids")]
+    unexpected = [k for k in unexpected if not k.startswith("pooler.")]
     if missing or unexpected:
         raise DataError(f"{source}: student weights do not line up (missing {missing[:3]}, "
                         f"unexpected {unexpected[:3]})")

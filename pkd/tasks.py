@@ -7,6 +7,7 @@ read with quoting off); without a local directory the data comes from the Huggin
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,7 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
         return None
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise UsageError(f"--data-dir {path}: not a directory")
+        raise UsageError(f"{'--data-dir' if data_dir is not None else '$PKD_DATA'} {path}: not a directory")
     return path
 
 
@@ -207,9 +208,12 @@ def read_tsv(task: Task, path: str | Path, part: str = "train", limit: int | Non
 def _parse_label(task: Task, value: str, where: str) -> int | float:
     if task.labels is None:
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise DataError(f"{where}: label {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise DataError(f"{where}: label {value!r} is not a finite number")
+        return number
     if value not in task.labels:
         raise DataError(f"{where}: unknown label {value!r} (expected one of {', '.join(task.labels)})")
     return task.labels.index(value)

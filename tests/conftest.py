@@ -21,7 +21,8 @@ def make_tokenizer(path: Path):
     path.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "_", "?", *WORDS]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    assert len(tok) == len(vocab)
     return tok
 
 
@@ -54,7 +55,7 @@ def _sentence(rng: random.Random, positive: bool) -> str:
     return f"the {rng.choice(['movie', 'film', 'plot'])} was very {mood} ."
 
 
-def write_glue(root: Path, n_train: int = 64, n_dev: int = 24, seed: int = 0) -> Path:
+def write_glue(root: Path, n_train: int = 256, n_dev: int = 24, seed: int = 0) -> Path:
     """Every GLUE task in the glue_data layout: header names, header-less CoLA, BOM'd MRPC, MNLI's two devs."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,7 @@ def glue_dir(tmp_path_factory) -> Path:
     return write_glue(tmp_path_factory.mktemp("glue"))
 
 
-TINY_TRAIN = dict(epochs=2, batch_size=8, eval_batch_size=16, lr=5e-3, max_seq_len=24, seed=0)
+TINY_TRAIN = dict(epochs=3, batch_size=16, eval_batch_size=32, lr=2e-3, max_seq_len=24, seed=0)
 
 
 @pytest.fixture(scope="session")

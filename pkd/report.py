@@ -1,0 +1,350 @@
+"""`pkd report`: one Markdown and one self-contained HTML page over finished runs and comparisons.
+
+Reads run directories (run.json, metrics.jsonl) and `pkd compare` directories (compare.json and one
+`<method>-seed<N>/` run per method and seed, each with result.json), plus optionally `pkd bench --json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import glob
+import html
+import json
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pkd.errors import DataError, UsageError
+from pkd.io import atomic_path, read_jsonl, write_text
+
+_METHOD_ORDER = ("finetune", "ft", "kd", "pkd-skip", "pkd-last", "pkd")
+
+
+@dataclass
+class Run:
+    path: Path
+    task: str
+    method: str
+    layers: int | None
+    seed: int | None
+    score: float | None  # the best dev score; None while unfinished
+    teacher_score: float | None
+    history: list[dict] = field(default_factory=list)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB",
+                   help="run or compare directories; quote a glob to let pkd expand it")
+    p.add_argument("--out", required=True, help="directory for report.md, report.html and the plots")
+    p.add_argument("--bench", default=None, metavar="FILE.json", help="output of `pkd bench --json`")
+
+
+def run_cli(args: argparse.Namespace) -> str:
+    written = write_report(args.runs, args.out, bench=args.bench)
+    return "".join(f"{p}\n" for p in written)
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def _depth(run_dir: Path, info: dict) -> int | None:
+    if info.get("student_layers"):
+        return int(info["student_layers"])
+    config = run_dir / "config.json"
+    return _read_json(config).get("num_hidden_layers") if config.is_file() else None
+
+
+def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
+             teacher_score: float | None = None, in_compare: bool = False) -> Run:
+    """One training run; a comparison passes what its compare.json knows.
+
+    A comparison's run counts once its result.json exists; a plain run by its best logged epoch so far.
+    """
+    info = _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    history = read_jsonl(run_dir / "metrics.jsonl")
+    result = run_dir / "result.json"
+    if result.is_file() or in_compare:
+        score = _read_json(result).get("score") if result.is_file() else None
+    else:
+        scores = [h["score"] for h in history if "score" in h]
+        score = max(scores) if scores else None
+    method = info.get("method") or ("finetune" if info.get("command") == "finetune" else None)
+    seed = info.get("train", {}).get("seed")
+    named = re.fullmatch(r"(.+)-seed(\d+)", run_dir.name)  # compare's sub-run naming: <method>-seed<N>
+    if named:
+        method = method or named.group(1)
+        seed = seed if seed is not None else int(named.group(2))
+    return Run(path=run_dir, task=task or info.get("task", "?"), method=method or info.get("command", "?"),
+               layers=layers or _depth(run_dir, info), seed=seed, score=score,
+               teacher_score=info.get("teacher_score", teacher_score), history=history)
+
+
+def read_compare(compare_dir: Path) -> list[Run]:
+    meta = _read_json(compare_dir / "compare.json")
+    subs = sorted(d for d in compare_dir.iterdir() if d.is_dir() and _kind(d) == "run")
+    task, layers, teacher = meta.get("task"), meta.get("student_layers"), meta.get("teacher_score")
+    return [read_run(d, task, layers, teacher, in_compare=True) for d in subs]
+
+
+def _kind(path: Path) -> str | None:
+    if (path / "compare.json").is_file():
+        return "compare"
+    if (path / "run.json").is_file() or (path / "result.json").is_file():
+        return "run"
+    return None
+
+
+def collect_runs(patterns: Sequence[str]) -> list[Run]:
+    """Expand globs; a glob may also match non-run entries (logs, caches), which are left out."""
+    runs: dict[Path, Run] = {}
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):  # a glob the shell left unexpanded, or quoted on purpose
+            paths = [Path(p) for p in sorted(glob.glob(pattern))]
+            paths = [p for p in paths if p.is_dir() and _kind(p)]
+            if not paths:
+                raise UsageError(f"{pattern}: matches no run or compare directory")
+        else:
+            path = Path(pattern)
+            if not path.is_dir():
+                raise UsageError(f"{pattern}: {'not a directory' if path.exists() else 'no such directory'}")
+            if not _kind(path):
+                raise DataError(f"{pattern}: not a run (no run.json) or comparison (no compare.json)")
+            paths = [path]
+        for p in paths:
+            # The same run reached twice (a comparison and one of its sub-runs) counts once.
+            for run in (read_compare(p) if _kind(p) == "compare" else [read_run(p)]):
+                runs.setdefault(run.path.resolve(), run)
+    return list(runs.values())
+
+
+def read_bench(path: str | Path) -> list[dict]:
+    data = _read_json(Path(path))
+    models = data.get("models") if isinstance(data, dict) else data
+    if not isinstance(models, list) or not all(isinstance(m, dict) and "layers" in m for m in models):
+        raise DataError(f"{path}: not the output of `pkd bench --json`")
+    return models
+
+
+# ----------------------------------------------------------------------------------------- summarising
+
+
+def _method_key(method: str) -> tuple[int, str]:
+    return (_METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER), method)
+
+
+def summarize(runs: Sequence[Run]) -> list[dict]:
+    """One row per (task, method, depth): mean ± sample std over seeds, and retention of the teacher score."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        if run.score is not None:
+            groups.setdefault((run.task, run.method, run.layers), []).append(run)
+    rows = []
+    for (task, method, layers), members in groups.items():
+        scores = [r.score for r in sorted(members, key=lambda r: (r.seed is None, r.seed))]
+        teachers = [r.teacher_score for r in members if r.teacher_score is not None]
+        teacher = statistics.fmean(teachers) if teachers else None
+        mean = statistics.fmean(scores)
+        rows.append({"task": task, "method": method, "layers": layers, "scores": scores, "mean": mean,
+                     "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,  # as `pkd compare` reports
+                     "teacher_score": teacher, "retention": 100.0 * mean / teacher if teacher else None,
+                     "seeds": [r.seed for r in members]})
+    rows.sort(key=lambda r: (r["task"], -(r["layers"] or 0), _method_key(r["method"])))
+    return rows
+
+
+def _bench_for(layers: int | None, bench: Sequence[dict]) -> dict | None:
+    return next((b for b in bench if b["layers"] == layers), None)
+
+
+def accuracy_markdown(rows: Sequence[dict]) -> str:
+    out = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        task_rows = [r for r in rows if r["task"] == task]
+        teachers = {r["teacher_score"] for r in task_rows if r["teacher_score"] is not None}
+        title = f"### {task}" + (f" (teacher {teachers.pop():.2f})" if len(teachers) == 1 else "")
+        out += [title, "", "| method | layers | dev score (mean ± std) | retention | seeds |",
+                "|---|---|---|---|---|"]
+        for r in task_rows:
+            retention = f"{r['retention']:.1f}%" if r["retention"] is not None else "-"
+            out.append(f"| {r['method']} | {r['layers'] or '?'} | {r['mean']:.2f} ± {r['std']:.2f} "
+                       f"| {retention} | {len(r['scores'])} |")
+        out.append("")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def _save_png(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def plot_pareto(rows: Sequence[dict], bench: Sequence[dict], path: Path) -> str:
+    """Accuracy against speed-up (from the bench file) or, without one, against student depth."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    from matplotlib.ticker import MaxNLocator
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig = Figure(figsize=(min(5.0 * len(tasks), 15.0), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    xlabel = "speed-up (throughput vs the first benchmarked model)" if bench else "student layers"
+    for ax, task in zip(axes, tasks, strict=True):
+        task_rows = [r for r in rows if r["task"] == task]
+        for method in sorted({r["method"] for r in task_rows}, key=_method_key):
+            points = []
+            for r in task_rows:
+                if r["method"] != method:
+                    continue
+                if bench:
+                    b = _bench_for(r["layers"], bench)
+                    if b is not None:
+                        points.append((b["throughput_speedup"], r["mean"], r["std"]))
+                elif r["layers"] is not None:
+                    points.append((r["layers"], r["mean"], r["std"]))
+            if points:
+                xs, ys, es = zip(*sorted(points), strict=True)
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
+        teachers = [r["teacher_score"] for r in task_rows if r["teacher_score"] is not None]
+        if teachers:
+            ax.axhline(statistics.fmean(teachers), color="gray", linestyle="--", label="teacher")
+        ax.set(title=task, xlabel=xlabel, ylabel="dev score")
+        if not bench:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    _save_png(fig, path)
+    return path.name
+
+
+def plot_curves(run: Run, path: Path) -> str:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(8.0, 3.2), layout="constrained")
+    loss_ax, score_ax = fig.subplots(1, 2)
+    epochs = [h["epoch"] for h in run.history]
+    loss_ax.plot(epochs, [h.get("train_loss", float("nan")) for h in run.history], marker="o")
+    loss_ax.set(xlabel="epoch", ylabel="train loss (last batch)", title="loss")
+    score_ax.plot(epochs, [h.get("score", float("nan")) for h in run.history], marker="o", color="tab:green")
+    score_ax.set(xlabel="epoch", ylabel="dev score", title="dev score")
+    for ax in (loss_ax, score_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"{run.task} {run.method} L{run.layers} seed {run.seed}: {run.path.name}", fontsize="medium")
+    _save_png(fig, path)
+    return path.name
+
+
+def _slug(run: Run, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run.path.parent.name}_{run.path.name}").strip("_") or "run"
+    name, i = base, 2
+    while name in taken:
+        name, i = f"{base}-{i}", i + 1
+    taken.add(name)
+    return name
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | None = None) -> list[Path]:
+    """Write report.md, report.html and the PNGs into `out`; returns the paths of the two reports."""
+    runs = collect_runs(patterns)
+    bench_rows = read_bench(bench) if bench else []
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summarize(runs)
+
+    sections: list[tuple[str, str | None, list[str]]] = []  # (title, markdown body, images)
+    sections.append(("Accuracy", accuracy_markdown(rows) if rows else "No run has finished yet.\n", []))
+    if bench_rows:
+        from pkd.bench import format_table
+
+        sections.append(("Speed and size", format_table(bench_rows), []))
+    if rows:
+        note = ("Each row sits at the throughput speed-up of the benchmarked model with as many layers; "
+                "rows without one are left out.\n" if bench_rows else None)
+        sections.append(("Accuracy vs speed-up" if bench_rows else "Accuracy vs student layers", note,
+                         [plot_pareto(rows, bench_rows, out / "pareto.png")]))
+    taken: set[str] = set()
+    curves = [plot_curves(r, out / f"curves-{_slug(r, taken)}.png") for r in runs if r.history]
+    if curves:
+        sections.append(("Training curves", None, curves))
+    skipped = [r for r in runs if r.score is None]
+    if skipped:
+        listing = "".join(f"- {r.path}\n" for r in skipped)
+        sections.append(("Unfinished runs (left out of the tables)", listing, []))
+
+    md, body = ["# pkd report", ""], []
+    for title, text, images in sections:
+        md += [f"## {title}", ""]
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        if text:
+            md.append(text)
+            body.append(_markdown_to_html(text))
+        for name in images:
+            md += [f"![{name}]({name})", ""]
+            data = base64.b64encode((out / name).read_bytes()).decode("ascii")
+            body.append(f'<p><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></p>')
+    write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
+    write_text(out / "report.html", _HTML.format(body="\n".join(body)))
+    return [out / "report.md", out / "report.html"]
+
+
+_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>pkd report</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;margin:0.5em 0 1.5em}}td,th{{border:1px solid #ccc;padding:0.25em 0.6em}}
+th{{background:#f3f3f3}}img{{max-width:100%}}</style></head>
+<body><h1>pkd report</h1>
+{body}
+</body></html>
+"""
+
+
+def _markdown_to_html(text: str) -> str:
+    """Just the Markdown the report itself writes: ### headings, pipe tables, bullets, paragraphs."""
+    parts: list[str] = []
+    table: list[list[str]] = []
+    items: list[str] = []
+
+    def flush() -> None:
+        if items:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+        if table:
+            head, *rest = table
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+                         + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                                   for row in rest) + "</table>")
+            table.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= {"-", ":"} for c in cells):  # skip the |---| separator
+                table.append(cells)
+            continue
+        if line.startswith("- "):
+            items.append(line[2:])
+            continue
+        flush()
+        if line.startswith("### "):
+            parts.append(f"<h3>{html.escape(line[4:])}</h3>")
+        elif line.strip():
+            parts.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return "\n".join(parts)

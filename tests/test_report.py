@@ -1,0 +1,175 @@
+"""`pkd report` over hand-written run and compare directories."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import struct
+from pathlib import Path
+
+import pytest
+
+from pkd.cli import main
+from pkd.errors import UsageError
+from pkd.report import collect_runs, summarize, write_report
+
+TEACHER = 90.0
+# (method, seed) -> best dev score of a 3-layer student in the comparison
+COMPARE = {("kd", 42): 84.0, ("kd", 43): 86.5, ("pkd-skip", 42): 87.0, ("pkd-skip", 43): 88.0}
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _metrics(path: Path, scores: list[float]) -> None:
+    path.write_text("".join(json.dumps({"epoch": i + 1, "step": 10 * (i + 1), "train_loss": 1.0 / (i + 1),
+                                        "epoch_seconds": 1.5, "accuracy": s, "score": s}) + "\n"
+                            for i, s in enumerate(scores)))
+
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    root = tmp_path / "out"
+    compare = root / "compare-sst2-L3"
+    _write(compare / "compare.json",
+           {"task": "sst2", "student_layers": 3, "teacher_score": TEACHER, "methods": {}})
+    for (method, seed), score in COMPARE.items():
+        run = compare / f"{method}-seed{seed}"
+        _write(run / "run.json", {"command": "compare", "method": method, "task": "sst2", "student_layers": 3,
+                                  "teacher_score": TEACHER, "train": {"seed": seed}})
+        _metrics(run / "metrics.jsonl", [score - 2.0, score])
+        _write(run / "result.json", {"epoch": 2, "score": score, "best_epoch": 2})
+    # A single distillation run whose best epoch is not the last one.
+    single = root / "distill-L6"
+    _write(single / "run.json", {"command": "distill", "method": "pkd-skip", "task": "sst2",
+                                 "student_layers": 6, "teacher_score": TEACHER, "train": {"seed": 0}})
+    _metrics(single / "metrics.jsonl", [85.0, 89.0, 88.0])
+    # The teacher itself: its depth comes from config.json.
+    teacher = root / "teacher-sst2"
+    _write(teacher / "run.json", {"command": "finetune", "task": "sst2", "train": {"seed": 42}})
+    _write(teacher / "config.json", {"num_hidden_layers": 12})
+    _metrics(teacher / "metrics.jsonl", [TEACHER])
+    # What else lives beside runs, which a glob must pass over.
+    (root / "cache").mkdir()
+    (root / "teacher-sst2.log").write_text("log\n")
+    return root
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"  # the first chunk
+    return struct.unpack(">II", data[16:24])
+
+
+def _row(rows, method, layers):
+    return next(r for r in rows if r["method"] == method and r["layers"] == layers)
+
+
+def test_table_values(runs_root):
+    rows = summarize(collect_runs([str(runs_root / "*")]))
+    assert {(r["method"], r["layers"]) for r in rows} == {("kd", 3), ("pkd-skip", 3), ("pkd-skip", 6),
+                                                            ("finetune", 12)}
+    for method in ("kd", "pkd-skip"):
+        scores = [s for (m, _), s in COMPARE.items() if m == method]
+        row = _row(rows, method, 3)
+        assert row["scores"] == scores
+        assert row["mean"] == pytest.approx(statistics.mean(scores))
+        assert row["std"] == pytest.approx(statistics.stdev(scores))
+        assert row["retention"] == pytest.approx(100 * statistics.mean(scores) / TEACHER)
+    single = _row(rows, "pkd-skip", 6)
+    assert single["scores"] == [89.0] and single["std"] == 0.0  # the best epoch, not the last
+    assert _row(rows, "finetune", 12)["retention"] is None  # a teacher run records no teacher score
+
+
+def test_report_files(runs_root, tmp_path):
+    out = tmp_path / "report"
+    written = write_report([str(runs_root / "*")], out)
+    assert written == [out / "report.md", out / "report.html"]
+    md = (out / "report.md").read_text()
+    kd = [COMPARE["kd", 42], COMPARE["kd", 43]]
+    mean, std = statistics.mean(kd), statistics.stdev(kd)
+    assert f"| kd | 3 | {mean:.2f} ± {std:.2f} | {100 * mean / TEACHER:.1f}% | 2 |" in md
+    assert "### sst2" in md and "Accuracy vs student layers" in md and "Speed and size" not in md
+
+    pngs = sorted(out.glob("*.png"))
+    assert "pareto.png" in {p.name for p in pngs}
+    assert len([p for p in pngs if p.name.startswith("curves-")]) == len(COMPARE) + 2  # one per run
+    for png in pngs:
+        width, height = png_size(png)
+        assert 200 <= width <= 4000 and 200 <= height <= 4000
+        assert f"]({png.name})" in md
+
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(pngs)
+    assert not re.findall(r'src="(?!data:)', page)  # no image is referenced by file name
+    assert "<table>" in page and f"{mean:.2f} ± {std:.2f}" in page
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_bench_section(runs_root, tmp_path):
+    def model(layers: int, speedup: float) -> dict:
+        params = int(7e6 * layers + 24e6)
+        return {"name": f"bert-base-L{layers}", "layers": layers, "params": params,
+                "params_non_embedding": params - 24_000_000, "params_layers": int(7e6 * layers),
+                "size_bytes": 4 * params, "size_ratio": 1.0, "peak_memory_bytes": 5 * params,
+                "timings": [{"batch_size": 1}, {"batch_size": 32}], "latency_ms": 100 / speedup,
+                "latency_speedup": speedup, "throughput": 10 * speedup, "throughput_speedup": speedup}
+
+    bench = tmp_path / "bench.json"
+    _write(bench, {"device": "cpu", "models": [model(12, 1.0), model(6, 2.0), model(3, 4.0)]})
+    out = tmp_path / "report"
+    write_report([str(runs_root / "compare-sst2-L3"), str(runs_root / "distill-L6")], out, bench=bench)
+    md = (out / "report.md").read_text()
+    assert "## Speed and size" in md and "| bert-base-L6 | 6 |" in md and "| 2.00x |" in md
+    assert "## Accuracy vs speed-up" in md
+    width, height = png_size(out / "pareto.png")
+    assert 200 <= width <= 4000 and 200 <= height <= 4000
+
+
+def test_a_run_given_twice_counts_once(runs_root):
+    compare = runs_root / "compare-sst2-L3"
+    runs = collect_runs([str(compare), str(compare / "kd-seed42"), str(compare / "*-seed42")])
+    assert len(runs) == len(COMPARE)
+
+
+def test_glob_matching_nothing_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(UsageError):
+        collect_runs([str(tmp_path / "nothing-*")])
+    assert main(["report", str(tmp_path / "nothing-*"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pkd: error:") and "matches no run" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli(runs_root, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["report", str(runs_root / "compare-*"), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "report.md"), str(out / "report.html")]
+
+
+def test_an_unfinished_comparison_run_is_listed_not_scored(runs_root, tmp_path):
+    compare = runs_root / "compare-sst2-L3"
+    running = compare / "pkd-last-seed42"  # has logged an epoch but wrote no result.json yet
+    _write(running / "run.json", {"command": "compare", "method": "pkd-last", "task": "sst2",
+                                  "student_layers": 3, "teacher_score": TEACHER, "train": {"seed": 42}})
+    _metrics(running / "metrics.jsonl", [80.0])
+    out = tmp_path / "report"
+    write_report([str(compare)], out)
+    md = (out / "report.md").read_text()
+    assert "| pkd-last |" not in md
+    assert "## Unfinished runs" in md and str(running) in md
+    assert (out / "curves-compare-sst2-L3_pkd-last-seed42.png").is_file()
+
+
+def test_a_real_run_directory(tiny_teacher, tmp_path):
+    """What `pkd finetune` writes reads back: its task, depth, seed and best epoch."""
+    [run] = collect_runs([str(tiny_teacher)])
+    history = [json.loads(line) for line in (tiny_teacher / "metrics.jsonl").read_text().splitlines()]
+    assert (run.task, run.method, run.layers, run.seed) == ("sst2", "finetune", 4, 0)
+    assert run.score == max(h["score"] for h in history)
+    write_report([str(tiny_teacher)], tmp_path / "r")
+    assert png_size(tmp_path / "r" / "pareto.png")[0] >= 200

@@ -1,0 +1,54 @@
+import pytest
+import torch
+from conftest import make_tiny_model
+from transformers import AutoModel
+
+from pkd.errors import UsageError
+from pkd.student import find_layer_prefix, make_student
+from pkd.tasks import get_task
+
+SST2 = get_task("sst2")
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra", "mpnet"])
+def test_student_copies_chosen_layers(tmp_path, family):
+    src = make_tiny_model(tmp_path / family, family=family, layers=4)
+    teacher = AutoModel.from_pretrained(src)
+    student = make_student(str(src), 2, SST2, init_layers=[2, 4])
+    assert student.config.num_hidden_layers == 2 and student.config.num_labels == 2
+    t_state = teacher.state_dict()
+    s_state = getattr(student, student.base_model_prefix).state_dict()
+    t_prefix, s_prefix = find_layer_prefix(t_state, 4), find_layer_prefix(s_state, 2)
+    for new, old in ((0, 1), (1, 3)):  # student layer 0 <- source layer 2, 1 <- 4 (0-based 1, 3)
+        keys = [k for k in s_state if k.startswith(f"{s_prefix}{new}.")]
+        assert keys
+        for k in keys:
+            torch.testing.assert_close(s_state[k], t_state[f"{t_prefix}{old}." + k[len(f'{s_prefix}{new}.'):]])
+    # everything outside the layer list (embeddings, pooler, relative position tables) is copied as is
+    for k, v in s_state.items():
+        if not k.startswith(s_prefix) and k in t_state:
+            torch.testing.assert_close(v, t_state[k])
+
+
+def test_default_is_first_layers_and_forward_runs(tiny_bert):
+    student = make_student(str(tiny_bert), 3, SST2)
+    assert student.config.pkd_init["layers"] == [1, 2, 3]
+    out = student(input_ids=torch.tensor([[2, 10, 11, 3]]), output_hidden_states=True)
+    assert out.logits.shape == (1, 2) and len(out.hidden_states) == 4
+
+
+def test_student_from_fine_tuned_teacher_keeps_its_head(tiny_teacher):
+    from transformers import AutoModelForSequenceClassification
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher)
+    student = make_student(str(tiny_teacher), 2, SST2)
+    torch.testing.assert_close(student.classifier.weight, teacher.classifier.weight)
+
+
+@pytest.mark.parametrize("layers, init, message", [
+    (4, None, "between 1 and 3"), (0, None, "between 1 and 3"), (2, [1, 1], "distinct"), (2, [1, 9], "in 1..4"),
+    (2, [1], "needs 2"),
+])
+def test_bad_student_shapes_are_refused(tiny_bert, layers, init, message):
+    with pytest.raises(UsageError, match=message):
+        make_student(str(tiny_bert), layers, SST2, init_layers=init)

@@ -1,0 +1,127 @@
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import TINY_TRAIN
+from safetensors.torch import load_file
+
+import pkd
+from pkd.cli import main
+from pkd.errors import DataError, TrainingError
+from pkd.io import read_jsonl
+
+
+def test_finetune_save_load_evaluate_round_trip(tiny_teacher, glue_dir):
+    run = json.loads((tiny_teacher / "run.json").read_text())
+    assert run["train"]["seed"] == 0 and run["task"] == "sst2" and "torch" in run["versions"]
+    history = read_jsonl(tiny_teacher / "metrics.jsonl")
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    best = max(history, key=lambda h: h["score"])
+    assert best["accuracy"] > 80  # the fixture is learnable: the loop really trains
+    assert (tiny_teacher / "model.safetensors").is_file() and (tiny_teacher / "tokenizer.json").is_file()
+    # the saved model is the best epoch: re-scoring it from disk gives that epoch's dev metrics
+    scores = pkd.evaluate(str(tiny_teacher), "sst2", data_dir=glue_dir)
+    assert scores["accuracy"] == pytest.approx(best["accuracy"])
+
+
+def test_evaluate_cli_json(tiny_teacher, glue_dir, capsys):
+    assert main(["evaluate", str(tiny_teacher), "--task", "sst2", "--data-dir", str(glue_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"accuracy", "score"}
+
+
+def test_predict_writes_glue_submission(tiny_teacher, glue_dir, tmp_path):
+    [path] = pkd.predict(str(tiny_teacher), "sst2", tmp_path / "SST-2.tsv", data_dir=glue_dir)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 11
+    assert [line.split("\t")[0] for line in lines[1:]] == [str(i) for i in range(10)]
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"0", "1"}
+
+
+def test_predict_uses_label_names_and_mnli_parts(tiny_bert, glue_dir, tmp_path):
+    out = tmp_path / "mnli"
+    pkd.finetune("mnli", out, model=str(tiny_bert), data_dir=glue_dir, quiet=True, **{**TINY_TRAIN, "epochs": 1})
+    assert "accuracy_mm" in read_jsonl(out / "metrics.jsonl")[0]
+    paths = pkd.predict(str(out), "mnli", tmp_path / "MNLI.tsv", data_dir=glue_dir)
+    assert [p.name for p in paths] == ["MNLI-m.tsv", "MNLI-mm.tsv"]
+    labels = {line.split("\t")[1] for line in paths[0].read_text().splitlines()[1:]}
+    assert labels <= {"entailment", "neutral", "contradiction"}
+
+
+def test_stsb_is_regression(tiny_bert, glue_dir, tmp_path):
+    best = pkd.finetune("stsb", tmp_path / "stsb", model=str(tiny_bert), data_dir=glue_dir, quiet=True,
+                        **{**TINY_TRAIN, "epochs": 1})
+    assert {"pearson", "spearman", "score"} <= set(best)
+    [path] = pkd.predict(str(tmp_path / "stsb"), "stsb", tmp_path / "STS-B.tsv", data_dir=glue_dir)
+    float(path.read_text().splitlines()[1].split("\t")[1])
+
+
+def test_same_seed_same_result(tiny_bert, glue_dir, tmp_path):
+    opts = {**TINY_TRAIN, "epochs": 1}
+    pkd.finetune("sst2", tmp_path / "a", model=str(tiny_bert), data_dir=glue_dir, quiet=True, **opts)
+    pkd.finetune("sst2", tmp_path / "b", model=str(tiny_bert), data_dir=glue_dir, quiet=True, **opts)
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tiny_bert, glue_dir, tmp_path):
+    """SIGKILL a run at a random step, resume it, and get the uninterrupted run's weights and metrics."""
+    args = ["finetune", "--task", "sst2", "--model", str(tiny_bert), "--data-dir", str(glue_dir), "--epochs", "3",
+            "--batch-size", "16", "--lr", "2e-3", "--max-seq-len", "24", "--seed", "0", "--save-every", "1",
+            "--keep-checkpoints", "3", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    total_steps = read_jsonl(tmp_path / "full" / "metrics.jsonl")[-1]["step"]
+
+    kill_at = random.Random().randint(2, total_steps - 2)
+    broken = tmp_path / "broken"
+    proc = subprocess.Popen([sys.executable, "-m", "pkd.cli", *args, "--out", str(broken)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (broken / "checkpoints" / f"step-{kill_at:08d}").exists():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert main([*args, "--out", str(broken), "--resume"]) == 0
+
+    full, resumed = load_file(tmp_path / "full" / "model.safetensors"), load_file(broken / "model.safetensors")
+    for k in full:
+        torch.testing.assert_close(resumed[k], full[k], atol=1e-6, rtol=0, msg=f"{k} (killed at {kill_at})")
+    m_full, m_resumed = read_jsonl(tmp_path / "full" / "metrics.jsonl"), read_jsonl(broken / "metrics.jsonl")
+    assert [m["epoch"] for m in m_resumed] == [1, 2, 3]
+    for a, b in zip(m_full, m_resumed, strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    import pkd.train
+
+    real, calls = pkd.train.pkd_loss, {"n": 0}
+
+    def nan_at_step_4(*a, **k):
+        calls["n"] += 1
+        parts = real(*a, **k)
+        if calls["n"] == 4:
+            parts["loss"] = parts["loss"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(pkd.train, "pkd_loss", nan_at_step_4)
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at step 4 .*step-00000003"):
+        pkd.finetune("sst2", tmp_path / "nan", model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=1,
+                     **TINY_TRAIN)
+    assert (tmp_path / "nan" / "checkpoints" / "step-00000003" / "state.json").is_file()
+
+
+def test_corrupted_checkpoint_is_refused(tiny_bert, glue_dir, tmp_path):
+    out = tmp_path / "run"
+    pkd.finetune("sst2", out, model=str(tiny_bert), data_dir=glue_dir, quiet=True, **{**TINY_TRAIN, "epochs": 1})
+    [ckpt] = list((out / "checkpoints").iterdir())
+    (ckpt / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="corrupted checkpoint"):
+        pkd.finetune("sst2", out, model=str(tiny_bert), data_dir=glue_dir, quiet=True, resume=True,
+                     **{**TINY_TRAIN, "epochs": 2})
