@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pkd.errors import PkdError, UsageError
+from pkd.errors import PkdError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -228,8 +228,10 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
     student_layers = list(range(1, len(layer_map) + 1))
     model.train()
     for epoch in range(progress["epoch"], cfg.epochs):
-        sampler.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, progress["batch"]) if progress["batch"] else loader
+        # Accelerate's loaders count their own iterations and pass that to the sampler as the epoch; a resumed
+        # run must tell them the real epoch, or it would replay an earlier epoch's order.
+        batches.set_epoch(epoch)
         bar = tqdm(batches, total=len(loader), initial=progress["batch"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    unit="batch", dynamic_ncols=True, disable=quiet or not accelerator.is_local_main_process)
         start, seen, last_loss = time.perf_counter(), 0, float("nan")

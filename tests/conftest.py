@@ -73,7 +73,8 @@ def write_glue(root: Path, n_train: int = 256, n_dev: int = 24, seed: int = 0) -
     for split, n in (("train", n_train), ("dev", n_dev)):
         labels = [rng.randint(0, 1) for _ in range(n)]
         write("SST-2", f"{split}.tsv", "sentence\tlabel", [f"{_sentence(rng, y == 1)} \t{y}" for y in labels])
-        write("CoLA", f"{split}.tsv", None, [f"gj04\t{y}\t{'' if y else '*'}\t{_sentence(rng, y == 1)}" for y in labels])
+        write("CoLA", f"{split}.tsv", None,
+              [f"gj04\t{y}\t{'' if y else '*'}\t{_sentence(rng, y == 1)}" for y in labels])
         write("MRPC", f"{split}.tsv", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
               [f"{y}\t{100 + i}\t{200 + i}\t" + "\t".join(pair(y)) for i, y in enumerate(labels)], bom=True)
         write("STS-B", f"{split}.tsv",
