@@ -10,6 +10,15 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the Hub
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # also for the subprocesses some tests start
+
+
+def pytest_configure(config):
+    import torch
+
+    # Tiny models gain nothing from threads, and spinning OpenMP threads on a shared 2-core machine can
+    # slow everything else (and themselves) down by orders of magnitude.
+    torch.set_num_threads(1)
 
 WORDS = ("good great fine nice happy bad awful poor sad dull the a movie film plot actor is was very not "
          "and it cat dog sat on mat man woman runs walks park city big small red blue").split()
