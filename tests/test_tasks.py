@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pkd.errors import DataError, UsageError
 from pkd.tasks import GLUE_TASKS, Split, get_task, load_split, read_tsv, resolve_data_dir
 
-N_TRAIN, N_DEV, N_TEST = 64, 24, 10  # what conftest.write_glue writes by default
+N_TRAIN, N_DEV, N_TEST = 256, 24, 10  # what conftest.write_glue writes by default
 
 # Written here independently of pkd.tasks: folder, text columns (names, or positions for header-less CoLA),
 # label column, and how each label string maps to our int (None = regression, a float).
@@ -90,7 +90,7 @@ def test_train_split_every_task(glue_dir, task):
     else:
         assert all(type(x) is int for x in labels)
         assert labels <= set(range(len(mapping)))
-        assert len(labels) >= 2  # both classes occur in 64 random rows
+        assert len(labels) >= 2  # both classes occur in 256 random rows
 
 
 @pytest.mark.parametrize("task", ALL_TASKS)
