@@ -225,7 +225,6 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
         # A resumed run restarts from the checkpoint's history, dropping epochs logged after it.
         write_text(out / "metrics.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in progress["history"]))
 
-    student_layers = list(range(1, len(layer_map) + 1))
     model.train()
     for epoch in range(progress["epoch"], cfg.epochs):
         batches = accelerator.skip_first_batches(loader, progress["batch"]) if progress["batch"] else loader
@@ -237,19 +236,7 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
         start, seen, last_loss = time.perf_counter(), 0, float("nan")
         for batch in bar:
             with accelerator.accumulate(model):
-                labels = batch.get("labels")
-                inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
-                out_s = model(**inputs, output_hidden_states=bool(student_layers) and loss_cfg.beta > 0)
-                teacher_logits = teacher_cls = student_cls = None
-                if teacher is not None:
-                    teacher_logits, teacher_cls = teacher.outputs(batch, layer_map if loss_cfg.beta > 0 else [])
-                if teacher_cls is not None:
-                    student_cls = torch.stack([out_s.hidden_states[j][:, 0] for j in student_layers], dim=-2)
-                    student_cls = student_cls.view(*out_s.logits.shape[:-1], len(student_layers), -1)
-                    if projection is not None:
-                        student_cls = projection(student_cls)
-                parts = pkd_loss(loss_cfg, out_s.logits, labels, task.is_regression,
-                                 teacher_logits, student_cls, teacher_cls)
+                parts = batch_loss(model, batch, task, loss_cfg, teacher, layer_map, projection)
                 loss = parts["loss"]
                 if not torch.isfinite(loss):
                     last = _checkpoints(out)
@@ -287,6 +274,25 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
     accelerator.wait_for_everyone()
     best = progress["history"][progress["best_epoch"] - 1]
     return {**best, "best_epoch": progress["best_epoch"]}
+
+
+def batch_loss(model, batch: dict, task: Task, loss_cfg: LossConfig, teacher=None, layer_map: list[int] = (),
+               projection: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The student's forward pass and its PKD loss on one batch (CE alone when there is no teacher)."""
+    use_pt = bool(layer_map) and loss_cfg.beta > 0
+    inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
+    out = model(**inputs, output_hidden_states=use_pt)
+    teacher_logits = teacher_cls = student_cls = None
+    if teacher is not None:
+        teacher_logits, teacher_cls = teacher.outputs(batch, list(layer_map) if use_pt else [])
+    if use_pt:
+        # Student layer j (1..M-1) is matched to teacher layer layer_map[j-1]; hidden_states[0] is the embeddings.
+        student_cls = torch.stack([out.hidden_states[j][:, 0] for j in range(1, len(layer_map) + 1)], dim=-2)
+        student_cls = student_cls.view(*out.logits.shape[:-1], len(layer_map), -1)
+        if projection is not None:
+            student_cls = projection(student_cls)
+    return pkd_loss(loss_cfg, out.logits, batch.get("labels"), task.is_regression, teacher_logits, student_cls,
+                    teacher_cls)
 
 
 def optimizer_params(optimizer) -> list[torch.nn.Parameter]:
