@@ -9,7 +9,7 @@ PKD=${PKD:-.venv/bin/pkd}
 mkdir -p "$OUT"
 export PKD_CACHE=${PKD_CACHE:-$OUT/cache}
 
-step() {  # step NAME CMD...: run once; the marker file records success and wall time
+step() {  # step NAME CMD...: run once; the marker file records success and wall time in seconds
   local name=$1; shift
   [ -f "$OUT/$name.done" ] && { echo "== $name: done already"; return; }
   echo "== $name: $*"
@@ -19,17 +19,20 @@ step() {  # step NAME CMD...: run once; the marker file records success and wall
   echo "== $name: $((SECONDS - t0)) s"
 }
 
+compare() {  # compare TASK LAYERS: FT, KD, PKD-Skip, PKD-Last, 3 seeds, on an 8k-example subset, 2 epochs
+  step "compare-$1-L$2" $PKD compare --teacher "$OUT/teacher-$1" --task "$1" --data-dir "$DATA" \
+    --student-layers "$2" --seeds 3 --epochs 2 --max-train-examples 8000 --max-seq-len 64 \
+    --alpha 0.7 --temperature 10 --beta 1.3 --lr 5e-5 --out "$OUT/compare-$1-L$2" --resume --quiet
+}
+
 # Teacher: the default MiniLM-L6 on all of SST-2, 1 epoch.
 step teacher-sst2 $PKD finetune --task sst2 --data-dir "$DATA" --epochs 1 --lr 5e-5 --save-every 200 \
   --out "$OUT/teacher-sst2" --resume --quiet
-# Students on an 8k-example SST-2 subset (the full set does not fit a session), 2 epochs, 3 seeds.
-for layers in 3 2; do
-  step compare-sst2-L$layers $PKD compare --teacher "$OUT/teacher-sst2" --task sst2 --data-dir "$DATA" \
-    --student-layers $layers --seeds 3 --epochs 2 --max-train-examples 8000 --max-seq-len 64 \
-    --alpha 0.7 --temperature 10 --beta 1.3 --lr 5e-5 --out "$OUT/compare-sst2-L$layers" --resume --quiet
-done
+# Students on an 8k-example SST-2 subset (the full set does not fit a session).
+compare sst2 3
 # Teachers on the small GLUE tasks.
-step teacher-mrpc $PKD finetune --task mrpc --data-dir "$DATA" --epochs 5 --lr 5e-5 --batch-size 16 \
+step teacher-mrpc $PKD finetune --task mrpc --data-dir "$DATA" --epochs 3 --lr 5e-5 --batch-size 16 \
   --out "$OUT/teacher-mrpc" --resume --quiet
-step teacher-rte $PKD finetune --task rte --data-dir "$DATA" --epochs 5 --lr 5e-5 --batch-size 16 \
+step teacher-rte $PKD finetune --task rte --data-dir "$DATA" --epochs 3 --lr 5e-5 --batch-size 16 \
   --out "$OUT/teacher-rte" --resume --quiet
+compare sst2 2

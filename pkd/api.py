@@ -211,11 +211,10 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
     train_data = _encode(task_, "train", tokenizer, cfg.max_seq_len, data_dir, cfg.max_train_examples)[0]
     union = sorted({k for lm in maps.values() for k in lm})
     cache = ensure_cache(teacher_model, tokenizer, train_data, cfg.max_seq_len, union, cache_dir)
+    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir)
     if teacher_score is None:
-        dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir)
         teacher_score = evaluate_parts(teacher_model, dev, task_, tokenizer, cfg.eval_batch_size)["score"]
     del teacher_model
-    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir)
     results: dict[str, list[float]] = {m: [] for m in methods}
     builders = {m: prepare_distillation(teacher_path, task, student_layers, m)[-2:] for m in methods}
     out = prepare_out_dir(out, overwrite, resume)
