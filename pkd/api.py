@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
+from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
-from pkd.io import check_out_dir, library_versions, prepare_out_dir, write_json, write_text
+from pkd.io import check_out_dir, library_versions, write_json, write_text
 from pkd.losses import LossConfig, Projection, layer_map_for
 from pkd.metrics import predictions_from_logits
 from pkd.models import (
@@ -23,11 +24,20 @@ from pkd.models import (
 )
 from pkd.student import make_student
 from pkd.tasks import get_task, load_split, split_files
-from pkd.train import TrainConfig, evaluate_parts, predict_logits, seed_everything, train
+from pkd.train import TrainConfig, check_device, evaluate_parts, predict_logits, seed_everything, train
 
 
 def _encode(task, split: str, tokenizer, cfg_len: int, data_dir, limit=None) -> list[EncodedSplit]:
     return [EncodedSplit(part, tokenizer, cfg_len) for part in load_split(task, split, data_dir, limit)]
+
+
+def _train_config(task, train_options: dict) -> TrainConfig:
+    """TrainConfig with the task's default max_seq_len (128; 512 for RACE) when none is given."""
+    if train_options.get("max_seq_len") is None:
+        train_options = {**train_options, "max_seq_len": task.default_max_seq_len}
+    cfg = TrainConfig(**train_options)
+    check_device(cfg)  # before any work: a precision or batch size this device / process count cannot take
+    return cfg
 
 
 def finetune(task: str, out: str | Path, model: str | None = None, data_dir: str | Path | None = None,
@@ -35,7 +45,7 @@ def finetune(task: str, out: str | Path, model: str | None = None, data_dir: str
              **train_options) -> dict:
     """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a GLUE task; returns the best dev metrics."""
     task_ = get_task(task)
-    cfg = TrainConfig(**train_options)
+    cfg = _train_config(task_, train_options)
     check_out_dir(out, overwrite, resume)
     source = resolve_model(model)
     tokenizer = load_tokenizer(source, trust_remote_code)
@@ -43,7 +53,7 @@ def finetune(task: str, out: str | Path, model: str | None = None, data_dir: str
     dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir)
     seed_everything(cfg.seed)  # the new head's initialisation depends on the seed
     net = load_classifier(source, task_, trust_remote_code)
-    out = prepare_out_dir(out, overwrite, resume)
+    out = prepare_out_dir_once(out, overwrite, resume)
     info = {"command": "finetune", "model": source, "base_model": source, "data": train_data.split.source,
             "versions": library_versions()}
     return train(net, tokenizer, task_, train_data, dev, cfg, out, resume=resume, run_info=info, quiet=quiet)
@@ -109,7 +119,7 @@ def distill(teacher: str, task: str, student_layers: int, out: str | Path, metho
             live_teacher: bool = False, overwrite: bool = False, resume: bool = False,
             trust_remote_code: bool = False, quiet: bool = False, **train_options) -> dict:
     """Distill a student of `student_layers` layers from a fine-tuned teacher; returns the best dev metrics."""
-    cfg = TrainConfig(**train_options)
+    cfg = _train_config(get_task(task), train_options)
     loss_cfg = loss_for(method, alpha, temperature, beta, normalize)
     check_out_dir(out, overwrite, resume)
     task_, teacher_path, teacher_model, tokenizer, source, lmap, build_student = prepare_distillation(
@@ -127,13 +137,13 @@ def distill(teacher: str, task: str, student_layers: int, out: str | Path, metho
             "init_layers": student.config.pkd_init["layers"], "base_model": source,
             "data": train_data.split.source, "cache": str(getattr(teacher_outputs, "path", "")),
             "versions": library_versions()}
-    out = prepare_out_dir(out, overwrite, resume)
+    out = prepare_out_dir_once(out, overwrite, resume)
     return train(student, tokenizer, task_, train_data, dev, cfg, out, loss_cfg, teacher_outputs, lmap, proj,
                  resume=resume, run_info=info, quiet=quiet)
 
 
 def build_cache(teacher: str, task: str, layers: list[int], data_dir: str | Path | None = None,
-                cache_dir: str | Path | None = None, max_seq_len: int = 128,
+                cache_dir: str | Path | None = None, max_seq_len: int | None = None,
                 max_train_examples: int | None = None, rebuild: bool = False,
                 trust_remote_code: bool = False) -> TeacherCache:
     """Run the teacher once over the training split and store what distillation needs."""
@@ -145,6 +155,7 @@ def build_cache(teacher: str, task: str, layers: list[int], data_dir: str | Path
     bad = [k for k in layers if not 1 <= k <= depth]
     if bad:
         raise UsageError(f"--layers: layer {bad[0]} is out of range 1..{depth}")
+    max_seq_len = max_seq_len or task_.default_max_seq_len
     data = _encode(task_, "train", tokenizer, max_seq_len, data_dir, max_train_examples)[0]
     return ensure_cache(model, tokenizer, data, max_seq_len, layers, cache_dir, rebuild=rebuild)
 
@@ -156,18 +167,18 @@ def evaluate(model: str, task: str, split: str = "dev", data_dir: str | Path | N
     path = resolve_model(model)
     net = load_classifier(path, task_, trust_remote_code, require_head=True)
     tokenizer = load_tokenizer(path, trust_remote_code)
-    max_seq_len = max_seq_len or _run_max_len(path)
+    max_seq_len = max_seq_len or _run_max_len(path, task_)
     return evaluate_parts(net, _encode(task_, split, tokenizer, max_seq_len, data_dir), task_, tokenizer, batch_size)
 
 
-def _run_max_len(path: str) -> int:
+def _run_max_len(path: str, task) -> int:
     run = Path(path) / "run.json"
-    return json.loads(run.read_text())["train"]["max_seq_len"] if run.is_file() else 128
+    return json.loads(run.read_text())["train"]["max_seq_len"] if run.is_file() else task.default_max_seq_len
 
 
 def predict(model: str, task: str, out_file: str | Path, split: str = "test", data_dir: str | Path | None = None,
             max_seq_len: int | None = None, batch_size: int = 128, trust_remote_code: bool = False) -> list[Path]:
-    """Write GLUE submission TSVs (index, prediction). MNLI writes one file per part, suffixed -m / -mm."""
+    """Write submission TSVs (index, prediction; RACE predicts A-D). MNLI writes one file per part, -m / -mm."""
     task_ = get_task(task)
     out_file = Path(out_file)
     targets = [out_file] if len(split_files(task_, split)) == 1 else [
@@ -178,7 +189,7 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
     path = resolve_model(model)
     net = load_classifier(path, task_, trust_remote_code, require_head=True)
     tokenizer = load_tokenizer(path, trust_remote_code)
-    parts = _encode(task_, split, tokenizer, max_seq_len or _run_max_len(path), data_dir)
+    parts = _encode(task_, split, tokenizer, max_seq_len or _run_max_len(path, task_), data_dir)
     written = []
     for part, target in zip(parts, targets, strict=True):
         preds = predictions_from_logits(task_, predict_logits(net, part, tokenizer, batch_size))
@@ -199,7 +210,7 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
 
     Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
     """
-    cfg = TrainConfig(**train_options)
+    cfg = _train_config(get_task(task), train_options)
     loss_for("pkd-skip", alpha, temperature, beta)  # validates the weights before any work
     check_out_dir(out, overwrite, resume)
     task_ = get_task(task)
@@ -217,7 +228,7 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
     del teacher_model
     results: dict[str, list[float]] = {m: [] for m in methods}
     builders = {m: prepare_distillation(teacher_path, task, student_layers, m)[-2:] for m in methods}
-    out = prepare_out_dir(out, overwrite, resume)
+    out = prepare_out_dir_once(out, overwrite, resume)
     for seed_i in range(seeds):
         seed = cfg.seed + seed_i
         for method in methods:
@@ -233,18 +244,21 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
                     "student_source": student.config.pkd_init["source"], "student_layers": student_layers,
                     "base_model": student.config.pkd_init["source"], "cache": str(cache.path),
                     "teacher_score": teacher_score, "versions": library_versions()}
-            prepare_out_dir(run_dir, resume=True)  # an interrupted run continues from its checkpoint
+            prepare_out_dir_once(run_dir, resume=True)  # an interrupted run continues from its checkpoint
             best = train(student, tokenizer, task_, train_data, dev, run_cfg, run_dir,
                          loss_for(method, alpha, temperature, beta), None if method == "ft" else cache, lmap,
                          proj, resume=True, run_info=info, quiet=quiet)
-            write_json(done, best)
+            if is_main():
+                write_json(done, best)
             results[method].append(best["score"])
     table = summarize(results, teacher_score)
-    write_json(out / "compare.json", {"task": task_.name, "student_layers": student_layers,
-                                      "teacher": teacher_path, "teacher_score": teacher_score,
-                                      "methods": table, "train": asdict(cfg),
-                                      "loss": {"alpha": alpha, "temperature": temperature, "beta": beta}})
-    write_text(out / "compare.md", format_table(task_.name, student_layers, teacher_score, table))
+    if is_main():
+        write_json(out / "compare.json", {"task": task_.name, "student_layers": student_layers,
+                                          "teacher": teacher_path, "teacher_score": teacher_score,
+                                          "methods": table, "train": asdict(cfg),
+                                          "loss": {"alpha": alpha, "temperature": temperature, "beta": beta}})
+        write_text(out / "compare.md", format_table(task_.name, student_layers, teacher_score, table))
+    barrier()  # every rank returns once the tables exist
     return table
 
 

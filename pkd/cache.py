@@ -1,14 +1,17 @@
 """The teacher-output cache: one no-grad pass of the teacher over the training split.
 
 It stores the teacher's logits and the [CLS] vectors of only the mapped layers, in fp16, as memory-mapped
-.npy arrays indexed by example. Its directory name is a fingerprint of everything that determines its
-contents (teacher weights, tokenizer, data file, max_seq_len, layers), so a change of any of them gives a
-new cache instead of a stale one. It is built under a temporary name and renamed into place when complete,
-and its checksums are verified when it is opened: a killed build or a damaged file is never used.
+.npy arrays indexed by example: logits [n, C] and cls [n, L, H], or for multiple choice (RACE) logits
+[n, choices] and cls [n, choices, L, H], one [CLS] vector per choice. Its directory name is a fingerprint
+of everything that determines its contents (teacher weights, tokenizer, data file, max_seq_len, layers), so
+a change of any of them gives a new cache instead of a stale one. It is built under a temporary name and
+renamed into place when complete, and its checksums are verified when it is opened: a killed build or a
+damaged file is never used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pkd import dist
 from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
 from pkd.models import EncodedSplit, make_collator, model_fingerprint, tokenizer_fingerprint
@@ -90,6 +94,9 @@ class LiveTeacher:
 
     @torch.no_grad()
     def outputs(self, batch: dict, layers: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        device = batch["input_ids"].device
+        if next(self.teacher.parameters()).device != device:  # the training loop put the batches on its device
+            self.teacher.to(device)
         return teacher_forward(self.teacher, batch, layers)
 
 
@@ -99,48 +106,100 @@ def teacher_forward(teacher: torch.nn.Module, batch: dict, layers: list[int]):
     if not layers:
         return out.logits.float(), None
     # hidden_states[0] is the embedding output, hidden_states[k] the output of layer k; [CLS] is position 0.
+    # A multiple-choice model runs on the [B * choices] flattened sequences: [CLS] comes back as [B, choices, L, H].
     cls = torch.stack([out.hidden_states[k][:, 0] for k in layers], dim=-2)
-    return out.logits.float(), cls.view(*out.logits.shape[:-1], len(layers), -1).float()
+    return out.logits.float(), cls.view(*batch["input_ids"].shape[:-1], len(layers), -1).float()
 
 
 def ensure_cache(teacher: torch.nn.Module, tokenizer, data: EncodedSplit, max_seq_len: int, layers: list[int],
                  cache_root: str | Path | None = None, batch_size: int = 128, device: str | None = None,
                  rebuild: bool = False) -> TeacherCache:
-    """Open the cache for these inputs, building it first if it does not exist yet."""
+    """Open the cache for these inputs, building it first if it does not exist yet.
+
+    Under `accelerate launch` the build is sharded: each rank runs the teacher over its own contiguous slice of
+    the examples into the one temporary directory, rank 0 joins the shards, writes meta.json and renames the
+    directory into place, and only then does any rank open it. The result is an ordinary cache, the same as a
+    single process builds, readable by any number of ranks. (Across nodes, --cache-dir must be shared.)
+    """
     layers = sorted(set(layers))
     root = Path(cache_root) if cache_root else default_cache_root()
     path = root / cache_key(teacher, tokenizer, data.split.fingerprint, max_seq_len, layers)
-    if path.exists() and not rebuild:
+    if dist.broadcast(path.exists() and not rebuild):  # rank 0 decides for everyone
         return TeacherCache(path)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world = (dist.state().process_index, dist.state().num_processes) if dist.launched() else (0, 1)
+    if device is None:
+        device = dist.state().device if dist.launched() else ("cuda" if torch.cuda.is_available() else "cpu")
     teacher = teacher.to(device).eval()
+    with (atomic_dir(path) if rank == 0 else contextlib.nullcontext()) as tmp:
+        tmp = Path(dist.broadcast(str(tmp) if rank == 0 else None))
+        if not tmp.is_dir():
+            raise DataError(f"{root}: the teacher cache directory is not shared by every rank; put --cache-dir on a "
+                            "shared filesystem, or build the cache with `pkd cache` on each node first")
+        lo, hi = len(data) * rank // world, len(data) * (rank + 1) // world
+        _write_shard(teacher, tokenizer, torch.utils.data.Subset(data, range(lo, hi)), layers, device, batch_size,
+                     tmp, "" if world == 1 else f".{rank:05d}", progress=rank == 0)
+        dist.barrier()  # every shard is complete
+        if rank == 0:
+            if world > 1:
+                _join_shards(tmp, world, len(data))
+            if not (tmp / "logits.npy").is_file():
+                raise DataError("teacher cache: the training split has no examples")
+            write_json(tmp / "meta.json", {
+                "version": FORMAT_VERSION, "layers": layers, "num_examples": len(data), "max_seq_len": max_seq_len,
+                "data": data.split.source, "data_fingerprint": data.split.fingerprint, "shards": world,
+                "sha256": {n: _sha256(tmp / f"{n}.npy") for n in ("logits", "cls")}})
+    dist.barrier()  # the cache is in place before anyone opens it
+    return TeacherCache(path)
+
+
+def _write_shard(teacher: torch.nn.Module, tokenizer, data: torch.utils.data.Dataset, layers: list[int], device,
+                 batch_size: int, tmp: Path, suffix: str, progress: bool) -> None:
+    """The teacher's outputs for `data` as logits<suffix>.npy and cls<suffix>.npy; nothing for an empty slice."""
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
                                          collate_fn=make_collator(tokenizer))
-    with atomic_dir(path) as tmp:
-        logits_arr = cls_arr = None
-        start = 0
-        with torch.no_grad():
-            for batch in tqdm(loader, desc="teacher cache", unit="batch", dynamic_ncols=True):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits, cls = teacher_forward(teacher, batch, layers)
-                if cls is None:  # FT/KD need no hidden states; keep a zero-width array for one layout
-                    cls = logits.new_zeros(*logits.shape[:-1], 0, 1)
-                if logits_arr is None:
-                    logits_arr = np.lib.format.open_memmap(tmp / "logits.npy", mode="w+", dtype=np.float16,
-                                                           shape=(len(data), *logits.shape[1:]))
-                    cls_arr = np.lib.format.open_memmap(tmp / "cls.npy", mode="w+", dtype=np.float16,
-                                                        shape=(len(data), *cls.shape[1:]))
-                end = start + logits.shape[0]
-                logits_arr[start:end] = logits.cpu().numpy()
-                cls_arr[start:end] = cls.cpu().numpy()
-                start = end
-        if start != len(data):
-            raise DataError(f"teacher cache: wrote {start} of {len(data)} examples")
+    logits_arr = cls_arr = None
+    start = 0
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="teacher cache", unit="batch", dynamic_ncols=True, disable=not progress):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits, cls = teacher_forward(teacher, batch, layers)
+            if cls is None:  # FT/KD need no hidden states; keep a zero-width array for one layout
+                cls = logits.new_zeros(*batch["input_ids"].shape[:-1], 0, 1)
+            if logits_arr is None:
+                logits_arr = np.lib.format.open_memmap(tmp / f"logits{suffix}.npy", mode="w+",
+                                                       dtype=np.float16, shape=(len(data), *logits.shape[1:]))
+                cls_arr = np.lib.format.open_memmap(tmp / f"cls{suffix}.npy", mode="w+", dtype=np.float16,
+                                                    shape=(len(data), *cls.shape[1:]))
+            end = start + logits.shape[0]
+            logits_arr[start:end] = logits.cpu().numpy()
+            cls_arr[start:end] = cls.cpu().numpy()
+            start = end
+    if start != len(data):
+        raise DataError(f"teacher cache: wrote {start} of {len(data)} examples")
+    if logits_arr is not None:
         logits_arr.flush()
         cls_arr.flush()
-        del logits_arr, cls_arr
-        write_json(tmp / "meta.json", {
-            "version": FORMAT_VERSION, "layers": layers, "num_examples": len(data), "max_seq_len": max_seq_len,
-            "data": data.split.source, "data_fingerprint": data.split.fingerprint,
-            "sha256": {n: _sha256(tmp / f"{n}.npy") for n in ("logits", "cls")}})
-    return TeacherCache(path)
+
+
+def _join_shards(tmp: Path, world: int, total: int) -> None:
+    """logits.npy and cls.npy from the ranks' shards, in rank order (a single one is just renamed)."""
+    for name in ("logits", "cls"):
+        shards = [p for p in (tmp / f"{name}.{r:05d}.npy" for r in range(world)) if p.is_file()]
+        if not shards:
+            raise DataError("teacher cache: the training split has no examples")
+        if len(shards) == 1:
+            shards[0].replace(tmp / f"{name}.npy")
+            continue
+        parts = [np.load(p, mmap_mode="r") for p in shards]
+        joined = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.float16,
+                                           shape=(sum(len(a) for a in parts), *parts[0].shape[1:]))
+        start = 0
+        for a in parts:
+            joined[start:start + len(a)] = a
+            start += len(a)
+        joined.flush()
+        del joined, parts
+        for p in shards:
+            p.unlink()
+    if (n := len(np.load(tmp / "logits.npy", mmap_mode="r"))) != total:
+        raise DataError(f"teacher cache: the shards hold {n} of {total} examples")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -25,14 +27,17 @@ def _train_options(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument("--warmup-ratio", type=float, default=0.1)
     g.add_argument("--max-grad-norm", type=float, default=1.0)
-    g.add_argument("--max-seq-len", type=int, default=128)
-    g.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training examples")
+    g.add_argument("--max-seq-len", type=int, default=None, help="default 128; 512 for the RACE tasks")
+    g.add_argument("--max-train-examples", type=int, default=None,
+                   help="use only the first N training examples (RACE: N questions from a fixed sample of passages)")
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--save-every", type=int, default=0, help="checkpoint every N optimizer steps (and each epoch)")
     g.add_argument("--keep-checkpoints", type=int, default=2)
     g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     g.add_argument("--grad-accum", type=int, default=1)
-    g.add_argument("--data-dir", default=None, help="glue_data directory (default: $PKD_DATA, else the Hub)")
+    g.add_argument("--data-dir", default=None,
+                   help="glue_data directory, or for RACE a folder with train.jsonl.gz etc. (also found in its "
+                        "race/ or ../race/); default: $PKD_DATA, else the Hub")
     g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     g.add_argument("--trust-remote-code", action="store_true")
@@ -101,12 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=_layers, default=None, help="teacher layers to store (default: all)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--max-seq-len", type=int, default=128)
+    p.add_argument("--max-seq-len", type=int, default=None, help="default 128; 512 for the RACE tasks")
     p.add_argument("--max-train-examples", type=int, default=None)
     p.add_argument("--rebuild", action="store_true")
 
     for name, help_ in (("evaluate", "score a model on a labelled split"),
-                        ("predict", "write a GLUE submission file")):
+                        ("predict", "write a submission file (index, prediction)")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("model", help="run directory or checkpoint")
         p.add_argument("--task", required=True)
@@ -128,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="Markdown and HTML report with tables and plots over runs",
                        description=report.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_arguments(p)
+
+    from pkd import sweep
+
+    p = sub.add_parser("sweep", help="grid or random search over distillation hyperparameters",
+                       description=sweep.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _distill_options(p)
+    p.add_argument("--method", default="pkd-skip", choices=["ft", "kd", "pkd-skip", "pkd-last", "pkd"])
+    p.add_argument("--grid", nargs="+", required=True, metavar="NAME=V1,V2",
+                   help=f"values to try; NAME is one of {', '.join(sweep.PARAMS)}")
+    p.add_argument("--random", type=int, default=None, metavar="N",
+                   help="run N combinations drawn from the grid (seeded by --seed) instead of all of it")
+    p.add_argument("--jobs", type=int, default=1, help="trials run at a time, each in its own process")
+    _train_options(p, epochs=4, lr=5e-5)
     return parser
 
 
@@ -180,11 +198,28 @@ def run(args: argparse.Namespace) -> int:
                                 max_seq_len=args.max_seq_len, batch_size=args.batch_size,
                                 trust_remote_code=args.trust_remote_code):
             print(path)
+    elif args.command == "sweep":
+        from pkd.sweep import sweep
+
+        sweep(args.teacher, args.task, args.student_layers, args.out, args.grid, random_trials=args.random,
+              method=args.method, alpha=args.alpha, temperature=args.temperature, beta=args.beta,
+              data_dir=args.data_dir, cache_dir=args.cache_dir, jobs=args.jobs, overwrite=args.overwrite,
+              resume=args.resume, trust_remote_code=args.trust_remote_code, quiet=args.quiet, **train)
+        print(open(os.path.join(args.out, "results.md")).read(), end="")
     elif args.command in ("bench", "report"):
         from pkd import bench, report
 
         print((bench if args.command == "bench" else report).run_cli(args), end="")
     return 0
+
+
+def _rank0_prints():
+    """Under `accelerate launch` every rank runs the command; only rank 0 prints its result."""
+    from pkd import dist
+
+    if dist.launched() and not dist.is_main():
+        return contextlib.redirect_stdout(io.StringIO())
+    return contextlib.nullcontext()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     transformers.logging.disable_progress_bar()
     try:
         args = build_parser().parse_args(argv)  # a type= converter (--layer-map) may raise a UsageError
-        return run(args)
+        with _rank0_prints():
+            return run(args)
     except PkdError as e:
         print(f"pkd: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import (
     AutoConfig,
+    AutoModelForMultipleChoice,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
@@ -51,22 +53,36 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
         raise DataError(f"{name_or_path}: cannot load tokenizer ({type(e).__name__}: {_first_line(e)})") from None
 
 
+def head_class(task: Task):
+    """The Auto class of the task's model: a multiple-choice head for RACE, a sequence classifier otherwise."""
+    return AutoModelForMultipleChoice if task.is_multiple_choice else AutoModelForSequenceClassification
+
+
+def has_head(config, task: Task) -> bool:
+    """Whether a checkpoint's config is already a model of the task's kind."""
+    suffix = "ForMultipleChoice" if task.is_multiple_choice else "ForSequenceClassification"
+    return any(a.endswith(suffix) for a in (config.architectures or []))
+
+
 def load_classifier(name_or_path: str, task: Task, trust_remote_code: bool = False,
                     require_head: bool = False) -> PreTrainedModel:
-    """A sequence classifier for `task`. With require_head, the checkpoint must already be one (evaluation)."""
+    """A model for `task` (sequence classifier, or multiple choice for RACE). With require_head, the
+    checkpoint must already be one (evaluation)."""
     config = _load_config(name_or_path, trust_remote_code)
     if require_head:
         archs = config.architectures or []
-        if not any(a.endswith("ForSequenceClassification") for a in archs):
-            raise DataError(f"{name_or_path}: not a sequence classifier (architectures: {archs or 'none'}); "
+        if not has_head(config, task):
+            kind = "multiple-choice model" if task.is_multiple_choice else "sequence classifier"
+            raise DataError(f"{name_or_path}: not a {kind} (architectures: {archs or 'none'}) for task {task.name}; "
                             "fine-tune it first with `pkd finetune`")
-        if config.num_labels != task.num_labels:
+        if not task.is_multiple_choice and config.num_labels != task.num_labels:
             raise DataError(f"{name_or_path}: has {config.num_labels} labels, task {task.name} needs {task.num_labels}")
-    kwargs: dict[str, Any] = {"num_labels": task.num_labels}
+    # A multiple-choice head scores each choice with one output, whatever num_labels says.
+    kwargs: dict[str, Any] = {} if task.is_multiple_choice else {"num_labels": task.num_labels}
     if task.is_regression:
         kwargs["problem_type"] = "regression"
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        return head_class(task).from_pretrained(
             name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
     except Exception as e:
         raise DataError(f"{name_or_path}: cannot load model ({type(e).__name__}: {_first_line(e)})") from None
@@ -101,13 +117,20 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 class EncodedSplit(torch.utils.data.Dataset):
-    """Tokenized examples; each item carries `idx`, its position in the split, for the teacher cache."""
+    """Tokenized examples; each item carries `idx`, its position in the split, for the teacher cache.
+
+    Multiple-choice items (RACE) hold one sequence per choice for each tokenizer field (see pkd.race)."""
 
     def __init__(self, split: Split, tokenizer: PreTrainedTokenizerBase, max_seq_len: int):
         self.split = split
-        columns = list(zip(*(e.texts for e in split.examples), strict=True)) if split.examples else [[]]
-        enc = tokenizer(*columns, truncation=True, max_length=max_seq_len)
-        self.features = [{k: enc[k][i] for k in enc} for i in range(len(split.examples))]
+        if split.task.is_multiple_choice:
+            from pkd.race import encode_choices
+
+            self.features = encode_choices(split.examples, tokenizer, max_seq_len)
+        else:
+            columns = list(zip(*(e.texts for e in split.examples), strict=True)) if split.examples else [[]]
+            enc = tokenizer(*columns, truncation=True, max_length=max_seq_len)
+            self.features = [{k: enc[k][i] for k in enc} for i in range(len(split.examples))]
         for i, (feat, ex) in enumerate(zip(self.features, split.examples, strict=True)):
             feat["idx"] = i
             if ex.label is not None:
@@ -121,5 +144,26 @@ class EncodedSplit(torch.utils.data.Dataset):
 
 
 def make_collator(tokenizer: PreTrainedTokenizerBase):
-    """Dynamic padding to the longest sequence of the batch."""
-    return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    """Dynamic padding to the longest sequence of the batch; multiple-choice batches become [B, choices, T]."""
+    return _Collator(tokenizer)
+
+
+class _Collator:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.tokenizer = tokenizer
+        self.single = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+
+    def __call__(self, features: list[dict]) -> dict:
+        first = features[0]["input_ids"] if features else []
+        if not (len(first) and isinstance(first[0], (list, np.ndarray))):
+            return self.single(features)
+        # Multiple choice: pad every choice of every example to one length, then restore [B, choices, T].
+        # (transformers' DataCollatorForMultipleChoice would try to split `idx` and needs labels.)
+        size, choices = len(features), len(first)
+        keys = [k for k in features[0] if k not in ("idx", "labels")]
+        flat = [{k: np.asarray(f[k][c]).tolist() for k in keys} for f in features for c in range(choices)]
+        batch = {k: v.view(size, choices, -1) for k, v in self.tokenizer.pad(flat, return_tensors="pt").items()}
+        batch["idx"] = torch.tensor([f["idx"] for f in features])
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features])
+        return batch

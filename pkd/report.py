@@ -1,7 +1,8 @@
 """`pkd report`: one Markdown and one self-contained HTML page over finished runs and comparisons.
 
-Reads run directories (run.json, metrics.jsonl) and `pkd compare` directories (compare.json and one
-`<method>-seed<N>/` run per method and seed, each with result.json), plus optionally `pkd bench --json`.
+Reads run directories (run.json, metrics.jsonl), `pkd compare` directories (compare.json and one
+`<method>-seed<N>/` run per method and seed, each with result.json) and `pkd sweep` directories (sweep.json
+and one run per trial, labelled by its parameters), plus optionally `pkd bench --json`.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
     else:
         scores = [h["score"] for h in history if "score" in h]
         score = max(scores) if scores else None
-    method = info.get("method") or ("finetune" if info.get("command") == "finetune" else None)
+    method = (info.get("sweep", {}).get("label") or info.get("method")  # a sweep's trials are told apart
+              or ("finetune" if info.get("command") == "finetune" else None))
     seed = info.get("train", {}).get("seed")
     named = re.fullmatch(r"(.+)-seed(\d+)", run_dir.name)  # compare's sub-run naming: <method>-seed<N>
     if named:
@@ -99,6 +101,8 @@ def read_compare(compare_dir: Path) -> list[Run]:
 def _kind(path: Path) -> str | None:
     if (path / "compare.json").is_file():
         return "compare"
+    if (path / "sweep.json").is_file():
+        return "sweep"
     if (path / "run.json").is_file() or (path / "result.json").is_file():
         return "run"
     return None
@@ -118,11 +122,15 @@ def collect_runs(patterns: Sequence[str]) -> list[Run]:
             if not path.is_dir():
                 raise UsageError(f"{pattern}: {'not a directory' if path.exists() else 'no such directory'}")
             if not _kind(path):
-                raise DataError(f"{pattern}: not a run (no run.json) or comparison (no compare.json)")
+                raise DataError(f"{pattern}: not a run (no run.json), comparison (no compare.json) or sweep")
             paths = [path]
         for p in paths:
             # The same run reached twice (a comparison and one of its sub-runs) counts once.
-            for run in (read_compare(p) if _kind(p) == "compare" else [read_run(p)]):
+            if _kind(p) == "sweep":  # `pkd sweep`: each trial is a plain run directory inside it
+                found = [read_run(d) for d in sorted(p.iterdir()) if d.is_dir() and _kind(d) == "run"]
+            else:
+                found = read_compare(p) if _kind(p) == "compare" else [read_run(p)]
+            for run in found:
                 runs.setdefault(run.path.resolve(), run)
     return list(runs.values())
 

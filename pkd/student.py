@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from pkd.errors import DataError, UsageError
-from pkd.models import _load_config, load_classifier
+from pkd.models import _load_config, has_head, head_class, load_classifier
 from pkd.tasks import Task
 
 
@@ -46,7 +46,7 @@ def select_layers(state_dict: dict[str, torch.Tensor], num_layers: int, keep: li
 
 def make_student(source: str, num_layers: int, task: Task, init_layers: list[int] | None = None,
                  trust_remote_code: bool = False) -> PreTrainedModel:
-    """A sequence classifier with `num_layers` layers initialised from `source`.
+    """A sequence classifier (multiple-choice model for RACE) with `num_layers` layers initialised from `source`.
 
     init_layers are 1-based layers of the source (default: the first M, as in the paper; DistilBERT takes
     every other one). If `source` is already a classifier for the task (the fine-tuned teacher), its head is
@@ -63,8 +63,7 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     if not all(1 <= i <= depth for i in init_layers):
         raise UsageError(f"--init-layers {init_layers}: layers must be in 1..{depth}")
 
-    is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-    keep_head = is_classifier and config.num_labels == task.num_labels
+    keep_head = has_head(config, task) and (task.is_multiple_choice or config.num_labels == task.num_labels)
     if keep_head:
         full = load_classifier(source, task, trust_remote_code)
     else:
@@ -75,7 +74,7 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     student_config.num_hidden_layers = num_layers
     student_config.num_labels = task.num_labels
     student_config.problem_type = "regression" if task.is_regression else "single_label_classification"
-    student = AutoModelForSequenceClassification.from_config(student_config, trust_remote_code=trust_remote_code)
+    student = head_class(task).from_config(student_config, trust_remote_code=trust_remote_code)
     target = student if keep_head else getattr(student, student.base_model_prefix)
     missing, unexpected = target.load_state_dict(state, strict=False)
     # Buffers such as position_ids may be absent from older checkpoints, and some heads (RoBERTa, ELECTRA)

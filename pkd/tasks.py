@@ -1,7 +1,8 @@
-"""GLUE tasks: what each one reads, how it is labelled and scored, and where its data comes from.
+"""Tasks (GLUE and RACE): what each one reads, how it is labelled and scored, and where its data comes from.
 
-Local data uses the `glue_data` layout written by download_glue_data.py (one folder per task, TSV files
-read with quoting off); without a local directory the data comes from the Hugging Face Hub.
+Local GLUE data uses the `glue_data` layout written by download_glue_data.py (one folder per task, TSV files
+read with quoting off); RACE is read from gzipped JSON lines (pkd.race). Without a local directory the data
+comes from the Hugging Face Hub.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ class Task:
     dev_files: tuple[str, ...] = ("dev",)  # MNLI scores matched and mismatched
     test_files: tuple[str, ...] = ("test",)
     extra: dict = field(default_factory=dict)
+    choices: int = 0  # > 0: multiple choice, this many options per question (RACE)
+    level: str | None = None  # RACE: keep only the passages of this level
+    levels: tuple[str, ...] = ()  # RACE: levels whose accuracy is also reported on its own
+    default_max_seq_len: int = 128  # when --max-seq-len is not given
+
+    @property
+    def is_multiple_choice(self) -> bool:
+        return self.choices > 0
 
     @property
     def is_regression(self) -> bool:
@@ -72,14 +81,27 @@ GLUE_TASKS: dict[str, Task] = {
     ]
 }
 
-_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli-mm": "mnli"}
+# RACE: 4-way multiple choice over a passage; labels are the answer letters. "race" reports accuracy on
+# all questions and on the high- and middle-school ones; race-high and race-middle train on one level.
+RACE_TASKS: dict[str, Task] = {
+    name: Task(name, "race", ("article", "question", "options"), "answers", ("A", "B", "C", "D"), ("accuracy",),
+               hub_name=config, choices=4, level=level, levels=("high", "middle") if level is None else (),
+               default_max_seq_len=512)
+    for name, level, config in (("race", None, "all"), ("race-high", "high", "high"),
+                                ("race-middle", "middle", "middle"))
+}
+
+TASKS: dict[str, Task] = {**GLUE_TASKS, **RACE_TASKS}
+
+_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli-mm": "mnli", "race-all": "race",
+            "race_high": "race-high", "race_middle": "race-middle"}
 
 
 def get_task(name: str) -> Task:
     key = _ALIASES.get(name.lower(), name.lower())
-    if key not in GLUE_TASKS:
-        raise UsageError(f"--task {name}: unknown task (choose from {', '.join(GLUE_TASKS)})")
-    return GLUE_TASKS[key]
+    if key not in TASKS:
+        raise UsageError(f"--task {name}: unknown task (choose from {', '.join(TASKS)})")
+    return TASKS[key]
 
 
 @dataclass
@@ -87,6 +109,7 @@ class Example:
     texts: tuple[str, ...]
     label: int | float | None  # None for unlabeled test data
     index: str  # the id to write in a prediction file
+    level: str | None = None  # RACE: "high" or "middle"
 
 
 @dataclass
@@ -130,7 +153,12 @@ def load_split(task: Task, split: str, data_dir: str | Path | None = None, limit
     root = resolve_data_dir(data_dir)
     parts = []
     for part in split_files(task, split):
-        if root is None:
+        if task.is_multiple_choice:
+            from pkd import race
+
+            parts.append(race.load_race_hub(task, part, limit) if root is None else
+                         race.read_race(task, race.find_race_file(root, part), part, limit))
+        elif root is None:
             parts.append(_load_hub(task, part, limit))
         else:
             parts.append(read_tsv(task, _find_file(task, root, part), part, limit))

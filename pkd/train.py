@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from pkd import dist
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, write_json, write_text
 from pkd.losses import LossConfig, pkd_loss
@@ -81,8 +83,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_device(cfg: TrainConfig) -> None:
+    """Refuse, in one line and before any work, a precision this device cannot do or a batch size that does not
+    split evenly across the processes of an `accelerate launch`."""
+    state = dist.state()
+    if cfg.precision == "fp16" and state.device.type == "cpu":
+        raise UsageError("--precision fp16: needs a GPU and this run is on the CPU (Accelerate would silently "
+                         "train in fp32); use --precision bf16 or fp32")
+    if cfg.precision == "bf16" and state.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(state.device)}) cannot do bf16; "
+                         "use --precision fp16 or fp32")
+    for name in ("batch_size", "eval_batch_size"):
+        value = getattr(cfg, name)
+        if value % state.num_processes:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: the global batch is split across the "
+                             f"{state.num_processes} processes, so it must be a multiple of {state.num_processes}")
+
+
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    check_device(cfg)
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
+    if AcceleratorState._shared_state.get("_mixed_precision", mixed) != mixed:
+        # Accelerate keeps one precision per process; the Python API may train at another one in the same process.
+        AcceleratorState._reset_state(reset_partial_state=False)
     try:
         return Accelerator(mixed_precision=mixed, gradient_accumulation_steps=cfg.grad_accum,
                            dataloader_config=DataLoaderConfiguration(split_batches=True))
@@ -148,7 +171,9 @@ def load_checkpoint(path: Path, accelerator: Accelerator, model, extra, optimize
 @torch.no_grad()
 def predict_logits(model, data: EncodedSplit, tokenizer, batch_size: int,
                    accelerator: Accelerator | None = None) -> np.ndarray:
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    if accelerator is None:  # a model of its own (evaluate, predict): on the device the batches will be on
+        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        model.to(accelerator.device)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
                                          collate_fn=make_collator(tokenizer))
     loader = accelerator.prepare(loader)
@@ -159,19 +184,28 @@ def predict_logits(model, data: EncodedSplit, tokenizer, batch_size: int,
         logits = model(**inputs).logits.float()
         chunks.append(accelerator.gather_for_metrics(logits).cpu())  # each example counted once
     model.train()
-    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
+    logits = torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
+    if len(logits) != len(data):  # under several processes, every example must be scored exactly once
+        raise TrainingError(f"evaluation gathered {len(logits)} predictions for {len(data)} examples")
+    return logits
 
 
 def evaluate_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_size: int,
                    accelerator: Accelerator | None = None) -> dict[str, float]:
-    """Metrics on each dev part; MNLI's second (mismatched) part gets the suffix _mm."""
+    """Metrics on each dev part; MNLI's second (mismatched) part gets the suffix _mm. RACE adds the accuracy
+    on each level's questions (accuracy_high, accuracy_middle)."""
     result: dict[str, float] = {}
     for i, part in enumerate(parts):
         if not part.split.labeled:
             raise UsageError(f"{part.split.source}: split {part.split.name} has no labels and cannot be scored")
         logits = predict_logits(model, part, tokenizer, batch_size, accelerator)
         labels = np.array([e.label for e in part.split.examples])
-        scores = compute_metrics(task, predictions_from_logits(task, logits), labels)
+        predictions = predictions_from_logits(task, logits)
+        scores = compute_metrics(task, predictions, labels)
+        for level in task.levels:
+            mask = np.array([e.level == level for e in part.split.examples], dtype=bool)
+            if mask.any():
+                scores[f"accuracy_{level}"] = compute_metrics(task, predictions[mask], labels[mask])["accuracy"]
         suffix = "" if i == 0 else "_mm"
         result.update({f"{k}{suffix}": v for k, v in scores.items()})
     return result
@@ -251,7 +285,7 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
                 optimizer.zero_grad()
             progress["batch"] += 1
             seen += batch["input_ids"].shape[0] * accelerator.num_processes
-            last_loss = loss.item()
+            last_loss = accelerator.reduce(loss.detach(), reduction="mean").item()  # the global batch's loss
             bar.set_postfix(loss=f"{last_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
             if accelerator.sync_gradients:
                 progress["step"] += 1
@@ -263,10 +297,12 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
         record = {"epoch": epoch + 1, "step": progress["step"], "train_loss": last_loss,
                   "epoch_seconds": round(time.perf_counter() - start, 2), **metrics}
         progress["history"].append(record)
+        improved = progress["best_score"] is None or metrics["score"] > progress["best_score"]
+        if improved:  # on every rank: the metrics are gathered, so all ranks agree
+            progress["best_score"], progress["best_epoch"] = metrics["score"], epoch + 1
         if accelerator.is_main_process:
             append_jsonl(out / "metrics.jsonl", record)
-            if progress["best_score"] is None or metrics["score"] > progress["best_score"]:
-                progress["best_score"], progress["best_epoch"] = metrics["score"], epoch + 1
+            if improved:
                 save_model(accelerator.unwrap_model(model), tokenizer, out)
         if not quiet and accelerator.is_main_process:
             tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
@@ -288,7 +324,9 @@ def batch_loss(model, batch: dict, task: Task, loss_cfg: LossConfig, teacher=Non
     if use_pt:
         # Student layer j (1..M-1) is matched to teacher layer layer_map[j-1]; hidden_states[0] is the embeddings.
         student_cls = torch.stack([out.hidden_states[j][:, 0] for j in range(1, len(layer_map) + 1)], dim=-2)
-        student_cls = student_cls.view(*out.logits.shape[:-1], len(layer_map), -1)
+        # [B, L, H]; a multiple-choice model (input [B, choices, T]) runs on [B * choices] sequences, so its
+        # [CLS] stack becomes [B, choices, L, H], one vector per choice, as the teacher's.
+        student_cls = student_cls.view(*batch["input_ids"].shape[:-1], len(layer_map), -1)
         if projection is not None:
             student_cls = projection(student_cls)
     return pkd_loss(loss_cfg, out.logits, batch.get("labels"), task.is_regression, teacher_logits, student_cls,

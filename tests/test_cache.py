@@ -86,7 +86,7 @@ def test_killed_cache_build_is_never_used(tiny_teacher, tmp_path):
     """SIGKILL a cache build part-way: what it leaves is never taken for a cache, and a rerun builds it."""
     from conftest import write_glue
 
-    glue = write_glue(tmp_path / "glue", n_train=4000)
+    glue = write_glue(tmp_path / "glue", n_train=20000)
     cache_dir = tmp_path / "cache"
     cmd = [sys.executable, "-m", "pkd.cli", "cache", "--teacher", str(tiny_teacher), "--task", "sst2",
            "--data-dir", str(glue), "--cache-dir", str(cache_dir), "--max-seq-len", "24"]
@@ -101,4 +101,4 @@ def test_killed_cache_build_is_never_used(tiny_teacher, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout.strip().splitlines()[-1])
-    assert TeacherCache(info["cache"]).meta["num_examples"] == 4000
+    assert TeacherCache(info["cache"]).meta["num_examples"] == 20000

@@ -1,0 +1,59 @@
+"""The few multi-process helpers the API needs outside the training loop, on Accelerate's PartialState.
+
+Under `accelerate launch` every rank runs the same command; these let rank 0 alone create directories and
+write files while the others wait. In a plain single process they cost nothing and do nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def launched() -> bool:
+    """True when started by `accelerate launch` / torchrun with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def state():
+    """Accelerate's PartialState; call this before anything else creates it (pkd's own code does)."""
+    from accelerate import PartialState  # imported late: `pkd --help` need not load torch
+    from accelerate.utils import parse_flag_from_env
+
+    st = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    if launched() and st.num_processes == 1:
+        # Several processes but no GPU (torchrun, or `accelerate launch --multi_gpu` on a CPU machine): Accelerate
+        # only sets up its gloo process group when told cpu=True, and would otherwise let every process train
+        # alone and write the same files.
+        PartialState._reset_state()
+        st = PartialState(cpu=True)
+    return st
+
+
+def is_main() -> bool:
+    return state().is_main_process if launched() else True
+
+
+def barrier() -> None:
+    if launched():
+        state().wait_for_everyone()
+
+
+def broadcast(obj):
+    """Rank 0's value of `obj` on every rank."""
+    if not launched():
+        return obj
+    from accelerate.utils import broadcast_object_list
+
+    state()  # the process group must exist
+    return broadcast_object_list([obj], from_process=0)[0]
+
+
+def prepare_out_dir_once(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """pkd.io.prepare_out_dir on rank 0 only (an --overwrite clears the directory once), then everyone goes on."""
+    from pkd.io import prepare_out_dir
+
+    if is_main():
+        prepare_out_dir(out, overwrite, resume)
+    barrier()
+    return Path(out)

@@ -1,0 +1,303 @@
+"""`pkd sweep`: grid or random search over distillation hyperparameters, with one shared teacher cache.
+
+--grid NAME=V1,V2,... [NAME=...]: the cartesian product of the value lists is the grid; with --random N, N
+distinct combinations are drawn from it (seeded by --seed, so the same command draws the same trials). The
+teacher cache is built once before the first trial; every trial then finds it by its key. Each trial is a
+normal `pkd distill` run directory named after its parameters (alpha0.5_temperature10, ...) that gets a
+result.json when it finishes: a sweep run again with --resume skips finished trials and resumes unfinished
+ones from their checkpoints. --jobs N runs N trials at a time as separate processes, each with cores / N
+threads (and, with several GPUs, one GPU each, round robin). The best trial is the one with the highest dev
+score. Writes results.csv, results.json, results.md (one row per trial) and best.json; `pkd report OUT`
+reads the trials.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import queue
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from pkd import dist
+from pkd.errors import DataError, TrainingError, UsageError
+from pkd.io import check_out_dir, prepare_out_dir, read_jsonl, write_json, write_text
+
+# What a grid may vary, and how its values are read. Everything else is fixed for the whole sweep (the teacher
+# cache depends on max_seq_len and max_train_examples, so those cannot vary).
+PARAMS: dict[str, type] = {"alpha": float, "temperature": float, "beta": float, "lr": float, "weight_decay": float,
+                           "warmup_ratio": float, "epochs": int, "batch_size": int, "seed": int}
+_LOSS = ("alpha", "temperature", "beta")
+
+
+def parse_grid(items: Sequence[str] | dict) -> dict[str, list]:
+    """["alpha=0.2,0.5", "lr=1e-5,2e-5"] -> {"alpha": [0.2, 0.5], "lr": [1e-05, 2e-05]}, keeping the order."""
+    if isinstance(items, dict):
+        items = [f"{k}={','.join(str(v) for v in vs)}" for k, vs in items.items()]
+    grid: dict[str, list] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name or not values.strip():
+            raise UsageError(f"--grid {item}: expected NAME=V1,V2,... (e.g. alpha=0.2,0.5,0.7)")
+        if name not in PARAMS:
+            raise UsageError(f"--grid {item}: unknown parameter {name!r} (choose from {', '.join(PARAMS)})")
+        if name in grid:
+            raise UsageError(f"--grid {item}: {name} is given twice")
+        kind, parsed = PARAMS[name], []
+        for text in values.split(","):
+            try:
+                value = kind(text.strip())
+            except ValueError:
+                raise UsageError(f"--grid {item}: {text.strip()!r} is not {'an integer' if kind is int else 'a number'}"
+                                 ) from None
+            if not math.isfinite(value):
+                raise UsageError(f"--grid {item}: {text.strip()!r} is not a finite number")
+            parsed.append(value)
+        if len(set(parsed)) != len(parsed):
+            raise UsageError(f"--grid {item}: a value is repeated")
+        grid[name] = parsed
+    if not grid:
+        raise UsageError("--grid: give at least one NAME=V1,V2,...")
+    return grid
+
+
+def expand(grid: dict[str, list], random_trials: int | None = None, seed: int = 42) -> list[dict]:
+    """The whole grid (the last name varies fastest, as itertools.product), or `random_trials` distinct
+    combinations drawn from it with `seed` (the whole grid when it has no more than that)."""
+    names, sizes = list(grid), [len(v) for v in grid.values()]
+    total = math.prod(sizes)
+    if random_trials is not None and random_trials < 1:
+        raise UsageError(f"--random {random_trials}: must be at least 1")
+    if random_trials is None or random_trials >= total:
+        indices: Sequence[int] = range(total)
+    else:
+        indices = random.Random(seed).sample(range(total), random_trials)  # never builds the product
+    trials = []
+    for index in indices:
+        params = {}
+        for name, size in zip(reversed(names), reversed(sizes), strict=True):  # mixed radix, last name fastest
+            index, j = divmod(index, size)
+            params[name] = grid[name][j]
+        trials.append({n: params[n] for n in names})
+    return trials
+
+
+def _text(value) -> str:
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def trial_name(params: dict) -> str:
+    """A directory name that is the parameters themselves, so a resumed sweep finds its trials in any order."""
+    return "_".join(f"{k}{_text(v)}" for k, v in params.items())
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: Sequence[str] | dict,
+          random_trials: int | None = None, method: str = "pkd-skip", alpha: float = 0.7,
+          temperature: float = 10.0, beta: float = 0.65, data_dir: str | Path | None = None,
+          cache_dir: str | Path | None = None, jobs: int = 1, overwrite: bool = False, resume: bool = False,
+          trust_remote_code: bool = False, quiet: bool = False, **train_options) -> dict:
+    """Run every trial (skipping finished ones) and write the tables; returns {"trials": rows, "best": row}."""
+    from pkd import api
+    from pkd.cache import default_cache_root
+    from pkd.tasks import get_task
+
+    if dist.launched():
+        raise UsageError("pkd sweep starts its own processes (--jobs); run it directly, not under accelerate launch")
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: must be at least 1")
+    grid = parse_grid(grid)
+    trials = expand(grid, random_trials, train_options.get("seed", 42))
+    task_ = get_task(task)
+    fixed = {"alpha": alpha, "temperature": temperature, "beta": beta}
+    for params in trials:  # every trial's settings are checked before any work
+        api._train_config(task_, {**train_options, **{k: v for k, v in params.items() if k not in _LOSS}})
+        api.loss_for(method, **{**fixed, **{k: v for k, v in params.items() if k in _LOSS}})
+    cfg = api._train_config(task_, train_options)
+    check_out_dir(out, overwrite, resume)
+    cache_root = Path(cache_dir or default_cache_root()).resolve()
+    if method != "ft":
+        from transformers import AutoConfig
+
+        from pkd.losses import layer_map_for
+        from pkd.models import resolve_model
+
+        depth = AutoConfig.from_pretrained(resolve_model(teacher), trust_remote_code=trust_remote_code)
+        lmap = layer_map_for(method, depth.num_hidden_layers, student_layers)
+        api.build_cache(teacher, task, lmap, data_dir=data_dir, cache_dir=cache_root, max_seq_len=cfg.max_seq_len,
+                        max_train_examples=cfg.max_train_examples, trust_remote_code=trust_remote_code)
+    out = prepare_out_dir(out, overwrite, resume)
+    names = [trial_name(p) for p in trials]
+    write_json(out / "sweep.json", {"teacher": teacher, "task": task_.name, "student_layers": student_layers,
+                                    "method": method, "grid": grid, "random": random_trials, "jobs": jobs,
+                                    "loss": fixed, "train": train_options, "cache_dir": str(cache_root),
+                                    "trials": names})
+
+    todo = [(name, params) for name, params in zip(names, trials, strict=True)
+            if not (out / name / "result.json").is_file()]
+    if not quiet and len(todo) < len(trials):
+        print(f"pkd sweep: {len(trials) - len(todo)} of {len(trials)} trials already finished", file=sys.stderr)
+    common = dict(teacher=teacher, task=task, student_layers=student_layers, method=method, data_dir=data_dir,
+                  cache_dir=cache_root, trust_remote_code=trust_remote_code, fixed=fixed, train=train_options)
+    failures: list[str] = []
+    try:
+        if jobs == 1:
+            for i, (name, params) in enumerate(todo, 1):
+                start, resumed = time.perf_counter(), (out / name / "checkpoints").is_dir()
+                best = _run_here(out / name, params, quiet=quiet, **common)
+                _finish(out / name, params, best, method, quiet, f"{i}/{len(todo)}", time.perf_counter() - start,
+                        resumed)
+        else:
+            failures = _run_parallel(out, todo, jobs, quiet, **common)
+    finally:  # interrupted or not, the tables show every finished trial
+        rows = [_row(name, params, out / name) for name, params in zip(names, trials, strict=True)
+                if (out / name / "result.json").is_file()]
+        best = max(rows, key=lambda r: r["score"]) if rows else None
+        _write_tables(out, list(grid), rows, best)
+    if failures:
+        raise TrainingError(f"{len(failures)} of {len(todo)} trials failed ({'; '.join(failures)[:400]}); "
+                            "run the sweep again with --resume to retry them")
+    return {"trials": rows, "best": best}
+
+
+def _split(params: dict, fixed: dict, train: dict) -> tuple[dict, dict]:
+    loss = {**fixed, **{k: v for k, v in params.items() if k in _LOSS}}
+    return loss, {**train, **{k: v for k, v in params.items() if k not in _LOSS}}
+
+
+def _run_here(run_dir: Path, params: dict, teacher, task, student_layers, method, data_dir, cache_dir,
+              trust_remote_code, fixed, train, quiet) -> dict:
+    from pkd import api
+
+    loss, options = _split(params, fixed, train)
+    return api.distill(teacher, task, student_layers, run_dir, method=method, data_dir=data_dir,
+                       cache_dir=cache_dir, resume=True, trust_remote_code=trust_remote_code, quiet=quiet,
+                       **loss, **options)
+
+
+def _command(run_dir: Path, params: dict, teacher, task, student_layers, method, data_dir, cache_dir,
+             trust_remote_code, fixed, train) -> list[str]:
+    loss, options = _split(params, fixed, train)
+    argv = [sys.executable, "-m", "pkd.cli", "distill", "--teacher", str(teacher), "--task", task,
+            "--student-layers", str(student_layers), "--method", method, "--cache-dir", str(cache_dir),
+            "--out", str(run_dir), "--resume", "--quiet"]
+    argv += [a for k, v in loss.items() for a in (f"--{k}", repr(float(v)))]
+    argv += [a for k, v in options.items() if v is not None for a in (f"--{k.replace('_', '-')}", str(v))]
+    if data_dir is not None:
+        argv += ["--data-dir", str(data_dir)]
+    if trust_remote_code:
+        argv.append("--trust-remote-code")
+    return argv
+
+
+def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, quiet: bool, **common) -> list[str]:
+    """Each trial as `python -m pkd.cli distill` in its own process, `jobs` at a time; returns the failures."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // jobs)
+    gpus = torch.cuda.device_count() if "CUDA_VISIBLE_DEVICES" not in os.environ else 0
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+    (out / "logs").mkdir(exist_ok=True)
+
+    def one(name: str, params: dict):
+        slot = slots.get()
+        try:
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                   "TOKENIZERS_PARALLELISM": "false"}
+            if gpus > 1:
+                env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+            start, resumed = time.perf_counter(), (out / name / "checkpoints").is_dir()
+            with open(out / "logs" / f"{name}.log", "w") as log:
+                proc = subprocess.run(_command(out / name, params, **common), env=env, stdout=subprocess.PIPE,
+                                      stderr=log, text=True)
+            return proc, time.perf_counter() - start, resumed
+        finally:
+            slots.put(slot)
+
+    failures = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(one, name, params): (name, params) for name, params in todo}
+        for i, future in enumerate(as_completed(futures), 1):
+            name, params = futures[future]
+            proc, seconds, resumed = future.result()
+            lines = proc.stdout.strip().splitlines()
+            if proc.returncode != 0 or not lines:
+                log = out / "logs" / f"{name}.log"
+                tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
+                failures.append(f"{name}: exit {proc.returncode}, {tail[0] if tail else 'no output'}")
+                if not quiet:
+                    print(f"pkd sweep: trial {i}/{len(todo)} {name} failed (see {log})", file=sys.stderr)
+                continue
+            _finish(out / name, params, json.loads(lines[-1])["best"], common["method"], quiet,
+                    f"{i}/{len(todo)}", seconds, resumed)
+    return failures
+
+
+def _finish(run_dir: Path, params: dict, best: dict, method: str, quiet: bool, counter: str, seconds: float,
+            resumed: bool) -> None:
+    """Mark a trial finished: its parameters in run.json (for `pkd report`), then result.json, atomically.
+
+    seconds: the wall time of the run that finished the trial (start-up, training, evaluation); for a resumed
+    trial only its last part (resumed: true). train_seconds: the training loop's time summed over epochs."""
+    run_file = run_dir / "run.json"
+    info = json.loads(run_file.read_text())
+    label = f"{method} " + " ".join(f"{k}={_text(v)}" for k, v in params.items())
+    write_json(run_file, {**info, "sweep": {"params": params, "label": label}})
+    history = read_jsonl(run_dir / "metrics.jsonl")
+    write_json(run_dir / "result.json", {**best, "params": params, "epochs": len(history), "seconds": round(seconds, 1),
+                                         "train_seconds": round(sum(h.get("epoch_seconds", 0.0) for h in history), 2),
+                                         "resumed": resumed})
+    if not quiet:
+        print(f"pkd sweep: trial {counter} {run_dir.name}: score {best['score']:.2f}", file=sys.stderr)
+
+
+def _row(name: str, params: dict, run_dir: Path) -> dict:
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+        score = float(result["score"])
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{run_dir / 'result.json'}: cannot read ({type(e).__name__}); delete it to rerun the trial"
+                       ) from None
+    return {"trial": name, "params": params, "score": score, "best_epoch": result.get("best_epoch"),
+            "epochs": result.get("epochs"), "seconds": result.get("seconds"),
+            "train_seconds": result.get("train_seconds"), "resumed": result.get("resumed", False),
+            "metrics": {k: v for k, v in result.items()
+                        if isinstance(v, float) and k not in ("seconds", "train_seconds", "epoch_seconds")}}
+
+
+def _write_tables(out: Path, names: list[str], rows: list[dict], best: dict | None) -> None:
+    write_json(out / "results.json", {"trials": rows, "best": best["trial"] if best else None})
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["trial", *names, "score", "best_epoch", "epochs", "seconds", "train_seconds"])
+    for r in rows:
+        writer.writerow([r["trial"], *(r["params"][n] for n in names), r["score"], r["best_epoch"], r["epochs"],
+                         r["seconds"], r["train_seconds"]])
+    write_text(out / "results.csv", buf.getvalue())
+    lines = ["| trial | " + " | ".join(names) + " | dev score | best epoch | epochs | seconds | train seconds |",
+             "|---|" + "---|" * len(names) + "---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: -r["score"]):
+        mark = " (best)" if best is not None and r is best else ""
+        lines.append(f"| {r['trial']}{mark} | " + " | ".join(_text(r["params"][n]) for n in names)
+                     + f" | {r['score']:.2f} | {r['best_epoch']} | {r['epochs']} | {r['seconds']}"
+                     + f"{' (resumed)' if r['resumed'] else ''} | {r['train_seconds']} |")
+    summary = (f"Best: {best['trial']} (dev score {best['score']:.2f}), {len(rows)} trials finished.\n"
+               if best else "No trial has finished yet.\n")
+    write_text(out / "results.md", "\n".join(lines) + "\n\n" + summary)
+    if best is not None:
+        write_json(out / "best.json", {**best, "run_dir": str(out / best["trial"])})

@@ -1,0 +1,168 @@
+"""Two processes on the CPU (gloo) against one: `accelerate launch` runs the same commands with no code path
+of their own, and the global batch, the optimizer steps, the dev metrics and the weights stay the same.
+
+Each launch starts two Python processes that import torch and transformers: about 10-15 s on 2 cores.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_model, write_glue
+from safetensors.torch import load_file
+
+from pkd.io import read_jsonl
+from pkd.train import EpochShuffle
+
+N_TRAIN, N_DEV = 64, 23  # 64 = 4 global batches of 16; 23 is odd and not a multiple of the eval batch (8)
+ARGS = ["--epochs", "2", "--batch-size", "16", "--eval-batch-size", "8", "--lr", "2e-3", "--max-seq-len", "24",
+        "--seed", "0", "--quiet"]
+# The two ranks' gradients are averaged by an fp32 all-reduce, in another order than one process sums the whole
+# batch, so the weights are equal only up to rounding: 7.7e-8 apart after these 8 steps (measured); the
+# tolerance is 1e-5 (dropout is off in this model, or the masks would differ too).
+WEIGHT_ATOL = 1e-5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict:
+    # No GPU even where there is one: two ranks on one GPU would fail, and the comparison is about the CPU.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+            "CUDA_VISIBLE_DEVICES": ""}
+
+
+def launch(args: list[str], processes: int = 2) -> tuple[subprocess.CompletedProcess, float]:
+    """`accelerate launch` of `python -m pkd.cli ARGS`. On a CPU machine, --multi_gpu is what makes it start
+    several processes (through torchrun); `--cpu` would start one. pkd sets up gloo for them."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), "-m", "pkd.cli", *args]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    return proc, time.perf_counter() - start
+
+
+def one_process(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pkd.cli", *args], capture_output=True, text=True, timeout=300,
+                          env=_env())
+    return proc, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    """A dropout-free tiny BERT (dropout masks would differ between one and two processes) and the fixture data."""
+    root = tmp_path_factory.mktemp("mp")
+    model = make_tiny_model(root / "model")
+    config = json.loads((model / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model / "config.json").write_text(json.dumps(config))
+    glue = write_glue(root / "glue", n_train=N_TRAIN, n_dev=N_DEV)
+    common = ["finetune", "--task", "sst2", "--model", str(model), "--data-dir", str(glue), *ARGS]
+    single, t1 = one_process([*common, "--out", str(root / "one")])
+    assert single.returncode == 0, single.stderr[-3000:]
+    return {"root": root, "glue": glue, "common": common, "one": root / "one", "t1": t1}
+
+
+def test_epoch_shuffle_is_split_across_ranks():
+    """What accelerator.prepare does to our loader: each rank gets its half of every global batch."""
+    from accelerate.data_loader import prepare_data_loader
+
+    def batches(processes: int, rank: int, epoch: int, size: int) -> list[list[int]]:
+        loader = torch.utils.data.DataLoader(list(range(size)), batch_size=16, sampler=EpochShuffle(size, seed=3))
+        if processes > 1:
+            loader = prepare_data_loader(loader, num_processes=processes, process_index=rank, split_batches=True,
+                                         put_on_device=False)
+        loader.set_epoch(epoch) if hasattr(loader, "set_epoch") else loader.sampler.set_epoch(epoch)
+        return [b.tolist() for b in loader]
+
+    for epoch in (0, 1):
+        whole = batches(1, 0, epoch, 64)
+        halves = [batches(2, r, epoch, 64) for r in (0, 1)]
+        assert len(halves[0]) == len(halves[1]) == len(whole) == 4  # the same number of optimizer steps
+        for b, b0, b1 in zip(whole, *halves, strict=True):
+            assert len(b0) == len(b1) == 8 and b0 + b1 == b  # rank 0 the first half, rank 1 the second
+    assert batches(1, 0, 0, 64) != batches(1, 0, 1, 64)  # a new order each epoch, the same on every rank
+    # A last batch that is not full (70 = 4 x 16 + 6) is filled up from the epoch's first batch, so that both
+    # ranks step together: the one place where N processes differ from one (see docs/scaling.md).
+    last = [batches(2, r, 0, 70)[-1] for r in (0, 1)]
+    assert len(last[0] + last[1]) == 16 and last[0] + last[1] != batches(1, 0, 0, 70)[-1]
+
+
+def test_two_process_finetune_matches_one(setup, capsys):
+    two, t2 = launch([*setup["common"], "--out", str(setup["root"] / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_dir, two_dir = setup["one"], setup["root"] / "two"
+    assert json.loads((two_dir / "run.json").read_text())["num_processes"] == 2  # really two ranks
+    assert len([line for line in two.stdout.splitlines() if line.startswith("{")]) == 1  # rank 0 alone prints
+
+    m1, m2 = read_jsonl(one_dir / "metrics.jsonl"), read_jsonl(two_dir / "metrics.jsonl")
+    assert [m["step"] for m in m2] == [m["step"] for m in m1] == [4, 8]  # same global batch, same steps
+    for a, b in zip(m1, m2, strict=True):
+        # every dev example scored exactly once: the accuracy is a whole number of the 23 examples, and the same
+        correct = b["accuracy"] * N_DEV / 100
+        assert abs(correct - round(correct)) < 1e-9
+        assert b["accuracy"] == a["accuracy"]
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)  # the global batch's loss, reduced
+    w1, w2 = load_file(one_dir / "model.safetensors"), load_file(two_dir / "model.safetensors")
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], atol=WEIGHT_ATOL, rtol=0, msg=k)
+    # the launch itself counts: start-up of two ranks dominates at this size
+    with capsys.disabled():
+        print(f"\n[multiprocess] finetune wall time: 1 process {setup['t1']:.1f} s, 2 processes {t2:.1f} s")
+
+
+def test_two_process_distill_builds_a_sharded_cache(setup, capsys):
+    cache_dir, out = setup["root"] / "cache", setup["root"] / "student"
+    two, t2 = launch(["distill", "--teacher", str(setup["one"]), "--task", "sst2", "--student-layers", "2",
+                      "--method", "pkd-skip", "--data-dir", str(setup["glue"]), "--cache-dir", str(cache_dir),
+                      *ARGS, "--epochs", "1", "--out", str(out)])
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads(two.stdout.strip().splitlines()[-1])["out"] == str(out)
+    assert [m["step"] for m in read_jsonl(out / "metrics.jsonl")] == [4]
+    assert json.loads((out / "run.json").read_text())["num_processes"] == 2
+    [cache] = [p for p in cache_dir.iterdir()]  # one cache, no leftover temporary directory
+    meta = json.loads((cache / "meta.json").read_text())
+    assert meta["shards"] == 2 and meta["num_examples"] == N_TRAIN and meta["layers"] == [2]
+
+    # The joined shards hold what one process computes for every example, in order.
+    import pkd
+    from pkd.cache import TeacherCache
+
+    single = pkd.build_cache(str(setup["one"]), "sst2", [2], data_dir=setup["glue"],
+                             cache_dir=setup["root"] / "cache1", max_seq_len=24)
+    sharded = TeacherCache(cache)  # opens only if the checksums match
+    assert Path(single.path).name == cache.name  # the same key: any number of ranks finds it
+    np.testing.assert_allclose(np.asarray(sharded.logits, np.float32), np.asarray(single.logits, np.float32),
+                               atol=2e-3)  # fp16 storage; padding to another length moves the last bit
+    np.testing.assert_allclose(np.asarray(sharded.cls, np.float32), np.asarray(single.cls, np.float32), atol=2e-3)
+    with capsys.disabled():
+        print(f"\n[multiprocess] distill (cache + 1 epoch) wall time, 2 processes: {t2:.1f} s")
+
+
+def test_batch_size_must_split_across_processes(monkeypatch):
+    import pkd.dist
+    from pkd.errors import UsageError
+    from pkd.train import TrainConfig, check_device
+
+    class TwoRanks:
+        num_processes, device = 2, torch.device("cpu")
+
+    monkeypatch.setattr(pkd.dist, "state", lambda: TwoRanks())
+    check_device(TrainConfig(batch_size=16, eval_batch_size=8))
+    with pytest.raises(UsageError, match=r"^--batch-size 15: .* multiple of 2$"):
+        check_device(TrainConfig(batch_size=15))
+    with pytest.raises(UsageError, match=r"^--eval-batch-size 9: "):
+        check_device(TrainConfig(batch_size=16, eval_batch_size=9))
