@@ -19,15 +19,7 @@ export PKD_CACHE=${PKD_CACHE:-$OUT/cache}
 SUBSET=(--data-dir "$DATA" --max-train-examples 5000 --max-seq-len 256 --eval-batch-size 32)
 # Batch sizes count questions, 4 sequences each: eval batches of 32 questions are 128 sequences.
 
-step() {  # step NAME CMD...: run once; the marker file records success and wall time in seconds
-  local name=$1; shift
-  [ -f "$OUT/$name.done" ] && { echo "== $name: done already"; return; }
-  echo "== $name: $*"
-  local t0=$SECONDS
-  "$@" > "$OUT/$name.log" 2>&1
-  echo "$((SECONDS - t0))" > "$OUT/$name.done"
-  echo "== $name: $((SECONDS - t0)) s"
-}
+source "$(dirname "$0")/steps.sh"
 
 # Teacher: the default MiniLM-L6 on the subset, 2 epochs.
 step teacher-race $PKD finetune --task race "${SUBSET[@]}" --epochs 2 --batch-size 16 --lr 5e-5 \

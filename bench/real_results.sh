@@ -9,15 +9,7 @@ PKD=${PKD:-.venv/bin/pkd}
 mkdir -p "$OUT"
 export PKD_CACHE=${PKD_CACHE:-$OUT/cache}
 
-step() {  # step NAME CMD...: run once; the marker file records success and wall time in seconds
-  local name=$1; shift
-  [ -f "$OUT/$name.done" ] && { echo "== $name: done already"; return; }
-  echo "== $name: $*"
-  local t0=$SECONDS
-  "$@" > "$OUT/$name.log" 2>&1
-  echo "$((SECONDS - t0))" > "$OUT/$name.done"
-  echo "== $name: $((SECONDS - t0)) s"
-}
+source "$(dirname "$0")/steps.sh"
 
 compare() {  # compare TASK LAYERS: FT, KD, PKD-Skip, PKD-Last, 3 seeds, on an 8k-example subset, 2 epochs
   step "compare-$1-L$2" $PKD compare --teacher "$OUT/teacher-$1" --task "$1" --data-dir "$DATA" \

@@ -11,18 +11,16 @@ of the answer letter and its index "<passage id>-<question number>". The model s
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import random
 import re
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from pkd.errors import DataError
-from pkd.tasks import Example, Split, Task
+from pkd.tasks import Example, Split, Task, read_lines
 
 LETTERS = ("A", "B", "C", "D")
 NUM_CHOICES = len(LETTERS)
@@ -47,17 +45,7 @@ def find_race_file(root: Path, part: str) -> Path:
 def read_race(task: Task, path: str | Path, part: str = "train", limit: int | None = None) -> Split:
     """Read a gzipped JSON-lines RACE file, checking every passage; errors name the file, line and passage."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        text = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable gzip file ({e})") from None
-    lines = text.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+    raw, lines = read_lines(path, gzipped=True)
     passages = []
     for lineno, line in enumerate(lines, start=1):
         where = f"{path}:{lineno}"

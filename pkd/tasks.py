@@ -7,9 +7,11 @@ comes from the Hugging Face Hub.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import math
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,16 +174,28 @@ def _find_file(task: Task, root: Path, part: str) -> Path:
     raise DataError(f"{root / task.folder / f'{part}.tsv'}: file not found")
 
 
-def read_tsv(task: Task, path: str | Path, part: str = "train", limit: int | None = None) -> Split:
-    """Parse a glue_data TSV with quoting off, checking every row; errors name the file and line."""
-    path = Path(path)
+def read_lines(path: Path, gzipped: bool = False) -> tuple[bytes, list[bytes]]:
+    """The file's bytes as stored (for its fingerprint) and its lines, without the final empty one."""
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    lines = raw.split(b"\n")
+    text = raw
+    if gzipped:
+        try:
+            text = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: not a readable gzip file ({e})") from None
+    lines = text.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
+    return raw, lines
+
+
+def read_tsv(task: Task, path: str | Path, part: str = "train", limit: int | None = None) -> Split:
+    """Parse a glue_data TSV with quoting off, checking every row; errors name the file and line."""
+    path = Path(path)
+    raw, lines = read_lines(path)
     if not lines:
         raise DataError(f"{path}: empty file")
 
