@@ -41,10 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run or compare directories; quote a glob to let pkd expand it")
     p.add_argument("--out", required=True, help="directory for report.md, report.html and the plots")
     p.add_argument("--bench", default=None, metavar="FILE.json", help="output of `pkd bench --json`")
+    p.add_argument("--name", default="report",
+                   help="write NAME.md and NAME.html (default report); other names also prefix the plots")
 
 
 def run_cli(args: argparse.Namespace) -> str:
-    written = write_report(args.runs, args.out, bench=args.bench)
+    written = write_report(args.runs, args.out, bench=args.bench, name=args.name)
     return "".join(f"{p}\n" for p in written)
 
 
@@ -266,8 +268,12 @@ def _slug(run: Run, taken: set[str]) -> str:
 # --------------------------------------------------------------------------------------------- writing
 
 
-def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | None = None) -> list[Path]:
-    """Write report.md, report.html and the PNGs into `out`; returns the paths of the two reports."""
+def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | None = None,
+                 name: str = "report") -> list[Path]:
+    """Write NAME.md, NAME.html and the PNGs into `out`; returns the paths of the two reports.
+
+    A name other than "report" also prefixes the plots, so a report can live in a shared folder (docs/)."""
+    prefix = "" if name == "report" else f"{name}-"
     runs = collect_runs(patterns)
     bench_rows = read_bench(bench) if bench else []
     out = Path(out)
@@ -286,9 +292,9 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
         note = ("Each row sits at the throughput speed-up of the benchmarked model with as many layers; "
                 "rows without one are left out.\n" if bench_rows else None)
         sections.append(("Accuracy vs speed-up" if bench_rows else "Accuracy vs student layers", note,
-                         [plot_pareto(rows, bench_rows, out / "pareto.png")]))
+                         [plot_pareto(rows, bench_rows, out / f"{prefix}pareto.png")]))
     taken: set[str] = set()
-    curves = [plot_curves(r, out / f"curves-{_slug(r, taken)}.png") for r in runs if r.history]
+    curves = [plot_curves(r, out / f"{prefix}curves-{_slug(r, taken)}.png") for r in runs if r.history]
     if curves:
         sections.append(("Training curves", None, curves))
     skipped = [r for r in runs if r.score is None]
@@ -303,13 +309,13 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
         if text:
             md.append(text)
             body.append(_markdown_to_html(text))
-        for name in images:
-            md += [f"![{name}]({name})", ""]
-            data = base64.b64encode((out / name).read_bytes()).decode("ascii")
-            body.append(f'<p><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></p>')
-    write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
-    write_text(out / "report.html", _HTML.format(body="\n".join(body)))
-    return [out / "report.md", out / "report.html"]
+        for image in images:
+            md += [f"![{image}]({image})", ""]
+            data = base64.b64encode((out / image).read_bytes()).decode("ascii")
+            body.append(f'<p><img alt="{html.escape(image)}" src="data:image/png;base64,{data}"></p>')
+    write_text(out / f"{name}.md", "\n".join(md).rstrip() + "\n")
+    write_text(out / f"{name}.html", _HTML.format(body="\n".join(body)))
+    return [out / f"{name}.md", out / f"{name}.html"]
 
 
 _HTML = """<!DOCTYPE html>

@@ -173,3 +173,14 @@ def test_a_real_run_directory(tiny_teacher, tmp_path):
     assert run.score == max(h["score"] for h in history)
     write_report([str(tiny_teacher)], tmp_path / "r")
     assert png_size(tmp_path / "r" / "pareto.png")[0] >= 200
+
+
+def test_named_report_prefixes_its_plots(runs_root, tmp_path):
+    out = tmp_path / "docs"
+    written = write_report([str(runs_root / "compare-*")], out, name="results")
+    assert written == [out / "results.md", out / "results.html"]
+    md = written[0].read_text()
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs and all(p.startswith("results-") for p in pngs)
+    assert all(f"]({p})" in md for p in pngs)  # every plot is linked under its prefixed name
+    assert not (out / "report.md").exists()
