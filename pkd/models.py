@@ -40,6 +40,11 @@ def resolve_model(name_or_path: str | None) -> str:
     if path.exists():
         if not (path / "config.json").is_file():
             raise DataError(f"{path}: not a model directory (no config.json)")
+        pickled = [p.name for p in path.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+        if pickled and not list(path.glob("*.safetensors")):
+            # Unpickling runs arbitrary code: only safetensors weights are ever loaded.
+            raise DataError(f"{path}: weights only as {pickled[0]} (a pickle); pkd loads safetensors only - "
+                            "convert them with save_pretrained in a trusted environment")
         return str(path)
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise DataError(f"{name_or_path}: model path not found")

@@ -445,3 +445,24 @@ def test_predict_good_input_still_writes(capsys, tiny_teacher, glue_dir, runs):
     assert rows[0] == "index\tprediction"
     assert [r.split("\t")[0] for r in rows[1:]] == [str(i) for i in range(10)]
     assert {r.split("\t")[1] for r in rows[1:]} <= {"0", "1"}
+
+
+def test_pickled_weights_are_never_loaded(tmp_path, glue_dir, capsys):
+    """A checkpoint whose weights exist only as a pickle (pytorch_model.bin) is refused before loading."""
+    import torch
+    from conftest import make_tiny_model
+    from safetensors.torch import load_file
+
+    src = make_tiny_model(tmp_path / "src")
+    pickled = tmp_path / "pickled"
+    shutil.copytree(src, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    out = tmp_path / "out"
+    capsys.readouterr()  # drop what building the fixture printed
+    code = main(["finetune", "--task", "sst2", "--model", str(pickled), "--data-dir", str(glue_dir),
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "pytorch_model.bin" in err and "safetensors only" in err
+    assert not out.exists()
