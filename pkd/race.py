@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pkd.errors import DataError
-from pkd.tasks import Example, Split, Task, read_lines
+from pkd.tasks import Example, Split, Task, load_hub_split, read_lines
 
 LETTERS = ("A", "B", "C", "D")
 NUM_CHOICES = len(LETTERS)
@@ -152,13 +152,7 @@ _HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
 def load_race_hub(task: Task, part: str, limit: int | None) -> Split:
     """ehovy/race (one row per question: example_id, article, answer, question, options), grouped into passages."""
-    import datasets
-
-    try:
-        ds = datasets.load_dataset("ehovy/race", task.hub_name, split=_HUB_SPLITS[part])
-    except Exception as e:  # network, missing dataset, ...: one line for the user
-        raise DataError(f"ehovy/race {task.hub_name} {part}: cannot load from the Hub "
-                        f"({type(e).__name__}); pass --data-dir or set PKD_DATA") from None
+    ds = load_hub_split("ehovy/race", task.hub_name, part, _HUB_SPLITS[part])
     passages: dict[str, dict] = {}
     for n, row in enumerate(ds):
         pid = row.get("example_id")

@@ -266,14 +266,19 @@ _HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test", "dev_match
                "test_mismatched": "test_mismatched"}
 
 
-def _load_hub(task: Task, part: str, limit: int | None) -> Split:
+def load_hub_split(name: str, config: str, part: str, hub_split: str):
+    """datasets.load_dataset, with any failure (no network, no such dataset) as one line naming our split."""
     import datasets
 
     try:
-        ds = datasets.load_dataset("nyu-mll/glue", task.hub_name, split=_HUB_SPLITS[part])
-    except Exception as e:  # network, missing dataset, ...: one line for the user
-        raise DataError(f"nyu-mll/glue {task.hub_name} {part}: cannot load from the Hub "
+        return datasets.load_dataset(name, config, split=hub_split)
+    except Exception as e:
+        raise DataError(f"{name} {config} {part}: cannot load from the Hub "
                         f"({type(e).__name__}); pass --data-dir or set PKD_DATA") from None
+
+
+def _load_hub(task: Task, part: str, limit: int | None) -> Split:
+    ds = load_hub_split("nyu-mll/glue", task.hub_name, part, _HUB_SPLITS[part])
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     names = ds.features["label"].names if hasattr(ds.features["label"], "names") else None
