@@ -213,10 +213,10 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
     cfg = _train_config(get_task(task), train_options)
     loss_for("pkd-skip", alpha, temperature, beta)  # validates the weights before any work
     check_out_dir(out, overwrite, resume)
-    task_ = get_task(task)
-    teacher_path = resolve_model(teacher)
-    tokenizer = load_tokenizer(teacher_path)
-    teacher_model = load_classifier(teacher_path, task_, require_head=True)
+    # One load of the teacher and one student builder serve every method; only the layer map differs.
+    with_map = next((m for m in methods if m not in ("ft", "kd")), methods[0])  # checks hidden sizes if PT is used
+    task_, teacher_path, teacher_model, tokenizer, _, _, build_student = prepare_distillation(
+        teacher, task, student_layers, with_map)
     depth = teacher_model.config.num_hidden_layers
     maps = {m: layer_map_for(m, depth, student_layers) for m in methods}
     train_data = _encode(task_, "train", tokenizer, cfg.max_seq_len, data_dir, cfg.max_train_examples)[0]
@@ -227,7 +227,6 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
         teacher_score = evaluate_parts(teacher_model, dev, task_, tokenizer, cfg.eval_batch_size)["score"]
     del teacher_model
     results: dict[str, list[float]] = {m: [] for m in methods}
-    builders = {m: prepare_distillation(teacher_path, task, student_layers, m)[-2:] for m in methods}
     out = prepare_out_dir_once(out, overwrite, resume)
     for seed_i in range(seeds):
         seed = cfg.seed + seed_i
@@ -238,7 +237,7 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
                 results[method].append(json.loads(done.read_text())["score"])
                 continue
             run_cfg = TrainConfig(**{**asdict(cfg), "seed": seed})
-            lmap, build_student = builders[method]
+            lmap = maps[method]
             student, proj = build_student(seed)
             info = {"command": "compare", "method": method, "teacher": teacher_path,
                     "student_source": student.config.pkd_init["source"], "student_layers": student_layers,
