@@ -50,7 +50,7 @@ def finetune(task: str, out: str | Path, model: str | None = None, data_dir: str
     source = resolve_model(model)
     tokenizer = load_tokenizer(source, trust_remote_code)
     train_data = _encode(task_, "train", tokenizer, cfg.max_seq_len, data_dir, cfg.max_train_examples)[0]
-    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir)
+    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir, cfg.max_eval_examples)
     seed_everything(cfg.seed)  # the new head's initialisation depends on the seed
     net = load_classifier(source, task_, trust_remote_code)
     out = prepare_out_dir_once(out, overwrite, resume)
@@ -126,7 +126,7 @@ def distill(teacher: str, task: str, student_layers: int, out: str | Path, metho
         teacher, task, student_layers, method, layer_map, student_init, init_layers, pt_projection,
         trust_remote_code)
     train_data = _encode(task_, "train", tokenizer, cfg.max_seq_len, data_dir, cfg.max_train_examples)[0]
-    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir)
+    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir, cfg.max_eval_examples)
     teacher_outputs = None
     if method != "ft":
         teacher_outputs = (LiveTeacher(teacher_model) if live_teacher else
@@ -161,14 +161,18 @@ def build_cache(teacher: str, task: str, layers: list[int], data_dir: str | Path
 
 
 def evaluate(model: str, task: str, split: str = "dev", data_dir: str | Path | None = None,
-             max_seq_len: int | None = None, batch_size: int = 128, trust_remote_code: bool = False) -> dict:
+             max_seq_len: int | None = None, batch_size: int = 128, trust_remote_code: bool = False,
+             max_examples: int | None = None) -> dict:
     """Score a fine-tuned classifier (a run directory or checkpoint) on a labelled split."""
     task_ = get_task(task)
+    if max_examples is not None and max_examples < 1:
+        raise UsageError(f"--max-examples {max_examples}: must be at least 1")
     path = resolve_model(model)
     net = load_classifier(path, task_, trust_remote_code, require_head=True)
     tokenizer = load_tokenizer(path, trust_remote_code)
     max_seq_len = max_seq_len or _run_max_len(path, task_)
-    return evaluate_parts(net, _encode(task_, split, tokenizer, max_seq_len, data_dir), task_, tokenizer, batch_size)
+    parts = _encode(task_, split, tokenizer, max_seq_len, data_dir, max_examples)
+    return evaluate_parts(net, parts, task_, tokenizer, batch_size)
 
 
 def _run_max_len(path: str, task) -> int:
@@ -222,7 +226,7 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
     train_data = _encode(task_, "train", tokenizer, cfg.max_seq_len, data_dir, cfg.max_train_examples)[0]
     union = sorted({k for lm in maps.values() for k in lm})
     cache = ensure_cache(teacher_model, tokenizer, train_data, cfg.max_seq_len, union, cache_dir)
-    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir)
+    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir, cfg.max_eval_examples)
     if teacher_score is None:
         teacher_score = evaluate_parts(teacher_model, dev, task_, tokenizer, cfg.eval_batch_size)["score"]
     del teacher_model

@@ -30,6 +30,8 @@ def _train_options(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
     g.add_argument("--max-seq-len", type=int, default=None, help="default 128; 512 for the RACE tasks")
     g.add_argument("--max-train-examples", type=int, default=None,
                    help="use only the first N training examples (RACE: N questions from a fixed sample of passages)")
+    g.add_argument("--max-eval-examples", type=int, default=None,
+                   help="score only the first N dev examples (per MNLI part; RACE as for training)")
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--save-every", type=int, default=0, help="checkpoint every N optimizer steps (and each epoch)")
     g.add_argument("--keep-checkpoints", type=int, default=2)
@@ -45,8 +47,8 @@ def _train_options(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
 
 
 _TRAIN_KEYS = ("epochs", "batch_size", "eval_batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm",
-               "max_seq_len", "max_train_examples", "seed", "save_every", "keep_checkpoints", "precision",
-               "grad_accum")
+               "max_seq_len", "max_train_examples", "max_eval_examples", "seed", "save_every", "keep_checkpoints",
+               "precision", "grad_accum")
 
 
 def _layers(text: str) -> list[int]:
@@ -122,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--trust-remote-code", action="store_true")
         if name == "evaluate":
             p.add_argument("--json", action="store_true")
+            p.add_argument("--max-examples", type=int, default=None,
+                           help="score only the first N examples (RACE: N questions from a fixed sample of passages)")
         else:
             p.add_argument("--out", required=True, help="output TSV")
 
@@ -187,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "evaluate":
         metrics = api.evaluate(args.model, args.task, args.split, data_dir=args.data_dir,
                                max_seq_len=args.max_seq_len, batch_size=args.batch_size,
-                               trust_remote_code=args.trust_remote_code)
+                               trust_remote_code=args.trust_remote_code, max_examples=args.max_examples)
         if args.json:
             print(json.dumps(metrics))
         else:

@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 42
     max_seq_len: int = 128
     max_train_examples: int | None = None
+    max_eval_examples: int | None = None  # a dev subset for quick runs (RACE: whole passages, fixed sample)
     save_every: int = 0  # optimizer steps between checkpoints; 0 = at epoch ends only
     keep_checkpoints: int = 2
     precision: str = "fp32"
@@ -56,8 +57,9 @@ class TrainConfig:
             raise UsageError(f"--lr {self.lr}: must be > 0")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise UsageError(f"--precision {self.precision}: choose fp32, bf16 or fp16")
-        if self.max_train_examples is not None and self.max_train_examples < 1:
-            raise UsageError(f"--max-train-examples {self.max_train_examples}: must be at least 1")
+        for name in ("max_train_examples", "max_eval_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
 
 
 class EpochShuffle(torch.utils.data.Sampler):

@@ -342,10 +342,11 @@ def test_cache_layer_out_of_range(capsys, tiny_teacher, glue_dir, runs):
     assert not runs.exists()
 
 
-def test_training_option_out_of_range(capsys, tiny_bert, glue_dir, runs):
+@pytest.mark.parametrize("option", ["--epochs", "--max-eval-examples"])
+def test_training_option_out_of_range(capsys, tiny_bert, glue_dir, runs, option):
     code, out, err = run_cli(capsys, ["finetune", "--task", "sst2", "--model", tiny_bert,
-                                      "--data-dir", glue_dir, "--out", runs / "out", "--epochs", "0"])
-    assert_one_error(code, out, err, "--epochs 0: must be at least 1")
+                                      "--data-dir", glue_dir, "--out", runs / "out", option, "0"])
+    assert_one_error(code, out, err, f"{option} 0: must be at least 1")
     assert not runs.exists()
 
 

@@ -35,6 +35,15 @@ def test_evaluate_cli_json(tiny_teacher, glue_dir, capsys):
     assert set(out) == {"accuracy", "score"}
 
 
+def test_evaluate_on_the_first_n_dev_examples(tiny_teacher, glue_dir, tmp_path):
+    [path] = pkd.predict(str(tiny_teacher), "sst2", tmp_path / "dev.tsv", split="dev", data_dir=glue_dir)
+    preds = [line.split("\t")[1] for line in path.read_text().splitlines()[1:]]
+    labels = [line.rsplit("\t", 1)[1] for line in (glue_dir / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
+    for n in (5, 11):
+        expected = 100.0 * sum(p == y for p, y in zip(preds[:n], labels[:n], strict=True)) / n
+        assert pkd.evaluate(str(tiny_teacher), "sst2", data_dir=glue_dir, max_examples=n)["accuracy"] == expected
+
+
 def test_predict_writes_glue_submission(tiny_teacher, glue_dir, tmp_path):
     [path] = pkd.predict(str(tiny_teacher), "sst2", tmp_path / "SST-2.tsv", data_dir=glue_dir)
     lines = path.read_text().splitlines()
