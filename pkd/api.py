@@ -207,9 +207,10 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
 
 def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds: int = 3,
             methods: tuple[str, ...] = ("ft", "kd", "pkd-skip", "pkd-last"), alpha: float = 0.7,
-            temperature: float = 10.0, beta: float = 0.65, data_dir: str | Path | None = None,
-            cache_dir: str | Path | None = None, teacher_score: float | None = None, overwrite: bool = False,
-            resume: bool = False, quiet: bool = False, **train_options) -> dict:
+            temperature: float = 10.0, beta: float = 0.65, student_init: str = "pretrained",
+            data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+            teacher_score: float | None = None, overwrite: bool = False, resume: bool = False, quiet: bool = False,
+            **train_options) -> dict:
     """FT, KD, PKD-Skip and PKD-Last on the same student initialisation and data order per seed.
 
     Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
@@ -220,7 +221,7 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
     # One load of the teacher and one student builder serve every method; only the layer map differs.
     with_map = next((m for m in methods if m not in ("ft", "kd")), methods[0])  # checks hidden sizes if PT is used
     task_, teacher_path, teacher_model, tokenizer, _, _, build_student = prepare_distillation(
-        teacher, task, student_layers, with_map)
+        teacher, task, student_layers, with_map, student_init=student_init)
     depth = teacher_model.config.num_hidden_layers
     maps = {m: layer_map_for(m, depth, student_layers) for m in methods}
     train_data = _encode(task_, "train", tokenizer, cfg.max_seq_len, data_dir, cfg.max_train_examples)[0]
@@ -243,7 +244,7 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
             run_cfg = TrainConfig(**{**asdict(cfg), "seed": seed})
             lmap = maps[method]
             student, proj = build_student(seed)
-            info = {"command": "compare", "method": method, "teacher": teacher_path,
+            info = {"command": "compare", "method": method, "teacher": teacher_path, "student_init": student_init,
                     "student_source": student.config.pkd_init["source"], "student_layers": student_layers,
                     "base_model": student.config.pkd_init["source"], "cache": str(cache.path),
                     "teacher_score": teacher_score, "versions": library_versions()}
@@ -258,7 +259,7 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
     if is_main():
         write_json(out / "compare.json", {"task": task_.name, "student_layers": student_layers,
                                           "teacher": teacher_path, "teacher_score": teacher_score,
-                                          "methods": table, "train": asdict(cfg),
+                                          "methods": table, "train": asdict(cfg), "student_init": student_init,
                                           "loss": {"alpha": alpha, "temperature": temperature, "beta": beta}})
         write_text(out / "compare.md", format_table(task_.name, student_layers, teacher_score, table))
     barrier()  # every rank returns once the tables exist

@@ -65,6 +65,8 @@ def _distill_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=10.0, help="softmax temperature T (default 10)")
     p.add_argument("--beta", type=float, default=0.65,
                    help="weight of PT (default 0.65 = the paper's 500 at hidden size 768; see docs/method.md)")
+    p.add_argument("--student-init", choices=["pretrained", "teacher"], default="pretrained",
+                   help="copy layers from the teacher's pre-trained base (paper) or the fine-tuned teacher")
     p.add_argument("--cache-dir", default=None, help="teacher cache root (default: $PKD_CACHE or ~/.cache/pkd)")
     p.add_argument("--out", required=True)
 
@@ -86,8 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-map", type=_layers, default=None, help="explicit teacher layers, e.g. 2,4")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="match raw [CLS] states in PT instead of L2-normalised ones")
-    p.add_argument("--student-init", choices=["pretrained", "teacher"], default="pretrained",
-                   help="copy layers from the teacher's pre-trained base (paper) or the fine-tuned teacher")
     p.add_argument("--init-layers", type=_layers, default=None,
                    help="which source layers the student starts from (default: the first M)")
     p.add_argument("--pt-projection", action="store_true",
@@ -172,8 +172,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "compare":
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         api.compare(args.teacher, args.task, args.student_layers, args.out, seeds=args.seeds, methods=methods,
-                    alpha=args.alpha, temperature=args.temperature, beta=args.beta, data_dir=args.data_dir,
-                    cache_dir=args.cache_dir, teacher_score=args.teacher_score, overwrite=args.overwrite,
+                    alpha=args.alpha, temperature=args.temperature, beta=args.beta, student_init=args.student_init,
+                    data_dir=args.data_dir, cache_dir=args.cache_dir, teacher_score=args.teacher_score,
+                    overwrite=args.overwrite,
                     resume=args.resume, quiet=args.quiet, **train)
         print(open(os.path.join(args.out, "compare.md")).read(), end="")
     elif args.command == "cache":
@@ -207,8 +208,9 @@ def run(args: argparse.Namespace) -> int:
 
         sweep(args.teacher, args.task, args.student_layers, args.out, args.grid, random_trials=args.random,
               method=args.method, alpha=args.alpha, temperature=args.temperature, beta=args.beta,
-              data_dir=args.data_dir, cache_dir=args.cache_dir, jobs=args.jobs, overwrite=args.overwrite,
-              resume=args.resume, trust_remote_code=args.trust_remote_code, quiet=args.quiet, **train)
+              student_init=args.student_init, data_dir=args.data_dir, cache_dir=args.cache_dir, jobs=args.jobs,
+              overwrite=args.overwrite, resume=args.resume, trust_remote_code=args.trust_remote_code,
+              quiet=args.quiet, **train)
         print(open(os.path.join(args.out, "results.md")).read(), end="")
     elif args.command in ("bench", "report"):
         from pkd import bench, report

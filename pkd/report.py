@@ -88,7 +88,10 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
     if named:
         method = method or named.group(1)
         seed = seed if seed is not None else int(named.group(2))
-    return Run(path=run_dir, task=task or info.get("task", "?"), method=method or info.get("command", "?"),
+    method = method or info.get("command", "?")
+    if info.get("student_init") == "teacher":  # the paper's students start from pre-trained layers: keep apart
+        method += ", teacher init"
+    return Run(path=run_dir, task=task or info.get("task", "?"), method=method,
                layers=layers or _depth(run_dir, info), seed=seed, score=score,
                teacher_score=info.get("teacher_score", teacher_score), history=history)
 
@@ -149,7 +152,8 @@ def read_bench(path: str | Path) -> list[dict]:
 
 
 def _method_key(method: str) -> tuple[int, str]:
-    return (_METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER), method)
+    base = method.split(",")[0]  # "pkd-skip, teacher init" sorts beside pkd-skip
+    return (_METHOD_ORDER.index(base) if base in _METHOD_ORDER else len(_METHOD_ORDER), method)
 
 
 def summarize(runs: Sequence[Run]) -> list[dict]:
@@ -245,7 +249,7 @@ def plot_curves(run: Run, path: Path) -> str:
     loss_ax, score_ax = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in run.history]
     loss_ax.plot(epochs, [h.get("train_loss", float("nan")) for h in run.history], marker="o")
-    loss_ax.set(xlabel="epoch", ylabel="train loss (last batch)", title="loss")
+    loss_ax.set(xlabel="epoch", ylabel="train loss (epoch mean)", title="loss")
     score_ax.plot(epochs, [h.get("score", float("nan")) for h in run.history], marker="o", color="tab:green")
     score_ax.set(xlabel="epoch", ylabel="dev score", title="dev score")
     for ax in (loss_ax, score_ax):

@@ -106,9 +106,10 @@ def trial_name(params: dict) -> str:
 
 def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: Sequence[str] | dict,
           random_trials: int | None = None, method: str = "pkd-skip", alpha: float = 0.7,
-          temperature: float = 10.0, beta: float = 0.65, data_dir: str | Path | None = None,
-          cache_dir: str | Path | None = None, jobs: int = 1, overwrite: bool = False, resume: bool = False,
-          trust_remote_code: bool = False, quiet: bool = False, **train_options) -> dict:
+          temperature: float = 10.0, beta: float = 0.65, student_init: str = "pretrained",
+          data_dir: str | Path | None = None, cache_dir: str | Path | None = None, jobs: int = 1,
+          overwrite: bool = False, resume: bool = False, trust_remote_code: bool = False, quiet: bool = False,
+          **train_options) -> dict:
     """Run every trial (skipping finished ones) and write the tables; returns {"trials": rows, "best": row}."""
     from pkd import api
     from pkd.cache import default_cache_root
@@ -141,7 +142,8 @@ def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: S
     out = prepare_out_dir(out, overwrite, resume)
     names = [trial_name(p) for p in trials]
     write_json(out / "sweep.json", {"teacher": teacher, "task": task_.name, "student_layers": student_layers,
-                                    "method": method, "grid": grid, "random": random_trials, "jobs": jobs,
+                                    "method": method, "student_init": student_init, "grid": grid,
+                                    "random": random_trials, "jobs": jobs,
                                     "loss": fixed, "train": train_options, "cache_dir": str(cache_root),
                                     "trials": names})
 
@@ -149,7 +151,8 @@ def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: S
             if not (out / name / "result.json").is_file()]
     if not quiet and len(todo) < len(trials):
         print(f"pkd sweep: {len(trials) - len(todo)} of {len(trials)} trials already finished", file=sys.stderr)
-    common = dict(teacher=teacher, task=task, student_layers=student_layers, method=method, data_dir=data_dir,
+    common = dict(teacher=teacher, task=task, student_layers=student_layers, method=method,
+                  student_init=student_init, data_dir=data_dir,
                   cache_dir=cache_root, trust_remote_code=trust_remote_code, fixed=fixed, train=train_options)
     failures: list[str] = []
     try:
@@ -177,21 +180,23 @@ def _split(params: dict, fixed: dict, train: dict) -> tuple[dict, dict]:
     return loss, {**train, **{k: v for k, v in params.items() if k not in _LOSS}}
 
 
-def _run_here(run_dir: Path, params: dict, teacher, task, student_layers, method, data_dir, cache_dir,
-              trust_remote_code, fixed, train, quiet) -> dict:
+def _run_here(run_dir: Path, params: dict, teacher, task, student_layers, method, student_init, data_dir,
+              cache_dir, trust_remote_code, fixed, train, quiet) -> dict:
     from pkd import api
 
     loss, options = _split(params, fixed, train)
-    return api.distill(teacher, task, student_layers, run_dir, method=method, data_dir=data_dir,
+    return api.distill(teacher, task, student_layers, run_dir, method=method, student_init=student_init,
+                       data_dir=data_dir,
                        cache_dir=cache_dir, resume=True, trust_remote_code=trust_remote_code, quiet=quiet,
                        **loss, **options)
 
 
-def _command(run_dir: Path, params: dict, teacher, task, student_layers, method, data_dir, cache_dir,
-             trust_remote_code, fixed, train) -> list[str]:
+def _command(run_dir: Path, params: dict, teacher, task, student_layers, method, student_init, data_dir,
+             cache_dir, trust_remote_code, fixed, train) -> list[str]:
     loss, options = _split(params, fixed, train)
     argv = [sys.executable, "-m", "pkd.cli", "distill", "--teacher", str(teacher), "--task", task,
-            "--student-layers", str(student_layers), "--method", method, "--cache-dir", str(cache_dir),
+            "--student-layers", str(student_layers), "--method", method, "--student-init", student_init,
+            "--cache-dir", str(cache_dir),
             "--out", str(run_dir), "--resume", "--quiet"]
     argv += [a for k, v in loss.items() for a in (f"--{k}", repr(float(v)))]
     argv += [a for k, v in options.items() if v is not None for a in (f"--{k.replace('_', '-')}", str(v))]

@@ -250,9 +250,13 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
     if projection is not None:
         projection = accelerator.prepare(projection)
 
-    progress = {"epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": None, "history": []}
+    # loss_sum / loss_batches: the epoch's running mean train loss, kept in checkpoints so a resumed run logs
+    # the same mean as an uninterrupted one
+    progress = {"epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": None, "history": [],
+                "loss_sum": 0.0, "loss_batches": 0}
     if resume and _checkpoints(out):
-        progress = load_checkpoint(_checkpoints(out)[-1], accelerator, model, projection, optimizer, scheduler)
+        progress = {**progress, **load_checkpoint(_checkpoints(out)[-1], accelerator, model, projection, optimizer,
+                                                  scheduler)}
     if accelerator.is_main_process:
         write_json(out / "run.json", {**(run_info or {}), "train": asdict(cfg), "loss": asdict(loss_cfg),
                                       "layer_map": layer_map, "task": task.name,
@@ -269,7 +273,7 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
         batches.set_epoch(epoch)
         bar = tqdm(batches, total=len(loader), initial=progress["batch"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    unit="batch", dynamic_ncols=True, disable=quiet or not accelerator.is_local_main_process)
-        start, seen, last_loss = time.perf_counter(), 0, float("nan")
+        start, seen = time.perf_counter(), 0
         for batch in bar:
             with accelerator.accumulate(model):
                 parts = batch_loss(model, batch, task, loss_cfg, teacher, layer_map, projection)
@@ -287,16 +291,19 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
                 optimizer.zero_grad()
             progress["batch"] += 1
             seen += batch["input_ids"].shape[0] * accelerator.num_processes
-            last_loss = accelerator.reduce(loss.detach(), reduction="mean").item()  # the global batch's loss
-            bar.set_postfix(loss=f"{last_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
+            global_loss = accelerator.reduce(loss.detach(), reduction="mean").item()  # over all processes
+            progress["loss_sum"] += global_loss
+            progress["loss_batches"] += 1
+            bar.set_postfix(loss=f"{global_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
             if accelerator.sync_gradients:
                 progress["step"] += 1
                 if cfg.save_every and progress["step"] % cfg.save_every == 0:
                     _save(out, accelerator, model, projection, optimizer, scheduler, progress, cfg)
         bar.close()
-        progress["epoch"], progress["batch"] = epoch + 1, 0
+        train_loss = progress["loss_sum"] / max(progress["loss_batches"], 1)  # the epoch's mean
+        progress.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_batches=0)
         metrics = evaluate_parts(model, dev_parts, task, tokenizer, cfg.eval_batch_size, accelerator)
-        record = {"epoch": epoch + 1, "step": progress["step"], "train_loss": last_loss,
+        record = {"epoch": epoch + 1, "step": progress["step"], "train_loss": train_loss,
                   "epoch_seconds": round(time.perf_counter() - start, 2), **metrics}
         progress["history"].append(record)
         improved = progress["best_score"] is None or metrics["score"] > progress["best_score"]

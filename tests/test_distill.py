@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,3 +119,16 @@ def test_compare_table_and_resume(tiny_teacher, glue_dir, tmp_path, capsys):
     # Run again with --resume: every finished run is reused, so the table is unchanged.
     assert main([*args, "--resume"]) == 0
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["methods"] == table["methods"]
+
+
+def test_compare_students_start_from_the_fine_tuned_teacher(tiny_teacher, glue_dir, tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--teacher", str(tiny_teacher), "--task", "sst2", "--student-layers", "2",
+                 "--seeds", "1", "--methods", "ft,pkd-skip", "--student-init", "teacher", "--data-dir", str(glue_dir),
+                 "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--batch-size", "16", "--lr", "2e-3",
+                 "--max-seq-len", "24", "--seed", "0", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "compare.json").read_text())["student_init"] == "teacher"
+    for method in ("ft", "pkd-skip"):
+        run = json.loads((out / f"{method}-seed0" / "run.json").read_text())
+        assert run["student_init"] == "teacher"
+        assert Path(run["student_source"]).resolve() == tiny_teacher.resolve()

@@ -130,6 +130,18 @@ def test_bench_section(runs_root, tmp_path):
     assert 200 <= width <= 4000 and 200 <= height <= 4000
 
 
+def test_students_started_from_the_teacher_are_a_row_of_their_own(runs_root):
+    run = runs_root / "distill-L6-teacher-init"
+    _write(run / "run.json", {"command": "distill", "method": "pkd-skip", "task": "sst2", "student_layers": 6,
+                              "student_init": "teacher", "teacher_score": TEACHER, "train": {"seed": 0}})
+    _metrics(run / "metrics.jsonl", [90.0])
+    rows = summarize(collect_runs([str(runs_root / "*")]))
+    assert _row(rows, "pkd-skip", 6)["scores"] == [89.0]
+    assert _row(rows, "pkd-skip, teacher init", 6)["scores"] == [90.0]
+    methods = [r["method"] for r in rows if r["layers"] == 6]
+    assert methods == ["pkd-skip", "pkd-skip, teacher init"]
+
+
 def test_a_run_given_twice_counts_once(runs_root):
     compare = runs_root / "compare-sst2-L3"
     runs = collect_runs([str(compare), str(compare / "kd-seed42"), str(compare / "*-seed42")])

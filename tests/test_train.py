@@ -105,6 +105,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_bert, glue_dir, tmp_path
     assert [m["epoch"] for m in m_resumed] == [1, 2, 3]
     for a, b in zip(m_full, m_resumed, strict=True):
         assert a["score"] == pytest.approx(b["score"], abs=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)  # the epoch's mean, across the kill
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_bert, glue_dir, tmp_path, monkeypatch):
