@@ -2,7 +2,7 @@
 # Why do the 3-layer SST-2 students keep ~92% of the teacher, not the 97% goal? (issue 3, docs/results.md)
 # Single-seed probes around the compare-sst2-L3 setting (8k-example subset, 2 epochs, max_len 64, alpha 0.7,
 # T 10, beta 1.3, lr 5e-5, seed 42), each changing one thing:
-#   full-data: PKD-Skip and FT on all 67k SST-2 examples for 1 epoch (the teacher saw all of them);
+#   full-data: PKD-Skip, FT and KD on all 67k SST-2 examples for 1 epoch (the teacher saw all of them);
 #   teacher-init: PKD-Skip with the student initialised from the fine-tuned teacher's first 3 layers;
 #   4 epochs on the 8k subset;
 #   compare-teacher-init: FT / KD / PKD-Skip over 3 seeds with the teacher initialisation.
@@ -29,6 +29,7 @@ probe() {
     full-pkd-skip) distill full-pkd-skip pkd-skip --epochs 1 ;;
     4ep-pkd-skip) distill 4ep-pkd-skip pkd-skip --epochs 4 --max-train-examples 8000 ;;
     full-ft) distill full-ft ft --epochs 1 ;;
+    full-kd) distill full-kd kd --epochs 1 ;;
     compare-teacher-init)  # FT, KD and PKD-Skip, 3 seeds, all starting from the fine-tuned teacher's layers
       step compare-sst2-L3-teacher-init $PKD compare --teacher "$OUT/teacher-sst2" --task sst2 --data-dir "$DATA" \
         --student-layers 3 --student-init teacher --methods ft,kd,pkd-skip --seeds 3 --epochs 2 \
@@ -37,7 +38,7 @@ probe() {
     *) echo "unknown probe $1" >&2; exit 2 ;;
   esac
 }
-for name in "${@:-teacher-init full-pkd-skip 4ep-pkd-skip full-ft compare-teacher-init}"; do
+for name in "${@:-teacher-init full-pkd-skip 4ep-pkd-skip full-ft full-kd compare-teacher-init}"; do
   for p in $name; do probe "$p"; done
 done
 for run in "$OUT"/retention-*/; do
