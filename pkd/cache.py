@@ -4,9 +4,9 @@ It stores the teacher's logits and the [CLS] vectors of only the mapped layers, 
 .npy arrays indexed by example: logits [n, C] and cls [n, L, H], or for multiple choice (RACE) logits
 [n, choices] and cls [n, choices, L, H], one [CLS] vector per choice. Its directory name is a fingerprint
 of everything that determines its contents (teacher weights, tokenizer, data file, max_seq_len, layers), so
-a change of any of them gives a new cache instead of a stale one. It is built under a temporary name and
-renamed into place when complete, and its checksums are verified when it is opened: a killed build or a
-damaged file is never used.
+a change of any of them gives a new cache instead of a stale one; a cache that holds more layers than asked
+for serves the request. It is built under a temporary name and renamed into place when complete, and its
+checksums are verified when it is opened: a killed build or a damaged file is never used.
 """
 
 from __future__ import annotations
@@ -35,10 +35,35 @@ def default_cache_root() -> Path:
 
 def cache_key(teacher: torch.nn.Module, tokenizer, data_fingerprint: str, max_seq_len: int,
               layers: list[int]) -> str:
-    blob = json.dumps({"version": FORMAT_VERSION, "teacher": model_fingerprint(teacher),
-                       "tokenizer": tokenizer_fingerprint(tokenizer), "data": data_fingerprint,
-                       "max_seq_len": max_seq_len, "layers": sorted(layers)}, sort_keys=True)
+    return _key(_key_inputs(teacher, tokenizer, data_fingerprint, max_seq_len), layers)
+
+
+def _key_inputs(teacher: torch.nn.Module, tokenizer, data_fingerprint: str, max_seq_len: int) -> dict:
+    return {"version": FORMAT_VERSION, "teacher": model_fingerprint(teacher),
+            "tokenizer": tokenizer_fingerprint(tokenizer), "data": data_fingerprint, "max_seq_len": max_seq_len}
+
+
+def _key(inputs: dict, layers: list[int]) -> str:
+    blob = json.dumps({**inputs, "layers": sorted(layers)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _wider_cache(root: Path, inputs: dict, layers: list[int]) -> Path | None:
+    """A complete cache of the same teacher, tokenizer, data and max_seq_len that stores more layers.
+
+    Its name is recomputed from those inputs and its own layer list, so only a true superset matches; KD
+    (logits only) and PKD-Skip then share PKD-Last's or a full-depth cache instead of running the teacher again.
+    """
+    if not root.is_dir():
+        return None
+    for meta_file in sorted(root.glob("*/meta.json")):
+        try:
+            stored = json.loads(meta_file.read_text())["layers"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if set(layers) <= set(stored) and meta_file.parent.name == _key(inputs, stored):
+            return meta_file.parent
+    return None
 
 
 def _sha256(path: Path) -> str:
@@ -123,9 +148,12 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer, data: EncodedSplit, max_se
     """
     layers = sorted(set(layers))
     root = Path(cache_root) if cache_root else default_cache_root()
-    path = root / cache_key(teacher, tokenizer, data.split.fingerprint, max_seq_len, layers)
-    if dist.broadcast(path.exists() and not rebuild):  # rank 0 decides for everyone
-        return TeacherCache(path)
+    inputs = _key_inputs(teacher, tokenizer, data.split.fingerprint, max_seq_len)
+    path = root / _key(inputs, layers)
+    if not rebuild:  # rank 0 decides for everyone
+        found = dist.broadcast(str(path) if path.exists() else str(_wider_cache(root, inputs, layers) or ""))
+        if found:
+            return TeacherCache(found)
     rank, world = (dist.state().process_index, dist.state().num_processes) if dist.launched() else (0, 1)
     if device is None:
         device = dist.state().device if dist.launched() else ("cuda" if torch.cuda.is_available() else "cpu")

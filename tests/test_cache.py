@@ -50,6 +50,22 @@ def test_cache_key_changes_with_its_inputs(teacher_and_data, tmp_path):
     assert ensure_cache(model, tok, data, 24, [1], tmp_path).path != base
 
 
+def test_a_cache_with_more_layers_serves_fewer(teacher_and_data, tmp_path):
+    model, tok, data = teacher_and_data
+    wide = ensure_cache(model, tok, data, 24, [1, 3], tmp_path / "a")
+    batch = make_collator(tok)([data[i] for i in (2, 9)])
+    for layers in ([3], []):  # PKD with one of its layers, KD with none: the wide cache, no new build
+        found = ensure_cache(model, tok, data, 24, layers, tmp_path / "a")
+        assert found.path == wide.path
+        exact = ensure_cache(model, tok, data, 24, layers, tmp_path / f"exact{len(layers)}")
+        for got, want in zip(found.outputs(batch, layers), exact.outputs(batch, layers), strict=True):
+            assert (got is None and want is None) or torch.equal(got, want)
+    assert len(list((tmp_path / "a").iterdir())) == 1
+    # a layer the cache lacks, or another max_seq_len, needs a cache of its own
+    assert ensure_cache(model, tok, data, 24, [1, 2], tmp_path / "a").path != wide.path
+    assert ensure_cache(model, tok, data, 20, [1], tmp_path / "a").path != wide.path
+
+
 def test_corrupted_cache_is_refused(teacher_and_data, tmp_path):
     model, tok, data = teacher_and_data
     cache = ensure_cache(model, tok, data, 24, [1], tmp_path)
@@ -91,8 +107,8 @@ def test_killed_cache_build_is_never_used(tiny_teacher, tmp_path):
     cmd = [sys.executable, "-m", "pkd.cli", "cache", "--teacher", str(tiny_teacher), "--task", "sst2",
            "--data-dir", str(glue), "--cache-dir", str(cache_dir), "--max-seq-len", "24"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(cache_dir.glob(".*/cls.npy")):
+    deadline = time.time() + 600  # generous: a loaded CI machine can take minutes to import and tokenize
+    while time.time() < deadline and proc.poll() is None and not list(cache_dir.glob(".*/cls.npy")):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
