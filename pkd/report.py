@@ -249,7 +249,7 @@ def plot_curves(run: Run, path: Path) -> str:
     loss_ax, score_ax = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in run.history]
     loss_ax.plot(epochs, [h.get("train_loss", float("nan")) for h in run.history], marker="o")
-    loss_ax.set(xlabel="epoch", ylabel="train loss (epoch mean)", title="loss")
+    loss_ax.set(xlabel="epoch", ylabel="train loss", title="loss")
     score_ax.plot(epochs, [h.get("score", float("nan")) for h in run.history], marker="o", color="tab:green")
     score_ax.set(xlabel="epoch", ylabel="dev score", title="dev score")
     for ax in (loss_ax, score_ax):
