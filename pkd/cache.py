@@ -33,11 +33,6 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("PKD_CACHE", Path.home() / ".cache" / "pkd" / "teacher"))
 
 
-def cache_key(teacher: torch.nn.Module, tokenizer, data_fingerprint: str, max_seq_len: int,
-              layers: list[int]) -> str:
-    return _key(_key_inputs(teacher, tokenizer, data_fingerprint, max_seq_len), layers)
-
-
 def _key_inputs(teacher: torch.nn.Module, tokenizer, data_fingerprint: str, max_seq_len: int) -> dict:
     return {"version": FORMAT_VERSION, "teacher": model_fingerprint(teacher),
             "tokenizer": tokenizer_fingerprint(tokenizer), "data": data_fingerprint, "max_seq_len": max_seq_len}

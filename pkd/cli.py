@@ -174,8 +174,7 @@ def run(args: argparse.Namespace) -> int:
         api.compare(args.teacher, args.task, args.student_layers, args.out, seeds=args.seeds, methods=methods,
                     alpha=args.alpha, temperature=args.temperature, beta=args.beta, student_init=args.student_init,
                     data_dir=args.data_dir, cache_dir=args.cache_dir, teacher_score=args.teacher_score,
-                    overwrite=args.overwrite,
-                    resume=args.resume, quiet=args.quiet, **train)
+                    overwrite=args.overwrite, resume=args.resume, quiet=args.quiet, **train)
         print(open(os.path.join(args.out, "compare.md")).read(), end="")
     elif args.command == "cache":
         layers = args.layers

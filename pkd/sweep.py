@@ -151,9 +151,9 @@ def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: S
             if not (out / name / "result.json").is_file()]
     if not quiet and len(todo) < len(trials):
         print(f"pkd sweep: {len(trials) - len(todo)} of {len(trials)} trials already finished", file=sys.stderr)
-    common = dict(teacher=teacher, task=task, student_layers=student_layers, method=method,
-                  student_init=student_init, data_dir=data_dir,
-                  cache_dir=cache_root, trust_remote_code=trust_remote_code, fixed=fixed, train=train_options)
+    common = dict(teacher=teacher, task=task, student_layers=student_layers, method=method, student_init=student_init,
+                  data_dir=data_dir, cache_dir=cache_root, trust_remote_code=trust_remote_code, fixed=fixed,
+                  train=train_options)
     failures: list[str] = []
     try:
         if jobs == 1:
@@ -186,9 +186,8 @@ def _run_here(run_dir: Path, params: dict, teacher, task, student_layers, method
 
     loss, options = _split(params, fixed, train)
     return api.distill(teacher, task, student_layers, run_dir, method=method, student_init=student_init,
-                       data_dir=data_dir,
-                       cache_dir=cache_dir, resume=True, trust_remote_code=trust_remote_code, quiet=quiet,
-                       **loss, **options)
+                       data_dir=data_dir, cache_dir=cache_dir, resume=True, trust_remote_code=trust_remote_code,
+                       quiet=quiet, **loss, **options)
 
 
 def _command(run_dir: Path, params: dict, teacher, task, student_layers, method, student_init, data_dir,
@@ -196,8 +195,7 @@ def _command(run_dir: Path, params: dict, teacher, task, student_layers, method,
     loss, options = _split(params, fixed, train)
     argv = [sys.executable, "-m", "pkd.cli", "distill", "--teacher", str(teacher), "--task", task,
             "--student-layers", str(student_layers), "--method", method, "--student-init", student_init,
-            "--cache-dir", str(cache_dir),
-            "--out", str(run_dir), "--resume", "--quiet"]
+            "--cache-dir", str(cache_dir), "--out", str(run_dir), "--resume", "--quiet"]
     argv += [a for k, v in loss.items() for a in (f"--{k}", repr(float(v)))]
     argv += [a for k, v in options.items() if v is not None for a in (f"--{k.replace('_', '-')}", str(v))]
     if data_dir is not None:
