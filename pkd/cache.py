@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from pkd import dist
 from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
-from pkd.models import EncodedSplit, make_collator, model_fingerprint, tokenizer_fingerprint
+from pkd.models import EncodedSplit, cls_states, make_collator, model_fingerprint, tokenizer_fingerprint
 
 FORMAT_VERSION = 1
 
@@ -125,10 +125,7 @@ def teacher_forward(teacher: torch.nn.Module, batch: dict, layers: list[int]):
     out = teacher(**inputs, output_hidden_states=bool(layers))
     if not layers:
         return out.logits.float(), None
-    # hidden_states[0] is the embedding output, hidden_states[k] the output of layer k; [CLS] is position 0.
-    # A multiple-choice model runs on the [B * choices] flattened sequences: [CLS] comes back as [B, choices, L, H].
-    cls = torch.stack([out.hidden_states[k][:, 0] for k in layers], dim=-2)
-    return out.logits.float(), cls.view(*batch["input_ids"].shape[:-1], len(layers), -1).float()
+    return out.logits.float(), cls_states(out.hidden_states, layers, batch["input_ids"]).float()
 
 
 def ensure_cache(teacher: torch.nn.Module, tokenizer, data: EncodedSplit, max_seq_len: int, layers: list[int],

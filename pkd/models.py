@@ -148,6 +148,16 @@ class EncodedSplit(torch.utils.data.Dataset):
         return self.features[i]
 
 
+def cls_states(hidden_states: tuple[torch.Tensor, ...], layers: list[int], input_ids: torch.Tensor) -> torch.Tensor:
+    """The [CLS] vectors of the given layers (1-based; hidden_states[0] is the embeddings): [B, L, H].
+
+    A multiple-choice model (input [B, choices, T]) runs on [B * choices] sequences, so its stack becomes
+    [B, choices, L, H], one vector per choice.
+    """
+    stack = torch.stack([hidden_states[k][:, 0] for k in layers], dim=-2)
+    return stack.view(*input_ids.shape[:-1], len(layers), -1)
+
+
 def make_collator(tokenizer: PreTrainedTokenizerBase):
     """Dynamic padding to the longest sequence of the batch; multiple-choice batches become [B, choices, T]."""
     return _Collator(tokenizer)

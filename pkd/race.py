@@ -153,10 +153,11 @@ _HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 def load_race_hub(task: Task, part: str, limit: int | None) -> Split:
     """ehovy/race (one row per question: example_id, article, answer, question, options), grouped into passages."""
     ds = load_hub_split("ehovy/race", task.hub_name, part, _HUB_SPLITS[part])
+    source = f"hub:ehovy/race/{task.hub_name}/{part}"
     passages: dict[str, dict] = {}
     for n, row in enumerate(ds):
         pid = row.get("example_id")
-        where = f"hub:ehovy/race/{task.hub_name}/{part} row {n}"
+        where = f"{source} row {n}"
         if not isinstance(pid, str) or not pid:
             raise DataError(f"{where}: missing example_id")
         if pid not in passages:
@@ -170,10 +171,10 @@ def load_race_hub(task: Task, part: str, limit: int | None) -> Split:
             if field not in row:
                 raise DataError(f"{where} (passage {_name(pid)}): missing field '{field}'")
             p[key].append(row[field])
-    checked = [_check_passage(p, f"hub:ehovy/race/{task.hub_name}/{part}") for p in passages.values()]
+    checked = [_check_passage(p, source) for p in passages.values()]
     if not checked:
-        raise DataError(f"hub:ehovy/race/{task.hub_name}/{part}: no rows")
-    return _make_split(task, part, checked, f"hub:ehovy/race/{task.hub_name}/{part}", ds._fingerprint, limit)
+        raise DataError(f"{source}: no rows")
+    return _make_split(task, part, checked, source, ds._fingerprint, limit)
 
 
 # ---------------------------------------------------------------- inputs

@@ -27,7 +27,7 @@ from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, write_json, write_text
 from pkd.losses import LossConfig, pkd_loss
 from pkd.metrics import compute_metrics, predictions_from_logits
-from pkd.models import EncodedSplit, make_collator
+from pkd.models import EncodedSplit, cls_states, make_collator
 from pkd.tasks import Task
 
 
@@ -331,11 +331,8 @@ def batch_loss(model, batch: dict, task: Task, loss_cfg: LossConfig, teacher=Non
     if teacher is not None:
         teacher_logits, teacher_cls = teacher.outputs(batch, list(layer_map) if use_pt else [])
     if use_pt:
-        # Student layer j (1..M-1) is matched to teacher layer layer_map[j-1]; hidden_states[0] is the embeddings.
-        student_cls = torch.stack([out.hidden_states[j][:, 0] for j in range(1, len(layer_map) + 1)], dim=-2)
-        # [B, L, H]; a multiple-choice model (input [B, choices, T]) runs on [B * choices] sequences, so its
-        # [CLS] stack becomes [B, choices, L, H], one vector per choice, as the teacher's.
-        student_cls = student_cls.view(*batch["input_ids"].shape[:-1], len(layer_map), -1)
+        # Student layer j (1..M-1) is matched to teacher layer layer_map[j-1].
+        student_cls = cls_states(out.hidden_states, list(range(1, len(layer_map) + 1)), batch["input_ids"])
         if projection is not None:
             student_cls = projection(student_cls)
     return pkd_loss(loss_cfg, out.logits, batch.get("labels"), task.is_regression, teacher_logits, student_cls,
