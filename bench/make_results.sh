@@ -15,5 +15,5 @@ if [ "${REBENCH:-0}" = 1 ] || [ ! -f docs/results-bench.json ]; then
   mv "$OUT/bench-sst2.json.tmp" docs/results-bench.json
 fi
 runs=()
-for d in "$OUT"/compare-*; do [ -d "$d" ] && runs+=("$d"); done
+for d in "$OUT"/compare-*; do [ -f "$d/compare.json" ] && runs+=("$d"); done  # finished comparisons only
 $PKD report "${runs[@]}" --bench docs/results-bench.json --out docs --name results
