@@ -17,6 +17,9 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
+from pkd.metrics import score_examples
 from pkd.race import LETTERS, find_race_file, read_race
 from pkd.tasks import get_task
 
@@ -46,11 +49,7 @@ def majority_row(data_dir: Path, train_n: int, eval_n: int) -> tuple[str, dict[s
     row = {}
     for split in ("dev", "test"):
         examples = read_race(task, find_race_file(data_dir, split), split, limit=eval_n).examples
-        scores = {}
-        for column, level in zip(COLUMNS, (None, "high", "middle"), strict=True):
-            chosen = [e for e in examples if level in (None, e.level)]
-            scores[column] = 100.0 * sum(e.label == letter for e in chosen) / len(chosen)
-        row[split] = [scores]
+        row[split] = [score_examples(task, examples, np.full(len(examples), letter))]
     return f"always {LETTERS[letter]} (train majority)", row
 
 

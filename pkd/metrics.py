@@ -26,5 +26,18 @@ def compute_metrics(task: Task, predictions: np.ndarray, labels: np.ndarray) -> 
     return out
 
 
+def score_examples(task: Task, examples: list, predictions: np.ndarray) -> dict[str, float]:
+    """compute_metrics against the examples' labels; RACE adds the accuracy on each level's questions
+    (accuracy_high, accuracy_middle)."""
+    predictions = np.asarray(predictions)
+    labels = np.array([e.label for e in examples])
+    scores = compute_metrics(task, predictions, labels)
+    for level in task.levels:
+        mask = np.array([e.level == level for e in examples], dtype=bool)
+        if mask.any():
+            scores[f"accuracy_{level}"] = compute_metrics(task, predictions[mask], labels[mask])["accuracy"]
+    return scores
+
+
 def predictions_from_logits(task: Task, logits: np.ndarray) -> np.ndarray:
     return logits[:, 0] if task.is_regression else logits.argmax(-1)

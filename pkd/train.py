@@ -26,7 +26,7 @@ from pkd import dist
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, write_json, write_text
 from pkd.losses import LossConfig, pkd_loss
-from pkd.metrics import compute_metrics, predictions_from_logits
+from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import EncodedSplit, cls_states, make_collator
 from pkd.tasks import Task
 
@@ -201,13 +201,7 @@ def evaluate_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batc
         if not part.split.labeled:
             raise UsageError(f"{part.split.source}: split {part.split.name} has no labels and cannot be scored")
         logits = predict_logits(model, part, tokenizer, batch_size, accelerator)
-        labels = np.array([e.label for e in part.split.examples])
-        predictions = predictions_from_logits(task, logits)
-        scores = compute_metrics(task, predictions, labels)
-        for level in task.levels:
-            mask = np.array([e.level == level for e in part.split.examples], dtype=bool)
-            if mask.any():
-                scores[f"accuracy_{level}"] = compute_metrics(task, predictions[mask], labels[mask])["accuracy"]
+        scores = score_examples(task, part.split.examples, predictions_from_logits(task, logits))
         suffix = "" if i == 0 else "_mm"
         result.update({f"{k}{suffix}": v for k, v in scores.items()})
     return result
