@@ -18,7 +18,8 @@ OUT=bench/out
 PKD=${PKD:-.venv/bin/pkd}
 mkdir -p "$OUT"
 export PKD_CACHE=${PKD_CACHE:-$OUT/cache}
-SUBSET=(--data-dir "$DATA" --max-train-examples 4000 --max-eval-examples 500 --max-seq-len 128 --eval-batch-size 32)
+TRAIN_N=4000 EVAL_N=500  # training questions; dev and test questions scored
+SUBSET=(--data-dir "$DATA" --max-train-examples $TRAIN_N --max-eval-examples $EVAL_N --max-seq-len 128 --eval-batch-size 32)
 # Batch sizes count questions, 4 sequences each: eval batches of 32 questions are 128 sequences.
 
 source "$(dirname "$0")/steps.sh"
@@ -29,7 +30,7 @@ step teacher-race-4k $PKD finetune --task race "${SUBSET[@]}" --epochs 1 --batch
 # Its dev and test scores (RACE test is labelled), all / high / middle, on 500-question samples.
 for split in dev test; do
   step "eval-teacher-race-4k-$split" $PKD evaluate "$OUT/teacher-race-4k" --task race --split $split \
-    --data-dir "$DATA" --max-examples 500 --batch-size 32 --json
+    --data-dir "$DATA" --max-examples $EVAL_N --batch-size 32 --json
 done
 # Every student of a compare folder on the 500-question test sample, then its table (dev and test,
 # all/high/middle) as in docs/race.md.
@@ -37,10 +38,10 @@ race_table() {
   local compare=$1 run
   for run in "$OUT/$compare"/*-seed*/; do
     step "eval-$compare-$(basename "$run")-test" $PKD evaluate "$run" --task race --split test --data-dir "$DATA" \
-      --max-examples 500 --batch-size 32 --json
+      --max-examples $EVAL_N --batch-size 32 --json
   done
   .venv/bin/python bench/race_table.py --out "$OUT" --teacher teacher-race-4k --compare "$compare" \
-    --data-dir "$DATA" --max-train-examples 4000 --max-eval-examples 500
+    --data-dir "$DATA" --max-train-examples $TRAIN_N --max-eval-examples $EVAL_N
 }
 
 # 3-layer students: FT, KD, PKD-Skip, 3 seeds, one teacher cache for all, 1 epoch each like the teacher.

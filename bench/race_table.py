@@ -29,6 +29,8 @@ METHOD_NAMES = {"ft": "FT", "kd": "KD", "pkd-skip": "PKD-Skip", "pkd-last": "PKD
 
 def last_json(log: Path) -> dict:
     """The JSON line `pkd evaluate --json` printed last in a step's log (warnings may precede it)."""
+    if not log.is_file():
+        raise SystemExit(f"{log}: missing; run bench/race.sh first")
     lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
     if not lines:
         raise SystemExit(f"{log}: no JSON result line")
