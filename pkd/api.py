@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
+from pkd.data import load_split, split_files
 from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
 from pkd.io import check_out_dir, library_versions, write_json, write_text
-from pkd.losses import LossConfig, Projection, layer_map_for
+from pkd.losses import Projection, layer_map_for, loss_for
 from pkd.metrics import predictions_from_logits
 from pkd.models import (
     EncodedSplit,
@@ -23,7 +24,7 @@ from pkd.models import (
     tokenizer_fingerprint,
 )
 from pkd.student import make_student
-from pkd.tasks import get_task, load_split, split_files
+from pkd.tasks import Task, get_task
 from pkd.train import TrainConfig, check_device, evaluate_parts, predict_logits, seed_everything, train
 
 
@@ -31,7 +32,7 @@ def _encode(task, split: str, tokenizer, cfg_len: int, data_dir, limit=None) -> 
     return [EncodedSplit(part, tokenizer, cfg_len) for part in load_split(task, split, data_dir, limit)]
 
 
-def _train_config(task, train_options: dict) -> TrainConfig:
+def train_config(task: Task, train_options: dict) -> TrainConfig:
     """TrainConfig with the task's default max_seq_len (128; 512 for RACE) when none is given."""
     if train_options.get("max_seq_len") is None:
         train_options = {**train_options, "max_seq_len": task.default_max_seq_len}
@@ -45,7 +46,7 @@ def finetune(task: str, out: str | Path, model: str | None = None, data_dir: str
              **train_options) -> dict:
     """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a GLUE task; returns the best dev metrics."""
     task_ = get_task(task)
-    cfg = _train_config(task_, train_options)
+    cfg = train_config(task_, train_options)
     check_out_dir(out, overwrite, resume)
     source = resolve_model(model)
     tokenizer = load_tokenizer(source, trust_remote_code)
@@ -103,15 +104,6 @@ def prepare_distillation(teacher: str, task: str, student_layers: int, method: s
     return task_, teacher_path, teacher_model, tokenizer, source, lmap, build_student
 
 
-_METHOD_DEFAULTS = {"ft": (0.0, 0.0), "kd": (None, 0.0)}  # (alpha, beta) forced by the method
-
-
-def loss_for(method: str, alpha: float, temperature: float, beta: float, normalize: bool = True) -> LossConfig:
-    forced_alpha, forced_beta = _METHOD_DEFAULTS.get(method, (None, None))
-    return LossConfig(alpha=alpha if forced_alpha is None else forced_alpha, temperature=temperature,
-                      beta=beta if forced_beta is None else forced_beta, normalize=normalize)
-
-
 def distill(teacher: str, task: str, student_layers: int, out: str | Path, method: str = "pkd-skip",
             layer_map: list[int] | None = None, alpha: float = 0.7, temperature: float = 10.0, beta: float = 0.65,
             normalize: bool = True, student_init: str = "pretrained", init_layers: list[int] | None = None,
@@ -119,7 +111,7 @@ def distill(teacher: str, task: str, student_layers: int, out: str | Path, metho
             live_teacher: bool = False, overwrite: bool = False, resume: bool = False,
             trust_remote_code: bool = False, quiet: bool = False, **train_options) -> dict:
     """Distill a student of `student_layers` layers from a fine-tuned teacher; returns the best dev metrics."""
-    cfg = _train_config(get_task(task), train_options)
+    cfg = train_config(get_task(task), train_options)
     loss_cfg = loss_for(method, alpha, temperature, beta, normalize)
     check_out_dir(out, overwrite, resume)
     task_, teacher_path, teacher_model, tokenizer, source, lmap, build_student = prepare_distillation(
@@ -215,7 +207,7 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
 
     Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
     """
-    cfg = _train_config(get_task(task), train_options)
+    cfg = train_config(get_task(task), train_options)
     loss_for("pkd-skip", alpha, temperature, beta)  # validates the weights before any work
     check_out_dir(out, overwrite, resume)
     # One load of the teacher and one student builder serve every method; only the layer map differs.

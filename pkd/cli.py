@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from pkd.errors import PkdError
+from pkd.version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,7 +74,7 @@ def _distill_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pkd", description="Patient Knowledge Distillation for BERT-style encoders.")
-    parser.add_argument("--version", action="version", version=f"pkd {__import__('pkd').__version__}")
+    parser.add_argument("--version", action="version", version=f"pkd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("finetune", help="fine-tune a teacher (or any encoder) on a task")

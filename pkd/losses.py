@@ -83,6 +83,16 @@ def validate_layer_map(layer_map: list[int], teacher_layers: int, student_layers
         raise UsageError(f"--layer-map: layer {bad[0]} is out of range 1..{teacher_layers}")
 
 
+_METHOD_WEIGHTS = {"ft": (0.0, 0.0), "kd": (None, 0.0)}  # (alpha, beta) a method forces; None: as given
+
+
+def loss_for(method: str, alpha: float, temperature: float, beta: float, normalize: bool = True) -> LossConfig:
+    """The loss weights a method trains with: FT is CE alone, KD has no PT term, PKD uses them as given."""
+    forced_alpha, forced_beta = _METHOD_WEIGHTS.get(method, (None, None))
+    return LossConfig(alpha=alpha if forced_alpha is None else forced_alpha, temperature=temperature,
+                      beta=beta if forced_beta is None else forced_beta, normalize=normalize)
+
+
 @dataclass(frozen=True)
 class LossConfig:
     alpha: float = 0.0

@@ -113,6 +113,7 @@ def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: S
     """Run every trial (skipping finished ones) and write the tables; returns {"trials": rows, "best": row}."""
     from pkd import api
     from pkd.cache import default_cache_root
+    from pkd.losses import loss_for
     from pkd.tasks import get_task
 
     if dist.launched():
@@ -124,9 +125,9 @@ def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: S
     task_ = get_task(task)
     fixed = {"alpha": alpha, "temperature": temperature, "beta": beta}
     for params in trials:  # every trial's settings are checked before any work
-        api._train_config(task_, {**train_options, **{k: v for k, v in params.items() if k not in _LOSS}})
-        api.loss_for(method, **{**fixed, **{k: v for k, v in params.items() if k in _LOSS}})
-    cfg = api._train_config(task_, train_options)
+        api.train_config(task_, {**train_options, **{k: v for k, v in params.items() if k not in _LOSS}})
+        loss_for(method, **{**fixed, **{k: v for k, v in params.items() if k in _LOSS}})
+    cfg = api.train_config(task_, train_options)
     check_out_dir(out, overwrite, resume)
     cache_root = Path(cache_dir or default_cache_root()).resolve()
     if method != "ft":
