@@ -14,15 +14,14 @@ PT  = for each mapped student layer j: || h_s(j)/|h_s(j)| - h_t(I(j))/|h_t(I(j))
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pkd.config import METHODS, LossConfig
 from pkd.errors import UsageError
-
-METHODS = ("ft", "kd", "pkd-skip", "pkd-last", "pkd")  # "pkd" takes an explicit --layer-map
 
 
 def skip_map(teacher_layers: int, student_layers: int) -> list[int]:
@@ -43,13 +42,6 @@ def _check_depths(teacher_layers: int, student_layers: int) -> None:
     if student_layers >= teacher_layers:
         raise UsageError(f"--student-layers {student_layers}: the student must be shallower than the "
                          f"teacher ({teacher_layers} layers)")
-
-
-def parse_layer_map(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"--layer-map {text}: expected comma-separated teacher layer numbers, e.g. 2,4") from None
 
 
 def layer_map_for(method: str, teacher_layers: int, student_layers: int,
@@ -86,27 +78,11 @@ def validate_layer_map(layer_map: list[int], teacher_layers: int, student_layers
 _METHOD_WEIGHTS = {"ft": (0.0, 0.0), "kd": (None, 0.0)}  # (alpha, beta) a method forces; None: as given
 
 
-def loss_for(method: str, alpha: float, temperature: float, beta: float, normalize: bool = True) -> LossConfig:
-    """The loss weights a method trains with: FT is CE alone, KD has no PT term, PKD uses them as given."""
+def loss_for(method: str, weights: LossConfig) -> LossConfig:
+    """The loss a method trains with: FT is CE alone, KD has no PT term, PKD uses the weights as given."""
     forced_alpha, forced_beta = _METHOD_WEIGHTS.get(method, (None, None))
-    return LossConfig(alpha=alpha if forced_alpha is None else forced_alpha, temperature=temperature,
-                      beta=beta if forced_beta is None else forced_beta, normalize=normalize)
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    alpha: float = 0.0
-    temperature: float = 1.0
-    beta: float = 0.0
-    normalize: bool = True  # L2-normalise [CLS] states before PT (the paper's choice)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise UsageError(f"--alpha {self.alpha}: must be in [0, 1]")
-        if not self.temperature > 0:
-            raise UsageError(f"--temperature {self.temperature}: must be > 0")
-        if not self.beta >= 0:
-            raise UsageError(f"--beta {self.beta}: must be >= 0")
+    return replace(weights, alpha=weights.alpha if forced_alpha is None else forced_alpha,
+                   beta=weights.beta if forced_beta is None else forced_beta)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,

@@ -52,6 +52,14 @@ def resolve_model(name_or_path: str | None) -> str:
     return name_or_path  # a Hub name
 
 
+def quiet_transformers() -> None:
+    """No load reports (a fresh head's missing weights are expected here) and no download progress bars."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)

@@ -11,7 +11,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,43 +23,13 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from pkd import dist
+from pkd.config import LossConfig, TrainConfig
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, write_json, write_text
-from pkd.losses import LossConfig, pkd_loss
+from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import EncodedSplit, cls_states, make_collator
 from pkd.tasks import Task
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 32  # global: split across processes, so results do not depend on their number
-    eval_batch_size: int = 128
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    max_seq_len: int = 128
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None  # a dev subset for quick runs (RACE: whole passages, fixed sample)
-    save_every: int = 0  # optimizer steps between checkpoints; 0 = at epoch ends only
-    keep_checkpoints: int = 2
-    precision: str = "fp32"
-    grad_accum: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_len", "keep_checkpoints", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
-        if not self.lr > 0:
-            raise UsageError(f"--lr {self.lr}: must be > 0")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise UsageError(f"--precision {self.precision}: choose fp32, bf16 or fp16")
-        for name in ("max_train_examples", "max_eval_examples"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
 
 
 class EpochShuffle(torch.utils.data.Sampler):

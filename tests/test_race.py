@@ -20,6 +20,7 @@ import pkd.train
 from pkd.api import train_config
 from pkd.cache import LiveTeacher, TeacherCache, teacher_forward
 from pkd.cli import main
+from pkd.config import TrainConfig
 from pkd.data import load_split
 from pkd.errors import DataError
 from pkd.losses import LossConfig
@@ -131,10 +132,10 @@ def test_data_dir_layouts(race_dir, tmp_path, monkeypatch):
 
 
 def test_max_seq_len_defaults_per_task():
-    assert train_config(get_task("race"), {"max_seq_len": None}).max_seq_len == 512
-    assert train_config(get_task("race-high"), {}).max_seq_len == 512
-    assert train_config(get_task("sst2"), {"max_seq_len": None}).max_seq_len == 128
-    assert train_config(get_task("race"), {"max_seq_len": 256}).max_seq_len == 256
+    assert train_config(get_task("race"), TrainConfig(max_seq_len=None)).max_seq_len == 512
+    assert train_config(get_task("race-high"), TrainConfig()).max_seq_len == 512
+    assert train_config(get_task("sst2"), TrainConfig(max_seq_len=None)).max_seq_len == 128
+    assert train_config(get_task("race"), TrainConfig(max_seq_len=256)).max_seq_len == 256
 
 
 # --- bad records --------------------------------------------------------------------------------------------
