@@ -156,7 +156,7 @@ def _method_key(method: str) -> tuple[int, str]:
     return (_METHOD_ORDER.index(base) if base in _METHOD_ORDER else len(_METHOD_ORDER), method)
 
 
-def summarize(runs: Sequence[Run]) -> list[dict]:
+def accuracy_rows(runs: Sequence[Run]) -> list[dict]:
     """One row per (task, method, depth): mean ± sample std over seeds, and retention of the teacher score."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
@@ -284,14 +284,14 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    rows = summarize(runs)
+    rows = accuracy_rows(runs)
 
     sections: list[tuple[str, str | None, list[str]]] = []  # (title, markdown body, images)
     sections.append(("Accuracy", accuracy_markdown(rows) if rows else "No run has finished yet.\n", []))
     if bench_rows:
-        from pkd.bench import format_table
+        from pkd.bench import bench_markdown
 
-        sections.append(("Speed and size", format_table(bench_rows), []))
+        sections.append(("Speed and size", bench_markdown(bench_rows), []))
     if rows:
         note = ("Each row sits at the throughput speed-up of the benchmarked model with as many layers; "
                 "rows without one are left out.\n" if bench_rows else None)

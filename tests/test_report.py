@@ -12,7 +12,7 @@ import pytest
 
 from pkd.cli import main
 from pkd.errors import UsageError
-from pkd.report import collect_runs, summarize, write_report
+from pkd.report import accuracy_rows, collect_runs, write_report
 
 TEACHER = 90.0
 # (method, seed) -> best dev score of a 3-layer student in the comparison
@@ -70,7 +70,7 @@ def _row(rows, method, layers):
 
 
 def test_table_values(runs_root):
-    rows = summarize(collect_runs([str(runs_root / "*")]))
+    rows = accuracy_rows(collect_runs([str(runs_root / "*")]))
     assert {(r["method"], r["layers"]) for r in rows} == {("kd", 3), ("pkd-skip", 3), ("pkd-skip", 6),
                                                             ("finetune", 12)}
     for method in ("kd", "pkd-skip"):
@@ -135,7 +135,7 @@ def test_students_started_from_the_teacher_are_a_row_of_their_own(runs_root):
     _write(run / "run.json", {"command": "distill", "method": "pkd-skip", "task": "sst2", "student_layers": 6,
                               "student_init": "teacher", "teacher_score": TEACHER, "train": {"seed": 0}})
     _metrics(run / "metrics.jsonl", [90.0])
-    rows = summarize(collect_runs([str(runs_root / "*")]))
+    rows = accuracy_rows(collect_runs([str(runs_root / "*")]))
     assert _row(rows, "pkd-skip", 6)["scores"] == [89.0]
     assert _row(rows, "pkd-skip, teacher init", 6)["scores"] == [90.0]
     methods = [r["method"] for r in rows if r["layers"] == 6]
