@@ -38,6 +38,7 @@ class TrainConfig:
     eval_batch_size: int = field(default=128, metadata={"help": "batch size for dev evaluation"})
     lr: float = field(default=5e-5, metadata={"help": "peak learning rate of AdamW"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and LayerNorm)"})
+    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of the steps with a linear warm-up"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: no clipping)"})
     seed: int = field(default=42, metadata={"help": "seed of the initialisation, data order and dropout"})

@@ -301,7 +301,7 @@ def _setup_optimizer(model, projection: torch.nn.Module | None, cfg: TrainConfig
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
     optimizer = torch.optim.AdamW([
         {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0}], lr=cfg.lr)
+        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0}], lr=cfg.lr, eps=cfg.adam_eps)
     total_steps = math.ceil(batches_per_epoch / cfg.grad_accum) * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     return optimizer, scheduler
