@@ -22,7 +22,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from pkd.errors import DataError, UsageError
-from pkd.models import _load_config, has_head, head_class, load_classifier, load_tokenizer
+from pkd.models import has_head, head_class, load_classifier, load_config, load_tokenizer
 from pkd.tasks import Task
 
 
@@ -94,7 +94,7 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     paper, unless their [CLS] output is constant; DistilBERT takes every other one). If `source` is already a
     classifier for the task (the fine-tuned teacher), its head is kept; otherwise the head starts fresh.
     """
-    config = _load_config(source, trust_remote_code)
+    config = load_config(source, trust_remote_code)
     depth = config.num_hidden_layers
     if not 1 <= num_layers < depth:
         raise UsageError(f"--student-layers {num_layers}: must be between 1 and {depth - 1} "
