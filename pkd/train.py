@@ -28,7 +28,7 @@ from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, write_json, write_text
 from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
-from pkd.models import EncodedSplit, cls_states, make_collator
+from pkd.models import EncodedSplit, cls_states, feature_length, make_collator
 from pkd.tasks import Task
 
 
@@ -189,23 +189,35 @@ def save_best_model(model, tokenizer, out: Path) -> None:
 @torch.no_grad()
 def predict_logits(model, data: EncodedSplit, tokenizer, batch_size: int,
                    accelerator: Accelerator | None = None) -> np.ndarray:
+    """The model's logits for every example of `data`, in the data's order.
+
+    The batches run longest first, so that each is padded to about its own examples' length; every row is put
+    back at its example's position (its idx), so the result does not depend on the batching.
+    """
     if accelerator is None:  # a model of its own (evaluate, predict): on the device the batches will be on
         accelerator = Accelerator(cpu=not torch.cuda.is_available())
         model.to(accelerator.device)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+    order = sorted(range(len(data)), key=lambda i: -feature_length(data[i]))  # stable: ties keep file order
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size, shuffle=False,
                                          collate_fn=make_collator(tokenizer))
     loader = accelerator.prepare(loader)
     model.eval()
-    chunks = []
+    chunks, positions = [], []
     for batch in loader:
         inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
         logits = model(**inputs).logits.float()
         chunks.append(accelerator.gather_for_metrics(logits).cpu())  # each example counted once
+        positions.append(accelerator.gather_for_metrics(batch["idx"]).cpu())
     model.train()
-    logits = torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
-    if len(logits) != len(data):  # under several processes, every example must be scored exactly once
+    if not chunks:
+        return np.zeros((0, 1), np.float32)
+    logits, positions = torch.cat(chunks).numpy(), torch.cat(positions).numpy()
+    # under several processes, every example must be scored exactly once
+    if len(logits) != len(data) or len(np.unique(positions)) != len(data):
         raise TrainingError(f"evaluation gathered {len(logits)} predictions for {len(data)} examples")
-    return logits
+    restored = np.empty_like(logits)
+    restored[positions] = logits
+    return restored
 
 
 def evaluate_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_size: int,

@@ -5,9 +5,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRAIN
+from conftest import TINY_TRAIN, varied_lengths
 from safetensors.torch import load_file
 
 import pkd
@@ -135,3 +136,23 @@ def test_corrupted_checkpoint_is_refused(tiny_bert, glue_dir, tmp_path):
     with pytest.raises(DataError, match="corrupted checkpoint"):
         pkd.finetune("sst2", out, model=str(tiny_bert), data_dir=glue_dir, quiet=True, resume=True,
                      **{**TINY_TRAIN, "epochs": 2})
+
+
+def test_predictions_come_back_in_the_data_order(tiny_teacher):
+    """Dev batches run longest first; each example's logits must still land at its own position."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pkd.models import EncodedSplit, make_collator
+    from pkd.train import predict_logits
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    data = EncodedSplit(varied_lengths(), tok, 24)
+    logits = predict_logits(model, data, tok, batch_size=8)
+    model.eval()  # predict_logits hands the model back in training mode
+    with torch.no_grad():  # each example alone: no padding, no batching
+        batches = [make_collator(tok)([data[i]]) for i in range(len(data))]
+        alone = torch.cat([model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                 token_type_ids=b["token_type_ids"]).logits for b in batches]).numpy()
+    assert logits.shape == alone.shape
+    np.testing.assert_allclose(logits, alone, rtol=1e-4, atol=1e-4)
