@@ -49,6 +49,23 @@ class EpochShuffle(torch.utils.data.Sampler):
         return self.size
 
 
+class LengthGroupedShuffle(EpochShuffle):
+    """EpochShuffle's permutation, then sorted longest first within windows of 50 batches (as HF Trainer's
+    group_by_length): batches of similar lengths, so less padding. Still a function of (seed, epoch) alone, so
+    resumable and the same on every rank; but not the same order as EpochShuffle, so not the same results."""
+
+    WINDOW_BATCHES = 50
+
+    def __init__(self, lengths: list[int], seed: int, batch_size: int):
+        super().__init__(len(lengths), seed)
+        self.lengths, self.window = lengths, self.WINDOW_BATCHES * batch_size
+
+    def __iter__(self):
+        order = list(super().__iter__())
+        return iter([i for start in range(0, len(order), self.window)
+                     for i in sorted(order[start:start + self.window], key=lambda i: -self.lengths[i])])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -296,9 +313,11 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
 
 
 def _setup_loader(train_data: EncodedSplit, tokenizer, cfg: TrainConfig) -> torch.utils.data.DataLoader:
-    """Batches in the (seed, epoch) order of EpochShuffle, dynamically padded."""
-    return torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size,
-                                       sampler=EpochShuffle(len(train_data), cfg.seed),
+    """Batches in an order that depends only on (seed, epoch), dynamically padded."""
+    sampler = (LengthGroupedShuffle([feature_length(train_data[i]) for i in range(len(train_data))], cfg.seed,
+                                    cfg.batch_size)
+               if cfg.group_by_length else EpochShuffle(len(train_data), cfg.seed))
+    return torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, sampler=sampler,
                                        collate_fn=make_collator(tokenizer),
                                        # its own generator: building an iterator must not draw from the global
                                        # RNG, or a resumed run's dropout masks would differ

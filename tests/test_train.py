@@ -156,3 +156,36 @@ def test_predictions_come_back_in_the_data_order(tiny_teacher):
                                  token_type_ids=b["token_type_ids"]).logits for b in batches]).numpy()
     assert logits.shape == alone.shape
     np.testing.assert_allclose(logits, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_length_grouped_order_is_a_resumable_permutation_with_less_padding():
+    from pkd.train import EpochShuffle, LengthGroupedShuffle
+
+    rng = random.Random(0)
+    lengths = [rng.randint(2, 64) for _ in range(1000)]
+    sampler = LengthGroupedShuffle(lengths, seed=5, batch_size=4)
+    sampler.set_epoch(1)
+    order = list(sampler)
+    assert sorted(order) == list(range(1000)) and len(sampler) == 1000
+    again = LengthGroupedShuffle(lengths, seed=5, batch_size=4)  # a resumed run builds it anew
+    again.set_epoch(1)
+    assert list(again) == order
+    sampler.set_epoch(2)
+    assert list(sampler) != order  # a new order every epoch
+    window = 50 * 4
+    plain = EpochShuffle(1000, seed=5)
+    plain.set_epoch(1)
+    assert [sorted(order[s:s + window]) for s in range(0, 1000, window)] == \
+        [sorted(list(plain)[s:s + window]) for s in range(0, 1000, window)]  # the same examples per window
+
+    def padded(o):
+        return sum(4 * max(lengths[i] for i in o[s:s + 4]) for s in range(0, len(o), 4))
+
+    assert padded(order) < 0.7 * padded(list(plain))
+
+
+def test_training_grouped_by_length(tiny_bert, glue_dir, tmp_path):
+    best = pkd.finetune("sst2", tmp_path / "g", model=str(tiny_bert), data_dir=glue_dir, quiet=True,
+                        group_by_length=True, **{**TINY_TRAIN, "epochs": 1})
+    run = json.loads((tmp_path / "g" / "run.json").read_text())
+    assert run["train"]["group_by_length"] is True and 0 <= best["accuracy"] <= 100
