@@ -304,7 +304,8 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
             bar.set_postfix(loss=f"{global_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
             if accelerator.sync_gradients:
                 progress.step += 1
-                if cfg.save_every and progress.step % cfg.save_every == 0:
+                # (not at the epoch's last batch: the end-of-epoch checkpoint of this same step follows)
+                if cfg.save_every and progress.step % cfg.save_every == 0 and progress.batch < len(loader):
                     save_checkpoint(run, cfg.keep_checkpoints)
         bar.close()
         _end_epoch(run, dev_parts, task, tokenizer, cfg, start, quiet)

@@ -189,3 +189,22 @@ def test_training_grouped_by_length(tiny_bert, glue_dir, tmp_path):
                         group_by_length=True, **{**TINY_TRAIN, "epochs": 1})
     run = json.loads((tmp_path / "g" / "run.json").read_text())
     assert run["train"]["group_by_length"] is True and 0 <= best["accuracy"] <= 100
+
+
+def test_no_step_is_checkpointed_twice(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    """--save-every at an epoch's last step would write the checkpoint the epoch's end writes again, moments later
+    (with optimizer state, the bulk of a checkpoint): once is enough."""
+    import pkd.train
+
+    real, saved = pkd.train.save_checkpoint, []
+
+    def counting(run, keep):
+        saved.append((run.progress.step, run.progress.epoch))
+        return real(run, keep)
+
+    monkeypatch.setattr(pkd.train, "save_checkpoint", counting)
+    pkd.finetune("sst2", tmp_path / "r", model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=4,
+                 **{**TINY_TRAIN, "epochs": 2})
+    steps = [step for step, _ in saved]
+    assert steps == [4, 8, 12, 16, 20, 24, 28, 32]  # 16 steps an epoch; 16 and 32 by the epochs' ends
+    assert [epoch for step, epoch in saved if step in (16, 32)] == [1, 2]  # written after the epoch: resumable
