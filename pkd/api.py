@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 from dataclasses import asdict, dataclass, replace
@@ -237,13 +238,15 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     for seed_i in range(compare_cfg.seeds):
         seed = cfg.seed + seed_i
+        initial = None  # this seed's student, built once and copied for each method (it is the same for all)
         for method in methods:
             run_dir = out / f"{method}-seed{seed}"
             done = run_dir / "result.json"
             if done.is_file():
                 results[method].append(json.loads(done.read_text())["score"])
                 continue
-            student, projection = d.build_student(seed)
+            initial = initial or d.build_student(seed)
+            student, projection = copy.deepcopy(initial)
             info = {"command": "compare", "method": method, "teacher": d.teacher_path,
                     "student_init": distill_cfg.student_init, "student_source": student.config.pkd_init["source"],
                     "student_layers": distill_cfg.student_layers, "base_model": student.config.pkd_init["source"],

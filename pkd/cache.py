@@ -24,7 +24,14 @@ from tqdm.auto import tqdm
 from pkd import dist
 from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
-from pkd.models import EncodedSplit, cls_states, make_collator, model_fingerprint, tokenizer_fingerprint
+from pkd.models import (
+    EncodedSplit,
+    cls_states,
+    feature_length,
+    make_collator,
+    model_fingerprint,
+    tokenizer_fingerprint,
+)
 
 FORMAT_VERSION = 1
 
@@ -175,12 +182,18 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer, data: EncodedSplit, max_se
 
 def _write_shard(teacher: torch.nn.Module, tokenizer, data: torch.utils.data.Dataset, layers: list[int], device,
                  batch_size: int, tmp: Path, suffix: str, progress: bool) -> None:
-    """The teacher's outputs for `data` as logits<suffix>.npy and cls<suffix>.npy; nothing for an empty slice."""
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+    """The teacher's outputs for `data` as logits<suffix>.npy and cls<suffix>.npy; nothing for an empty slice.
+
+    The examples run longest first, in batches of similar length (far less padding than in file order), and
+    each output row is written at its example's position, so the files are in the data's order. Attention masks
+    make an example's outputs independent of what it is batched with, up to float rounding.
+    """
+    order = sorted(range(len(data)), key=lambda i: -feature_length(data[i]))  # stable: ties keep file order
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size, shuffle=False,
                                          collate_fn=make_collator(tokenizer))
     logits_arr = cls_arr = None
     start = 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for batch in tqdm(loader, desc="teacher cache", unit="batch", dynamic_ncols=True, disable=not progress):
             batch = {k: v.to(device) for k, v in batch.items()}
             logits, cls = teacher_forward(teacher, batch, layers)
@@ -191,10 +204,10 @@ def _write_shard(teacher: torch.nn.Module, tokenizer, data: torch.utils.data.Dat
                                                        dtype=np.float16, shape=(len(data), *logits.shape[1:]))
                 cls_arr = np.lib.format.open_memmap(tmp / f"cls{suffix}.npy", mode="w+", dtype=np.float16,
                                                     shape=(len(data), *cls.shape[1:]))
-            end = start + logits.shape[0]
-            logits_arr[start:end] = logits.cpu().numpy()
-            cls_arr[start:end] = cls.cpu().numpy()
-            start = end
+            rows = order[start:start + logits.shape[0]]
+            logits_arr[rows] = logits.cpu().numpy()
+            cls_arr[rows] = cls.cpu().numpy()
+            start += logits.shape[0]
     if start != len(data):
         raise DataError(f"teacher cache: wrote {start} of {len(data)} examples")
     if logits_arr is not None:

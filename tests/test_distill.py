@@ -132,3 +132,28 @@ def test_compare_students_start_from_the_fine_tuned_teacher(tiny_teacher, glue_d
         run = json.loads((out / f"{method}-seed0" / "run.json").read_text())
         assert run["student_init"] == "teacher"
         assert Path(run["student_source"]).resolve() == tiny_teacher.resolve()
+
+
+def test_compare_builds_each_seeds_student_once(tiny_teacher, glue_dir, tmp_path, monkeypatch):
+    """Tokenization, the teacher cache and the student's initialisation are shared by every method of a seed."""
+    import pkd.api
+
+    built, encoded = [], []
+    real_build, real_encode = pkd.api.make_student, pkd.api.EncodedSplit
+
+    def build(*a, **k):
+        built.append(a[0])
+        return real_build(*a, **k)
+
+    def encode(split, *a, **k):
+        encoded.append(split.name)
+        return real_encode(split, *a, **k)
+
+    monkeypatch.setattr(pkd.api, "make_student", build)
+    monkeypatch.setattr(pkd.api, "EncodedSplit", encode)
+    pkd.compare(str(tiny_teacher), "sst2", 2, tmp_path / "cmp", seeds=2, methods=("ft", "kd", "pkd-skip"),
+                data_dir=glue_dir, cache_dir=tmp_path / "cache", quiet=True, **{**STUDENT, "epochs": 1})
+    assert len(built) == 2 and sorted(encoded) == ["dev", "train"]  # one student per seed, one encoding per split
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    first = load_file(tmp_path / "cmp" / "ft-seed0" / "model.safetensors")
+    assert first and all(torch.isfinite(t).all() for t in first.values())
