@@ -18,7 +18,7 @@ from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
 from pkd.io import check_out_dir, library_versions, write_json, write_text
 from pkd.losses import Projection, layer_map_for, loss_for
-from pkd.metrics import predictions_from_logits
+from pkd.metrics import compute_metrics, predictions_from_logits
 from pkd.models import (
     EncodedSplit,
     load_classifier,
@@ -26,9 +26,10 @@ from pkd.models import (
     resolve_model,
     tokenizer_fingerprint,
 )
+from pkd.stats import verdicts, verdicts_markdown
 from pkd.student import make_student
 from pkd.tasks import Task, get_task
-from pkd.train import check_device, evaluate_parts, predict_logits, seed_everything, train
+from pkd.train import check_device, evaluate_parts, predict_logits, predictions_file, seed_everything, train
 
 
 def _encode(task, split: str, tokenizer, cfg_len: int, data_dir, limit=None) -> list[EncodedSplit]:
@@ -235,6 +236,7 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
         teacher_score = evaluate_parts(d.teacher, dev, d.task, d.tokenizer, cfg.eval_batch_size)["score"]
     d.teacher = None  # free its memory: every student trains from the cache
     results: dict[str, list[float]] = {m: [] for m in methods}
+    best_epochs: dict[str, list[int]] = {m: [] for m in methods}  # whose dev predictions the verdicts compare
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     for seed_i in range(compare_cfg.seeds):
         seed = cfg.seed + seed_i
@@ -243,7 +245,9 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             run_dir = out / f"{method}-seed{seed}"
             done = run_dir / "result.json"
             if done.is_file():
-                results[method].append(json.loads(done.read_text())["score"])
+                finished = json.loads(done.read_text())
+                results[method].append(finished["score"])
+                best_epochs[method].append(finished["best_epoch"])
                 continue
             initial = initial or d.build_student(seed)
             student, projection = copy.deepcopy(initial)
@@ -258,17 +262,22 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             if is_main():
                 write_json(done, best)
             results[method].append(best["score"])
+            best_epochs[method].append(best["best_epoch"])
     table = seed_statistics(results, teacher_score)
+    labels = np.array([e.label for e in dev[0].split.examples])
+    pairs = verdicts(lambda p, y: compute_metrics(d.task, p, y)["score"], labels,
+                     _best_predictions(out, methods, cfg.seed, best_epochs))
     if is_main():
         weights = distill_cfg.loss
         write_json(out / "compare.json", {"task": d.task.name, "student_layers": distill_cfg.student_layers,
                                           "teacher": d.teacher_path, "teacher_score": teacher_score,
-                                          "methods": table, "train": asdict(cfg),
-                                          "student_init": distill_cfg.student_init,
+                                          "methods": table, "train": asdict(cfg), "dev_examples": len(labels),
+                                          "student_init": distill_cfg.student_init, "verdicts": pairs,
                                           "loss": {"alpha": weights.alpha, "temperature": weights.temperature,
                                                    "beta": weights.beta}})
         write_text(out / "compare.md",
-                   compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, table))
+                   compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, table) + "\n"
+                   + "Paired differences on the dev examples, seeds pooled (pkd.stats):\n\n" + verdicts_markdown(pairs))
     barrier()  # every rank returns once the tables exist
     return table
 
@@ -278,6 +287,19 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, **opt
     or CompareConfig."""
     return run_compare(*from_options({"task": task, "out": out, "teacher": teacher, "student_layers": student_layers,
                                       **options}, RunConfig, DistillConfig, TrainConfig, CompareConfig))
+
+
+def _best_predictions(out: Path, methods: tuple[str, ...], first_seed: int,
+                      best_epochs: dict[str, list[int]]) -> dict[str, list[np.ndarray]]:
+    """Each method's dev predictions at its best epoch, one array per seed; a method with a run that kept none
+    (made before pkd saved them) is left out, so its pairs get no verdict."""
+    found = {}
+    for method in methods:
+        files = [predictions_file(out / f"{method}-seed{first_seed + i}", epoch)
+                 for i, epoch in enumerate(best_epochs[method])]
+        if all(f.is_file() for f in files):
+            found[method] = [np.load(f) for f in files]
+    return found
 
 
 def seed_statistics(results: dict[str, list[float]], teacher_score: float) -> dict[str, dict]:

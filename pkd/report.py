@@ -25,6 +25,7 @@ from markdown_it import MarkdownIt
 
 from pkd.errors import DataError, UsageError
 from pkd.io import atomic_path, read_jsonl, write_text
+from pkd.stats import verdicts_markdown
 
 _METHOD_ORDER = ("finetune", "ft", "kd", "pkd-skip", "pkd-last", "pkd")
 
@@ -289,6 +290,22 @@ def curve_groups(runs: Sequence[Run]) -> dict[str, list[Run]]:
 # --------------------------------------------------------------------------------------------- writing
 
 
+def verdict_sections(patterns: Sequence[str]) -> str:
+    """The paired-bootstrap verdicts (pkd.stats) of each comparison among `patterns`, as Markdown."""
+    dirs = [Path(p) for pattern in patterns for p in (sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[")
+                                                        else [pattern])]
+    text = []
+    for d in dirs:
+        if _kind(d) != "compare":
+            continue
+        meta = _read_json(d / "compare.json")
+        rows = meta.get("verdicts")
+        if rows:
+            text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}; {rows[0]['seeds']} seeds, "
+                     f"{rows[0]['examples']} dev examples):", "", verdicts_markdown(rows)]
+    return "\n".join(text)
+
+
 def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | None = None,
                  name: str = "report") -> list[Path]:
     """Write NAME.md, NAME.html and the PNGs into `out`; returns the paths of the two reports.
@@ -305,6 +322,10 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
 
     sections: list[tuple[str, str | None, list[str]]] = []  # (title, markdown body, images)
     sections.append(("Accuracy", accuracy_markdown(rows) if rows else "No run has finished yet.\n", []))
+    verdicts = verdict_sections(patterns)
+    if verdicts:
+        sections.append(("Paired differences (A - B, 95% paired-bootstrap interval over dev examples, seeds pooled)",
+                         verdicts, []))
     if bench_rows:
         from pkd.bench import bench_markdown
 

@@ -61,3 +61,28 @@ def paired_bootstrap(score: ScoreFn, labels: np.ndarray, preds_a: Sequence[np.nd
     verdict = "better" if low > 0 else "worse" if high < 0 else "tie"
     return {"diff": diff(np.arange(n)), "low": float(low), "high": float(high), "verdict": verdict,
             "seeds": len(a), "examples": n, "draws": draws}
+
+
+def verdicts(score: ScoreFn, labels: np.ndarray, predictions: dict[str, Sequence[np.ndarray]],
+             pairs: Sequence[tuple[str, str]] = PAIRS, draws: int = 1000) -> list[dict]:
+    """paired_bootstrap for each pair (A, B) of `pairs` whose methods both have predictions.
+
+    Args:
+        predictions: method -> one prediction array [n] per seed, in seed order.
+
+    Returns:
+        One row per pair: {"a", "b", "diff", "low", "high", "verdict", "seeds", "examples", "draws"}.
+    """
+    return [{"a": a, "b": b, **paired_bootstrap(score, labels, predictions[a], predictions[b], draws)}
+            for a, b in pairs if predictions.get(a) and predictions.get(b)]
+
+
+def verdicts_markdown(rows: Sequence[dict]) -> str:
+    """The verdict table: the seed-averaged difference A - B with its 95% paired-bootstrap interval."""
+    if not rows:
+        return ""
+    lines = ["| A vs B | A - B (95% CI) | verdict |", "|---|---|---|"]
+    for r in rows:
+        interval = f"{r['diff']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
+        lines.append(f"| {r['a']} vs {r['b']} | {interval} | {r['verdict']} |")
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 from pkd import dist
 from pkd.config import LossConfig, TrainConfig
 from pkd.errors import DataError, TrainingError, UsageError
-from pkd.io import append_jsonl, atomic_dir, write_json, write_text
+from pkd.io import append_jsonl, atomic_dir, atomic_path, write_json, write_text
 from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import EncodedSplit, cls_states, feature_length, make_collator
@@ -237,19 +237,39 @@ def predict_logits(model, data: EncodedSplit, tokenizer, batch_size: int,
     return restored
 
 
-def evaluate_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_size: int,
-                   accelerator: Accelerator | None = None) -> dict[str, float]:
-    """Metrics on each dev part; MNLI's second (mismatched) part gets the suffix _mm. RACE adds the accuracy
-    on each level's questions (accuracy_high, accuracy_middle)."""
+def score_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_size: int,
+                accelerator: Accelerator | None = None) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Metrics on each dev part, and the predictions behind them ([n] class ids, or values for regression), one
+    array per part. MNLI's second (mismatched) part gets the suffix _mm. RACE adds the accuracy on each level's
+    questions (accuracy_high, accuracy_middle)."""
     result: dict[str, float] = {}
+    predictions = []
     for i, part in enumerate(parts):
         if not part.split.labeled:
             raise UsageError(f"{part.split.source}: split {part.split.name} has no labels and cannot be scored")
-        logits = predict_logits(model, part, tokenizer, batch_size, accelerator)
-        scores = score_examples(task, part.split.examples, predictions_from_logits(task, logits))
+        preds = predictions_from_logits(task, predict_logits(model, part, tokenizer, batch_size, accelerator))
+        scores = score_examples(task, part.split.examples, preds)
         suffix = "" if i == 0 else "_mm"
         result.update({f"{k}{suffix}": v for k, v in scores.items()})
-    return result
+        predictions.append(preds)
+    return result, predictions
+
+
+def evaluate_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_size: int,
+                   accelerator: Accelerator | None = None) -> dict[str, float]:
+    """The metrics of score_parts."""
+    return score_parts(model, parts, task, tokenizer, batch_size, accelerator)[0]
+
+
+def predictions_file(out: Path, epoch: int) -> Path:
+    """Where a run keeps an epoch's dev predictions (of the first dev part, the one that gives "score"), for the
+    paired statistics of `pkd compare` (pkd.stats)."""
+    return out / "predictions" / f"dev-epoch{epoch}.npy"
+
+
+def save_predictions(path: Path, predictions: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, predictions)
 
 
 # ---------------------------------------------------------------- training
@@ -363,7 +383,7 @@ def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, to
     epoch = progress.epoch + 1
     train_loss = progress.loss_sum / max(progress.loss_batches, 1)  # the epoch's mean
     progress.epoch, progress.batch, progress.loss_sum, progress.loss_batches = epoch, 0, 0.0, 0
-    metrics = evaluate_parts(run.model, dev_parts, task, tokenizer, cfg.eval_batch_size, accelerator)
+    metrics, predictions = score_parts(run.model, dev_parts, task, tokenizer, cfg.eval_batch_size, accelerator)
     record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss,
               "epoch_seconds": round(time.perf_counter() - start, 2), **metrics}
     progress.history.append(record)
@@ -371,6 +391,7 @@ def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, to
     if improved:  # on every rank: the metrics are gathered, so all ranks agree
         progress.best_score, progress.best_epoch = metrics["score"], epoch
     if accelerator.is_main_process:
+        save_predictions(predictions_file(run.out, epoch), predictions[0])
         append_jsonl(run.out / "metrics.jsonl", record)
         if improved:
             save_best_model(accelerator.unwrap_model(run.model), tokenizer, run.out)

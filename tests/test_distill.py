@@ -115,7 +115,16 @@ def test_compare_table_and_resume(tiny_teacher, glue_dir, tmp_path, capsys):
         assert row["mean"] == pytest.approx(sum(row["scores"]) / 2)
         assert row["retention"] == pytest.approx(100 * row["mean"] / table["teacher_score"])
     printed = capsys.readouterr().out
-    assert "| pkd-skip |" in printed
+    assert "| pkd-skip |" in printed and "| pkd-skip vs kd |" in printed
+    # The verdicts compare the very predictions behind each run's recorded best score, seed for seed.
+    scores = {m: row["scores"] for m, row in table["methods"].items()}
+    pairs = {(v["a"], v["b"]): v for v in table["verdicts"]}
+    assert set(pairs) == {("pkd-skip", "kd"), ("pkd-last", "kd"), ("kd", "ft"), ("pkd-skip", "ft"),
+                          ("pkd-skip", "pkd-last")}
+    for (a, b), v in pairs.items():
+        assert v["diff"] == pytest.approx(sum(x - y for x, y in zip(scores[a], scores[b], strict=True)) / 2)
+        assert v["low"] <= v["diff"] <= v["high"] and v["seeds"] == 2 and v["examples"] == table["dev_examples"]
+        assert v["verdict"] == ("better" if v["low"] > 0 else "worse" if v["high"] < 0 else "tie")
     # Run again with --resume: every finished run is reused, so the table is unchanged.
     assert main([*args, "--resume"]) == 0
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["methods"] == table["methods"]

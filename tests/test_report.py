@@ -201,3 +201,18 @@ def test_named_report_prefixes_its_plots(runs_root, tmp_path):
     assert pngs and all(p.startswith("results-") for p in pngs)
     assert all(f"]({p})" in md for p in pngs)  # every plot is linked under its prefixed name
     assert not (out / "report.md").exists()
+
+
+def test_verdicts_of_a_comparison_are_shown(runs_root, tmp_path):
+    verdict = {"a": "pkd-skip", "b": "kd", "diff": 1.25, "low": 0.5, "high": 2.0, "verdict": "better", "seeds": 2,
+               "examples": 872, "draws": 1000}
+    meta = json.loads((runs_root / "compare-sst2-L3" / "compare.json").read_text())
+    _write(runs_root / "compare-sst2-L3" / "compare.json", {**meta, "verdicts": [verdict]})
+    write_report([str(runs_root / "*")], tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Paired differences" in md and "2 seeds, 872 dev examples" in md
+    assert "| pkd-skip vs kd | +1.25 [+0.50, +2.00] | better |" in md
+    # A comparison without verdicts (made before pkd saved predictions) gets no such section.
+    _write(runs_root / "compare-sst2-L3" / "compare.json", meta)
+    write_report([str(runs_root / "*")], tmp_path / "report2")
+    assert "Paired differences" not in (tmp_path / "report2" / "report.md").read_text()
