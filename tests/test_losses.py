@@ -120,3 +120,10 @@ def test_pkd_loss_is_finite_and_non_negative(batch, classes, layers, alpha, temp
         assert torch.isfinite(value) and value.item() >= -1e-6
     # PT vanishes when the student's states equal the teacher's (up to scale, since they are normalised)
     assert pt_loss(t_cls * 3.0, t_cls).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("method, explicit", [("pkd-skip", None), ("pkd-last", None), ("pkd", [])])
+def test_a_one_layer_student_has_no_pt_and_is_refused(method, explicit):
+    with pytest.raises(UsageError, match="--student-layers 1: a 1-layer student has no intermediate layer"):
+        layer_map_for(method, 6, 1, explicit)
+    assert layer_map_for("kd", 6, 1) == [] and layer_map_for("ft", 6, 1) == []  # the baselines stay allowed
