@@ -57,6 +57,20 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def normal_modes(tree: Path) -> None:
+    """Give `tree` and everything in it the modes the umask gives new files (0644 and 0755 under umask 022).
+
+    mkdtemp makes directories private, and safetensors' save_file (so save_pretrained too) writes 0600 files:
+    a model another user or a serving process cannot read.
+    """
+    os.chmod(tree, 0o777 & ~_UMASK)
+    for root, dirs, files in os.walk(tree):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o777 & ~_UMASK)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o666 & ~_UMASK)
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it into place when the block succeeds."""
@@ -65,13 +79,29 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_UMASK)
+        normal_modes(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_files(directory: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside `directory`'s files; when the block succeeds, move each file written
+    there into `directory` (each one atomically, with normal modes) and remove the temporary directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".files.", suffix=".tmp", dir=directory))
+    try:
+        yield tmp
+        normal_modes(tmp)
+        for f in tmp.iterdir():
+            os.replace(f, directory / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:

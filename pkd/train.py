@@ -24,7 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from pkd import dist
 from pkd.errors import DataError, TrainingError, UsageError
-from pkd.io import append_jsonl, atomic_dir, write_json, write_text
+from pkd.io import append_jsonl, atomic_dir, atomic_files, write_json, write_text
 from pkd.losses import LossConfig, pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import EncodedSplit, cls_states, make_collator
@@ -345,8 +345,6 @@ def _save(out, accelerator, model, projection, optimizer, scheduler, progress, c
 
 def save_model(model, tokenizer, out: Path) -> None:
     """save_pretrained into a temporary directory, then move each file into place."""
-    with atomic_dir(out / ".model") as tmp:
+    with atomic_files(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        for f in tmp.iterdir():
-            f.replace(out / f.name)

@@ -1,5 +1,7 @@
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -118,3 +120,12 @@ def test_killed_cache_build_is_never_used(tiny_teacher, tmp_path):
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout.strip().splitlines()[-1])
     assert TeacherCache(info["cache"]).meta["num_examples"] == 20000
+
+
+def test_cache_files_have_normal_modes(teacher_and_data, tmp_path):
+    model, tok, data = teacher_and_data
+    cache = ensure_cache(model, tok, data, 24, [1], tmp_path)
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [cache.path, *cache.path.iterdir()]:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o777 if p.is_dir() else 0o666) & ~mask, p.name

@@ -1,6 +1,8 @@
 import json
+import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -135,3 +137,25 @@ def test_corrupted_checkpoint_is_refused(tiny_bert, glue_dir, tmp_path):
     with pytest.raises(DataError, match="corrupted checkpoint"):
         pkd.finetune("sst2", out, model=str(tiny_bert), data_dir=glue_dir, quiet=True, resume=True,
                      **{**TINY_TRAIN, "epochs": 2})
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_run_files_have_normal_modes_and_no_temporary_folders(tiny_bert, glue_dir, tmp_path):
+    """Everything a run leaves, the model and the checkpoints' copies included, has the umask's modes
+    (0644 / 0755 under umask 022): a colleague or a serving process must be able to read the model."""
+    out = tmp_path / "run"
+    pkd.finetune("sst2", out, model=str(tiny_bert), data_dir=glue_dir, quiet=True, keep_checkpoints=1,
+                 **{**TINY_TRAIN, "epochs": 1})
+    mask = _umask()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert out / "model.safetensors" in files and any(p.name == "model.safetensors" and "checkpoints" in p.parts
+                                                      for p in files)
+    for p in [out, *out.rglob("*")]:
+        want = (0o777 if p.is_dir() else 0o666) & ~mask
+        assert stat.S_IMODE(p.stat().st_mode) == want, f"{p.relative_to(out)}: {oct(p.stat().st_mode)}"
+    assert [p.name for p in out.rglob(".*")] == []  # no temporary folder is left behind, empty or not
