@@ -20,7 +20,7 @@ from pkd.models import (
     load_classifier,
     load_tokenizer,
     resolve_model,
-    tokenizer_fingerprint,
+    vocabulary_fingerprint,
 )
 from pkd.student import make_student
 from pkd.tasks import get_task, load_split, split_files
@@ -82,7 +82,7 @@ def prepare_distillation(teacher: str, task: str, student_layers: int, method: s
         raise UsageError(f"--student-init {student_init}: choose pretrained or teacher")
     source = resolve_model(_teacher_base(teacher_path)) if student_init == "pretrained" else teacher_path
     student_tok = load_tokenizer(source, trust_remote_code)
-    if tokenizer_fingerprint(student_tok) != tokenizer_fingerprint(tokenizer):
+    if vocabulary_fingerprint(student_tok) != vocabulary_fingerprint(tokenizer):
         raise DataError(f"{source}: its tokenizer differs from the teacher's ({teacher_path}); "
                         "teacher and student must share one vocabulary")
 

@@ -1,10 +1,12 @@
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +131,32 @@ def test_cache_files_have_normal_modes(teacher_and_data, tmp_path):
     os.umask(mask)
     for p in [cache.path, *cache.path.iterdir()]:
         assert stat.S_IMODE(p.stat().st_mode) == (0o777 if p.is_dir() else 0o666) & ~mask, p.name
+
+
+def _edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_cache_key_covers_tokenizer_settings_and_config_only_changes(tiny_teacher, glue_dir, tmp_path):
+    """Copies of the teacher differing only in a tokenizer setting or a config value (identical weights) get
+    caches of their own; an identical copy at another path finds the same cache."""
+    def key(teacher_dir):
+        model = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+        tok = AutoTokenizer.from_pretrained(teacher_dir)
+        data = EncodedSplit(load_split(SST2, "train", glue_dir, 32)[0], tok, 24)
+        return ensure_cache(model, tok, data, 24, [1], tmp_path / "cache").path.name
+
+    base = key(tiny_teacher)
+    variants = {"same": {}, "truncation_side": {"tokenizer_config.json": {"truncation_side": "left"}},
+                "padding_side": {"tokenizer_config.json": {"padding_side": "left"}},
+                "model_max_length": {"tokenizer_config.json": {"model_max_length": 16}},
+                "layer_norm_eps": {"config.json": {"layer_norm_eps": 1e-3}},
+                "hidden_act": {"config.json": {"hidden_act": "relu"}}}
+    keys = {}
+    for name, edits in variants.items():
+        copy = Path(shutil.copytree(tiny_teacher, tmp_path / name, ignore=shutil.ignore_patterns("checkpoints")))
+        for file, changes in edits.items():
+            _edit_json(copy / file, **changes)
+        keys[name] = key(copy)
+    assert keys.pop("same") == base  # the path of the teacher is not part of the key
+    assert len(set(keys.values()) | {base}) == len(keys) + 1, keys  # every change gives another key
