@@ -160,3 +160,49 @@ def test_cache_key_covers_tokenizer_settings_and_config_only_changes(tiny_teache
         keys[name] = key(copy)
     assert keys.pop("same") == base  # the path of the teacher is not part of the key
     assert len(set(keys.values()) | {base}) == len(keys) + 1, keys  # every change gives another key
+
+
+def _cached_and_live(cache, model, tok, data, layers):
+    batch = make_collator(tok)(list(data))
+    return cache.outputs(batch, layers), LiveTeacher(model).outputs(batch, layers)
+
+
+def test_hidden_states_beyond_fp16_are_stored_in_float32(teacher_and_data, tmp_path):
+    """A teacher whose layer-1 [CLS] states exceed 65504: fp16 would store inf (and distillation would fail later
+    with a non-finite loss); that array is kept in float32 instead, the logits stay fp16."""
+    model, tok, data = teacher_and_data
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.LayerNorm.weight.mul_(1e5)
+    cache = ensure_cache(model, tok, data, 24, [1, 3], tmp_path, batch_size=64)
+    assert np.isfinite(cache.cls).all() and np.abs(cache.cls[:, 0]).max() > 65504
+    assert cache.meta["dtype"] == {"logits": "float16", "cls": "float32"}
+    (logits, cls), (live_logits, live_cls) = _cached_and_live(cache, model, tok, data, [1, 3])
+    torch.testing.assert_close(cls, live_cls, atol=0, rtol=1e-5)
+    torch.testing.assert_close(logits, live_logits, atol=2e-3, rtol=2e-3)
+
+
+def test_overflow_part_way_through_a_build_widens_what_was_written(teacher_and_data, tmp_path, monkeypatch):
+    import pkd.cache
+
+    model, tok, data = teacher_and_data
+    real = pkd.cache.teacher_forward
+
+    def large_from_example_40(teacher, batch, layers):  # the overflow starts in the third batch of 16
+        logits, cls = real(teacher, batch, layers)
+        return logits, cls * torch.where(batch["idx"] >= 40, 1e5, 1.0)[:, None, None]
+
+    monkeypatch.setattr(pkd.cache, "teacher_forward", large_from_example_40)
+    cache = ensure_cache(model, tok, data, 24, [2], tmp_path, batch_size=16)
+    assert cache.cls.dtype == np.float32 and np.isfinite(cache.cls).all()
+    (_, cls), (_, live_cls) = _cached_and_live(cache, model, tok, data, [2])
+    torch.testing.assert_close(cls[:40], live_cls[:40], atol=2e-3, rtol=2e-3)  # the fp16 rows, copied over
+    torch.testing.assert_close(cls[40:], live_cls[40:], atol=0, rtol=1e-5)
+
+
+def test_a_teacher_with_non_finite_outputs_is_refused(teacher_and_data, tmp_path):
+    model, tok, data = teacher_and_data
+    with torch.no_grad():
+        model.classifier.bias.fill_(float("inf"))
+    with pytest.raises(DataError, match="teacher's outputs are not finite for examples 0..127"):
+        ensure_cache(model, tok, data, 24, [1], tmp_path)
+    assert list(tmp_path.iterdir()) == []
