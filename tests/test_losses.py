@@ -99,9 +99,15 @@ def test_pkd_loss_weights_the_terms():
     assert ft["loss"].item() == pytest.approx(ce.item(), rel=1e-6) and ft["kd"].item() == 0
 
 
-def test_projection_maps_hidden_sizes():
+def test_projection_maps_each_layer_with_its_own_linear_map():
+    torch.manual_seed(0)
     proj = Projection(8, 16, 2)
-    assert proj(torch.randn(3, 2, 8)).shape == (3, 2, 16)
+    x = torch.randn(3, 4, 2, 8)  # [batch, choices, layers, hidden]: any leading dimensions
+    y = proj(x)
+    assert y.shape == (3, 4, 2, 16)
+    for i in range(2):
+        torch.testing.assert_close(y[..., i, :], x[..., i, :] @ proj.maps[i].weight.T + proj.maps[i].bias)
+    assert not torch.allclose(proj.maps[0](x[..., 0, :]), proj.maps[1](x[..., 0, :]))  # two different maps
 
 
 @settings(max_examples=60, deadline=None)
