@@ -105,7 +105,7 @@ def run_cli(args: argparse.Namespace) -> str:
                     "repeats": args.repeats, "warmup": args.warmup}
         report = {**environment(args.device, args.threads), **settings, "models": results}
         return json.dumps(report, indent=2) + "\n"
-    return format_table(results)
+    return bench_markdown(results)
 
 
 def environment(device: str, threads: int | None = None) -> dict:
@@ -363,7 +363,7 @@ def human_count(n: int | None) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
 
 
-def format_table(results: Sequence[dict]) -> str:
+def bench_markdown(results: Sequence[dict]) -> str:
     """A Markdown table, as printed by `pkd bench` and embedded by `pkd report`."""
     if not results:
         return ""

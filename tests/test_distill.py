@@ -15,9 +15,10 @@ import pkd.cache
 import pkd.train
 from pkd.cache import LiveTeacher
 from pkd.cli import main
+from pkd.config import LossConfig
 from pkd.errors import DataError, UsageError
 from pkd.io import read_jsonl
-from pkd.losses import LossConfig, layer_map_for
+from pkd.losses import layer_map_for
 from pkd.tasks import get_task
 
 STUDENT = {**TINY_TRAIN, "epochs": 2}
@@ -142,7 +143,7 @@ def test_different_hidden_size_needs_projection(tiny_teacher, glue_dir, tmp_path
                 pt_projection=True, quiet=True, save_every=1, keep_checkpoints=100, **STUDENT)
     first, *_, last = sorted((tmp_path / "s" / "checkpoints").iterdir())
     # the projection is part of the resumable state, and it is trained
-    a, b = load_file(first / "extra.safetensors"), load_file(last / "extra.safetensors")
+    a, b = load_file(first / "projection.safetensors"), load_file(last / "projection.safetensors")
     assert a["maps.0.weight"].shape == (32, 16) and not torch.equal(a["maps.0.weight"], b["maps.0.weight"])
 
 
