@@ -108,6 +108,46 @@ def atomic_files(directory: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# run.json entries that do not change what a run computes, so a resumed run may differ in them: bookkeeping, where
+# the cache and data files lie (the data's content is data_fingerprint), and checkpoint and evaluation batching.
+RESUME_FREE = ("versions", "cache", "num_processes", "command", "teacher_score", "sweep", "result", "data",
+               "train.keep_checkpoints", "train.save_every", "train.eval_batch_size")
+
+
+def _flat(record: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resume(out: str | Path, record: dict) -> dict | None:
+    """The run.json in `out` (None if there is none), after checking that it was made with the settings in
+    `record`: resuming a run with other settings would mix two configurations in one result, so a difference is
+    one usage error naming the differing keys, before anything is written. Keys that only one side has (an older
+    run.json, a partial record) and the RESUME_FREE ones are not compared."""
+    path = Path(out) / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}); use another --out or --overwrite") from None
+    old, new = _flat(stored), _flat(json.loads(json.dumps(record, default=str)))
+    free = [k for k in old.keys() & new.keys() if any(k == f or k.startswith(f"{f}.") for f in RESUME_FREE)]
+    differ = sorted(k for k in old.keys() & new.keys() if old[k] != new[k] and k not in free)
+    if differ:
+        shown = ", ".join(f"{k} {old[k]!r} (now {new[k]!r})" for k in differ[:8])
+        raise UsageError(f"--resume {out}: its run was made with other settings: {shown}"
+                         f"{' and more' if len(differ) > 8 else ''}; resume with the same settings, or use another "
+                         "--out (or --overwrite)")
+    return stored
+
+
 def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
     """Refuse a non-empty output directory unless asked to overwrite it or resume in it. Call it early."""
     out = Path(out)

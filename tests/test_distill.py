@@ -13,6 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import pkd
 import pkd.cache
 import pkd.train
+from pkd.api import selected_score
 from pkd.cache import LiveTeacher
 from pkd.cli import main
 from pkd.config import LossConfig
@@ -171,9 +172,78 @@ def test_compare_table_and_resume(tiny_teacher, glue_dir, tmp_path, capsys):
         assert row["retention"] == pytest.approx(100 * row["mean"] / table["teacher_score"])
     printed = capsys.readouterr().out
     assert "| pkd-skip |" in printed
+    assert table["select"] == "best" and "| method | best-epoch dev score (mean ± std) |" in printed
     # Run again with --resume: every finished run is reused, so the table is unchanged.
     assert main([*args, "--resume"]) == 0
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["methods"] == table["methods"]
+    # --select last: each run's last epoch, which result.json records beside the best one
+    assert main([*args, "--resume", "--select", "last"]) == 0
+    assert "| method | last-epoch dev score (mean ± std) |" in capsys.readouterr().out
+    last = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    for method, row in last["methods"].items():
+        runs = [json.loads((tmp_path / "cmp" / f"{method}-seed{s}" / "result.json").read_text()) for s in (7, 8)]
+        assert last["select"] == "last" and row["scores"] == [r["last"]["score"] for r in runs]
+    # Other settings with --resume: refused before any work, naming them; nothing changes
+    kept = {p: p.read_bytes() for p in (tmp_path / "cmp").rglob("*") if p.is_file()}
+    assert main([*args, "--resume", "--alpha", "0.5"]) == 2  # FT forces alpha 0: its runs are unaffected
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "kd-seed7: its run was made with other settings: loss.alpha 0.7 (now 0.5)" in err
+    assert {p: p.read_bytes() for p in (tmp_path / "cmp").rglob("*") if p.is_file()} == kept
+
+
+def test_selected_score_reads_the_best_or_the_last_epoch(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "score": s}) + "\n"
+                                               for e, s in ((1, 80.0), (2, 90.0), (3, 85.0))))
+    (run / "result.json").write_text(json.dumps({"score": 90.0, "best_epoch": 2, "last": {"epoch": 3, "score": 85.0}}))
+    assert selected_score(run, "best") == 90.0 and selected_score(run, "last") == 85.0
+    (run / "result.json").write_text(json.dumps({"score": 90.0, "best_epoch": 2}))  # written before "last" existed
+    assert selected_score(run, "last") == 85.0
+
+
+def _copy_without_run_json(tiny_teacher, path):
+    return Path(shutil.copytree(tiny_teacher, path, ignore=shutil.ignore_patterns("run.json", "metrics.jsonl")))
+
+
+def test_pretrained_init_needs_a_named_base(tiny_teacher, tiny_bert, glue_dir, tmp_path, capsys):
+    """A teacher with no run.json (a Hub checkpoint, one fine-tuned elsewhere) does not say which pre-trained
+    checkpoint it came from: --student-init pretrained is refused until --student-base names it (it used to copy
+    the fine-tuned teacher's layers and record "pretrained")."""
+    teacher = _copy_without_run_json(tiny_teacher, tmp_path / "elsewhere")
+    args = ["distill", "--teacher", str(teacher), "--task", "sst2", "--student-layers", "2", "--data-dir",
+            str(glue_dir), "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--batch-size", "16",
+            "--max-seq-len", "24", "--max-train-examples", "32", "--quiet"]
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"pkd: error: --teacher {teacher}: no run.json names")
+    assert "--student-base NAME_OR_PATH" in err and "--student-init teacher" in err
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "cache").exists()
+    assert main([*args, "--student-base", str(tiny_bert), "--out", str(tmp_path / "s")]) == 0
+    run = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert run["student_init"] == "pretrained" and run["student_source"] == str(tiny_bert)
+    assert main([*args, "--student-init", "teacher", "--out", str(tmp_path / "t")]) == 0
+    assert json.loads((tmp_path / "t" / "run.json").read_text())["student_source"] == str(teacher)
+    assert main([*args, "--student-init", "teacher", "--student-base", str(tiny_bert), "--out", str(tmp_path / "x")]
+                ) == 2
+    assert "--student-base" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_student_base_is_checked_before_any_work(tiny_teacher, glue_dir, tmp_path, capsys):
+    """--student-base must share the teacher's vocabulary, and its width unless a projection is learned."""
+    teacher = _copy_without_run_json(tiny_teacher, tmp_path / "elsewhere")
+    narrow = make_tiny_model(tmp_path / "h16", hidden=16)
+    other = make_tiny_model(tmp_path / "other")
+    (other / "tokenizer.json").write_text((other / "tokenizer.json").read_text().replace('"movie"', '"cinema"'))
+    args = ["distill", "--teacher", str(teacher), "--task", "sst2", "--student-layers", "2", "--data-dir",
+            str(glue_dir), "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "s"), "--quiet"]
+    capsys.readouterr()
+    assert main([*args, "--student-base", str(narrow)]) == 2
+    assert "student hidden size 16 differs from the teacher's 32" in capsys.readouterr().err
+    assert main([*args, "--student-base", str(other)]) == 2
+    assert "tokenizer differs" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "cache").exists()
 
 
 def test_compare_students_start_from_the_fine_tuned_teacher(tiny_teacher, glue_dir, tmp_path):

@@ -133,3 +133,21 @@ def test_a_one_layer_student_has_no_pt_and_is_refused(method, explicit):
     with pytest.raises(UsageError, match="--student-layers 1: a 1-layer student has no intermediate layer"):
         layer_map_for(method, 6, 1, explicit)
     assert layer_map_for("kd", 6, 1) == [] and layer_map_for("ft", 6, 1) == []  # the baselines stay allowed
+
+
+def test_beta_help_names_both_scales(capsys):
+    """pkd's beta is the original code's divided by the hidden size: the help must say what 0.65 is at the default
+    teacher's 384 as well as at 768, and every beta grid in the docs must be on pkd's scale."""
+    import re
+    from pathlib import Path
+
+    from pkd.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0.65 is the original 500 at hidden size 768" in text and "250 at 384" in text
+    root = Path(__file__).resolve().parent.parent
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for grid in re.findall(r"beta=([0-9.,]+)", doc.read_text()):
+            assert all(float(v) <= 4 for v in grid.strip(",").split(",")), f"{doc.name}: beta={grid}"

@@ -201,3 +201,19 @@ def test_named_report_prefixes_its_plots(runs_root, tmp_path):
     assert pngs and all(p.startswith("results-") for p in pngs)
     assert all(f"]({p})" in md for p in pngs)  # every plot is linked under its prefixed name
     assert not (out / "report.md").exists()
+
+
+def test_select_last_epoch(runs_root, tmp_path):
+    """The tables say which epoch they show; --select last shows each run's last epoch (result.json's "last", or
+    the last line of metrics.jsonl)."""
+    runs = collect_runs([str(runs_root / "*")])
+    last = {(r["method"], r["layers"]): r["scores"] for r in accuracy_rows(runs, "last")}
+    best = {(r["method"], r["layers"]): r["scores"] for r in accuracy_rows(runs)}
+    assert best[("pkd-skip", 6)] == [89.0] and last[("pkd-skip", 6)] == [88.0]
+    assert last[("kd", 3)] == [COMPARE[("kd", 42)], COMPARE[("kd", 43)]]  # their best epoch is their last
+    assert main(["report", str(runs_root / "*"), "--out", str(tmp_path / "r"), "--select", "last"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| method | layers | last-epoch dev score (mean ± std) |" in md and "| pkd-skip | 6 | 88.00 ± 0.00 |" in md
+    write_report([str(runs_root / "*")], tmp_path / "b")
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "| method | layers | best-epoch dev score (mean ± std) |" in md and "optimistic" in md
