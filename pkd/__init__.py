@@ -1,10 +1,29 @@
-"""pkd: Patient Knowledge Distillation for BERT-style encoders."""
+"""pkd: Patient Knowledge Distillation for BERT-style encoders.
 
-from pkd.api import build_cache, compare, distill, evaluate, finetune, predict
+The API (pkd.finetune, pkd.distill, ...) and the submodules load on first use (PEP 562), so that `import pkd`,
+`pkd --help` and `pkd --version` do not import torch and transformers.
+"""
+
+import importlib
+
+from pkd.config import LossConfig
 from pkd.errors import DataError, PkdError, TrainingError, UsageError
-from pkd.losses import LossConfig, last_map, pkd_loss, skip_map
-from pkd.student import make_student
 from pkd.version import __version__
+
+# name -> the module that defines it; everything else is looked up as a submodule (pkd.tasks, pkd.train, ...)
+_LAZY = {"build_cache": "api", "compare": "api", "distill": "api", "evaluate": "api", "finetune": "api",
+         "predict": "api", "make_student": "student", "pkd_loss": "losses", "skip_map": "losses",
+         "last_map": "losses"}
 
 __all__ = ["__version__", "build_cache", "compare", "distill", "evaluate", "finetune", "predict", "make_student",
            "pkd_loss", "LossConfig", "skip_map", "last_map", "PkdError", "UsageError", "DataError", "TrainingError"]
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    try:
+        module = importlib.import_module(f"pkd.{_LAZY.get(name, name)}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'pkd' has no attribute {name!r}") from None
+    return getattr(module, name) if name in _LAZY else module

@@ -26,7 +26,14 @@ from tqdm.auto import tqdm
 from pkd import dist
 from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
-from pkd.models import EncodedSplit, cls_states, make_collator, model_fingerprint, tokenizer_fingerprint
+from pkd.models import (
+    EncodedSplit,
+    cls_states,
+    feature_length,
+    make_collator,
+    model_fingerprint,
+    tokenizer_fingerprint,
+)
 
 FORMAT_VERSION = 2  # 2: an array may be float32 where fp16 overflows
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -179,12 +186,18 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer, data: EncodedSplit, max_se
 
 def _write_shard(teacher: torch.nn.Module, tokenizer, data: torch.utils.data.Dataset, layers: list[int], device,
                  batch_size: int, tmp: Path, suffix: str, progress: bool) -> None:
-    """The teacher's outputs for `data` as logits<suffix>.npy and cls<suffix>.npy; nothing for an empty slice."""
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+    """The teacher's outputs for `data` as logits<suffix>.npy and cls<suffix>.npy; nothing for an empty slice.
+
+    The examples run longest first, in batches of similar length (far less padding than in file order), and
+    each output row is written at its example's position, so the files are in the data's order. Attention masks
+    make an example's outputs independent of what it is batched with, up to float rounding.
+    """
+    order = sorted(range(len(data)), key=lambda i: -feature_length(data[i]))  # stable: ties keep file order
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size, shuffle=False,
                                          collate_fn=make_collator(tokenizer))
     logits_arr = cls_arr = None
     start = 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for batch in tqdm(loader, desc="teacher cache", unit="batch", dynamic_ncols=True, disable=not progress):
             batch = {k: v.to(device) for k, v in batch.items()}
             logits, cls = teacher_forward(teacher, batch, layers)
@@ -195,16 +208,18 @@ def _write_shard(teacher: torch.nn.Module, tokenizer, data: torch.utils.data.Dat
                                                        dtype=np.float16, shape=(len(data), *logits.shape[1:]))
                 cls_arr = np.lib.format.open_memmap(tmp / f"cls{suffix}.npy", mode="w+", dtype=np.float16,
                                                     shape=(len(data), *cls.shape[1:]))
-            end = start + logits.shape[0]
+            rows = order[start:start + logits.shape[0]]
             logits, cls = logits.cpu().numpy(), cls.cpu().numpy()
-            if not (np.isfinite(logits).all() and np.isfinite(cls).all()):
-                raise DataError(f"teacher cache: the teacher's outputs are not finite for examples {start}..{end - 1}; "
-                                "check the teacher checkpoint")
-            logits_arr = _fit(logits_arr, logits, tmp / f"logits{suffix}.npy", start)
-            cls_arr = _fit(cls_arr, cls, tmp / f"cls{suffix}.npy", start)
-            logits_arr[start:end] = logits
-            cls_arr[start:end] = cls
-            start = end
+            finite = np.isfinite(logits.reshape(len(rows), -1)).all(1) & np.isfinite(cls.reshape(len(rows), -1)).all(1)
+            if not finite.all():
+                bad = int(batch["idx"][int(np.argmin(finite))])
+                raise DataError(f"teacher cache: the teacher's outputs are not finite for example {bad} of the "
+                                "training split; check the teacher checkpoint")
+            logits_arr = _fit(logits_arr, logits, tmp / f"logits{suffix}.npy")
+            cls_arr = _fit(cls_arr, cls, tmp / f"cls{suffix}.npy")
+            logits_arr[rows] = logits
+            cls_arr[rows] = cls
+            start += len(rows)
     if start != len(data):
         raise DataError(f"teacher cache: wrote {start} of {len(data)} examples")
     if logits_arr is not None:
@@ -212,13 +227,13 @@ def _write_shard(teacher: torch.nn.Module, tokenizer, data: torch.utils.data.Dat
         cls_arr.flush()
 
 
-def _fit(arr: np.ndarray, values: np.ndarray, file: Path, filled: int) -> np.ndarray:
-    """`arr`, or a float32 copy of it (its first `filled` rows, same file) when `values` do not fit in fp16."""
+def _fit(arr: np.ndarray, values: np.ndarray, file: Path) -> np.ndarray:
+    """`arr`, or a float32 copy of it (same file; the rows written so far kept) when `values` do not fit in fp16."""
     if arr.dtype != np.float16 or values.size == 0 or np.abs(values).max() <= FP16_MAX:
         return arr
     wide_file = file.with_name(f"wide.{file.name}")
     wide = np.lib.format.open_memmap(wide_file, mode="w+", dtype=np.float32, shape=arr.shape)
-    wide[:filled] = arr[:filled]
+    wide[:] = arr
     wide.flush()
     wide_file.replace(file)
     return wide

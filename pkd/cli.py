@@ -255,13 +255,16 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None, only: bool = False) -> argparse.ArgumentParser:
+    """The whole parser; with `only`, the options of `command` alone (none for `pkd --help` or `pkd --version`),
+    since some subcommands' options (bench) import torch, and the others need not wait for it."""
     parser = _Parser(prog="pkd", description="Patient Knowledge Distillation for BERT-style encoders.")
     parser.add_argument("--version", action="version", version=f"pkd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, formatter_class=argparse.RawDescriptionHelpFormatter)
-        command.arguments(p)
+    for name, spec in COMMANDS.items():
+        p = sub.add_parser(name, help=spec.help, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if not only or name == command:
+            spec.arguments(p)
     return parser
 
 
@@ -277,7 +280,10 @@ def _rank0_prints():
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        args = build_parser().parse_args(argv)  # a type= converter (--layer-map) may raise a UsageError
+        argv = sys.argv[1:] if argv is None else list(argv)
+        command = argv[0] if argv and argv[0] in COMMANDS else None
+        # a type= converter (--layer-map) may raise a UsageError
+        args = build_parser(command, only=True).parse_args(argv)
         from pkd.models import quiet_transformers
 
         quiet_transformers()

@@ -54,6 +54,8 @@ class TrainConfig:
                 "while it runs, the newest 2 (or N) are kept for --resume"})
     precision: str = field(default="fp32", metadata={"help": "training precision", "choices": ("fp32", "bf16", "fp16")})
     grad_accum: int = field(default=1, metadata={"help": "batches per optimizer step"})
+    group_by_length: bool = field(default=False, metadata={
+        "help": "batch examples of similar length (less padding, faster; a different data order than without)"})
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_len", "grad_accum",

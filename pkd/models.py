@@ -188,6 +188,12 @@ class EncodedSplit(torch.utils.data.Dataset):
         return self.features[i]
 
 
+def feature_length(feature: dict) -> int:
+    """Tokens in an encoded example (the longest choice for multiple choice): what its batch is padded to."""
+    ids = feature["input_ids"]
+    return max((len(c) for c in ids), default=0) if len(ids) and not isinstance(ids[0], int) else len(ids)
+
+
 def cls_states(hidden_states: tuple[torch.Tensor, ...], layers: list[int], input_ids: torch.Tensor) -> torch.Tensor:
     """The [CLS] vectors of the given layers (1-based; hidden_states[0] is the embeddings): [B, L, H].
 

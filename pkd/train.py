@@ -28,7 +28,7 @@ from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, atomic_files, check_resume, write_json, write_text
 from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
-from pkd.models import EncodedSplit, cls_states, make_collator
+from pkd.models import EncodedSplit, cls_states, feature_length, make_collator
 from pkd.tasks import Task
 
 
@@ -47,6 +47,23 @@ class EpochShuffle(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return self.size
+
+
+class LengthGroupedShuffle(EpochShuffle):
+    """EpochShuffle's permutation, then sorted longest first within windows of 50 batches (as HF Trainer's
+    group_by_length): batches of similar lengths, so less padding. Still a function of (seed, epoch) alone, so
+    resumable and the same on every rank; but not the same order as EpochShuffle, so not the same results."""
+
+    WINDOW_BATCHES = 50
+
+    def __init__(self, lengths: list[int], seed: int, batch_size: int):
+        super().__init__(len(lengths), seed)
+        self.lengths, self.window = lengths, self.WINDOW_BATCHES * batch_size
+
+    def __iter__(self):
+        order = list(super().__iter__())
+        return iter([i for start in range(0, len(order), self.window)
+                     for i in sorted(order[start:start + self.window], key=lambda i: -self.lengths[i])])
 
 
 def seed_everything(seed: int) -> None:
@@ -190,23 +207,35 @@ def save_best_model(model, tokenizer, out: Path) -> None:
 @torch.no_grad()
 def predict_logits(model, data: EncodedSplit, tokenizer, batch_size: int,
                    accelerator: Accelerator | None = None) -> np.ndarray:
+    """The model's logits for every example of `data`, in the data's order.
+
+    The batches run longest first, so that each is padded to about its own examples' length; every row is put
+    back at its example's position (its idx), so the result does not depend on the batching.
+    """
     if accelerator is None:  # a model of its own (evaluate, predict): on the device the batches will be on
         accelerator = Accelerator(cpu=not torch.cuda.is_available())
         model.to(accelerator.device)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+    order = sorted(range(len(data)), key=lambda i: -feature_length(data[i]))  # stable: ties keep file order
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size, shuffle=False,
                                          collate_fn=make_collator(tokenizer))
     loader = accelerator.prepare(loader)
     model.eval()
-    chunks = []
+    chunks, positions = [], []
     for batch in loader:
         inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
         logits = model(**inputs).logits.float()
         chunks.append(accelerator.gather_for_metrics(logits).cpu())  # each example counted once
+        positions.append(accelerator.gather_for_metrics(batch["idx"]).cpu())
     model.train()
-    logits = torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
-    if len(logits) != len(data):  # under several processes, every example must be scored exactly once
+    if not chunks:
+        return np.zeros((0, 1), np.float32)
+    logits, positions = torch.cat(chunks).numpy(), torch.cat(positions).numpy()
+    # under several processes, every example must be scored exactly once
+    if len(logits) != len(data) or len(np.unique(positions)) != len(data):
         raise TrainingError(f"evaluation gathered {len(logits)} predictions for {len(data)} examples")
-    return logits
+    restored = np.empty_like(logits)
+    restored[positions] = logits
+    return restored
 
 
 def evaluate_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_size: int,
@@ -283,7 +312,8 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
             bar.set_postfix(loss=f"{global_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
             if accelerator.sync_gradients:
                 progress.step += 1
-                if cfg.save_every and progress.step % cfg.save_every == 0:
+                # (not at the epoch's last batch: the end-of-epoch checkpoint of this same step follows)
+                if cfg.save_every and progress.step % cfg.save_every == 0 and progress.batch < len(loader):
                     save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
         bar.close()
         _end_epoch(run, dev_parts, task, tokenizer, cfg, start, quiet)
@@ -328,9 +358,11 @@ def prune_checkpoints(out: Path, keep: int) -> None:
 
 
 def _setup_loader(train_data: EncodedSplit, tokenizer, cfg: TrainConfig) -> torch.utils.data.DataLoader:
-    """Batches in the (seed, epoch) order of EpochShuffle, dynamically padded."""
-    return torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size,
-                                       sampler=EpochShuffle(len(train_data), cfg.seed),
+    """Batches in an order that depends only on (seed, epoch), dynamically padded."""
+    sampler = (LengthGroupedShuffle([feature_length(train_data[i]) for i in range(len(train_data))], cfg.seed,
+                                    cfg.batch_size)
+               if cfg.group_by_length else EpochShuffle(len(train_data), cfg.seed))
+    return torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, sampler=sampler,
                                        collate_fn=make_collator(tokenizer),
                                        # its own generator: building an iterator must not draw from the global
                                        # RNG, or a resumed run's dropout masks would differ

@@ -59,6 +59,16 @@ def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
 
+def varied_lengths(n: int = 70, seed: int = 0):
+    """An in-memory SST-2 split of n sentences of 1 to 30 words (the file fixtures' sentences all have 8 tokens)."""
+    from pkd.tasks import Example, Split, get_task
+
+    rng = random.Random(seed)
+    examples = [Example((" ".join(rng.choices(WORDS, k=rng.randint(1, 30))),), rng.randint(0, 1), str(i))
+                for i in range(n)]
+    return Split(get_task("sst2"), "train", examples, "memory", f"varied-lengths-{n}-{seed}")
+
+
 def _sentence(rng: random.Random, positive: bool) -> str:
     mood = rng.choice(WORDS[:5] if positive else WORDS[5:10])
     return f"the {rng.choice(['movie', 'film', 'plot'])} was very {mood} ."

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import varied_lengths
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
+from pkd.cache import LiveTeacher, TeacherCache, ensure_cache, teacher_forward
 from pkd.data import load_split
 from pkd.errors import DataError
 from pkd.models import EncodedSplit, make_collator
@@ -214,6 +215,24 @@ def test_a_teacher_with_non_finite_outputs_is_refused(teacher_and_data, tmp_path
     model, tok, data = teacher_and_data
     with torch.no_grad():
         model.classifier.bias.fill_(float("inf"))
-    with pytest.raises(DataError, match="teacher's outputs are not finite for examples 0..127"):
+    with pytest.raises(DataError, match=r"teacher's outputs are not finite for example \d+ of the training split"):
         ensure_cache(model, tok, data, 24, [1], tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_build_in_length_order_stores_the_rows_of_an_in_order_build(teacher_and_data, tmp_path):
+    """The build runs the examples longest first, in batches of similar length; every row must still hold its own
+    example's outputs, as the plain in-order build (the same batch size, file order) gives them."""
+    model, tok, _ = teacher_and_data
+    data = EncodedSplit(varied_lengths(), tok, 24)
+    lengths = [len(data[i]["input_ids"]) for i in range(len(data))]
+    assert len(set(lengths)) > 10 and lengths != sorted(lengths, reverse=True)  # not already in length order
+    cache = ensure_cache(model, tok, data, 24, [1, 3], tmp_path, batch_size=16)
+    in_order = torch.utils.data.DataLoader(data, batch_size=16, shuffle=False, collate_fn=make_collator(tok))
+    with torch.no_grad():
+        outputs = [teacher_forward(model, batch, [1, 3]) for batch in in_order]
+    logits = torch.cat([lg for lg, _ in outputs]).half().numpy()
+    cls = torch.cat([c for _, c in outputs]).half().numpy()
+    # fp16 storage of fp32 outputs that may differ in their last bits with the padding: equal, or one fp16 step
+    np.testing.assert_allclose(cache.logits, logits, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(cache.cls, cls, rtol=2e-3, atol=2e-3)

@@ -23,6 +23,10 @@ def test_every_training_option_is_on_the_command_line_with_its_default(command):
     assert cfg == TrainConfig(epochs=4) if students else cfg == TrainConfig()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        if f.default is False:  # a switch
+            changed = configs(build_parser().parse_args([command, *BASE[command], flag]), TrainConfig)[0]
+            assert getattr(changed, f.name) is True, f.name
+            continue
         value = "fp32" if f.name == "precision" else "3"
         changed = configs(build_parser().parse_args([command, *BASE[command], flag, value]), TrainConfig)[0]
         assert getattr(changed, f.name) == (value if f.name == "precision" else type(f.default or 1)(value)), f.name

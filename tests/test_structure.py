@@ -62,3 +62,15 @@ def test_no_private_name_crosses_a_module():
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
                 crossing.append(f"{m}: {node.value.id}.{node.attr}")
     assert not crossing, crossing
+
+
+def test_help_and_version_do_not_load_torch():
+    """`pkd --help` and `pkd --version` answer without importing torch or transformers (seconds of start-up)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom pkd.cli import main\ntry:\n    main([sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))")
+    for flag in ("--help", "--version"):
+        out = subprocess.run([sys.executable, "-c", probe, flag], capture_output=True, text=True, check=True).stdout
+        assert out.strip().splitlines()[-1] == "[]", out

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRAIN
+from conftest import TINY_TRAIN, varied_lengths
 from safetensors.torch import load_file, save_file
 
 import pkd
@@ -238,3 +238,73 @@ def test_run_files_have_normal_modes_and_no_temporary_folders(tiny_bert, glue_di
         want = (0o777 if p.is_dir() else 0o666) & ~mask
         assert stat.S_IMODE(p.stat().st_mode) == want, f"{p.relative_to(out)}: {oct(p.stat().st_mode)}"
     assert [p.name for p in out.rglob(".*")] == []  # no temporary folder is left behind, empty or not
+
+
+def test_predictions_come_back_in_the_data_order(tiny_teacher):
+    """Dev batches run longest first; each example's logits must still land at its own position."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pkd.models import EncodedSplit, make_collator
+    from pkd.train import predict_logits
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    data = EncodedSplit(varied_lengths(), tok, 24)
+    logits = predict_logits(model, data, tok, batch_size=8)
+    model.eval()  # predict_logits hands the model back in training mode
+    with torch.no_grad():  # each example alone: no padding, no batching
+        batches = [make_collator(tok)([data[i]]) for i in range(len(data))]
+        alone = torch.cat([model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                 token_type_ids=b["token_type_ids"]).logits for b in batches]).numpy()
+    assert logits.shape == alone.shape
+    np.testing.assert_allclose(logits, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_length_grouped_order_is_a_resumable_permutation_with_less_padding():
+    from pkd.train import EpochShuffle, LengthGroupedShuffle
+
+    rng = random.Random(0)
+    lengths = [rng.randint(2, 64) for _ in range(1000)]
+    sampler = LengthGroupedShuffle(lengths, seed=5, batch_size=4)
+    sampler.set_epoch(1)
+    order = list(sampler)
+    assert sorted(order) == list(range(1000)) and len(sampler) == 1000
+    again = LengthGroupedShuffle(lengths, seed=5, batch_size=4)  # a resumed run builds it anew
+    again.set_epoch(1)
+    assert list(again) == order
+    sampler.set_epoch(2)
+    assert list(sampler) != order  # a new order every epoch
+    window = 50 * 4
+    plain = EpochShuffle(1000, seed=5)
+    plain.set_epoch(1)
+    assert [sorted(order[s:s + window]) for s in range(0, 1000, window)] == \
+        [sorted(list(plain)[s:s + window]) for s in range(0, 1000, window)]  # the same examples per window
+
+    def padded(o):
+        return sum(4 * max(lengths[i] for i in o[s:s + 4]) for s in range(0, len(o), 4))
+
+    assert padded(order) < 0.7 * padded(list(plain))
+
+
+def test_training_grouped_by_length(tiny_bert, glue_dir, tmp_path):
+    best = pkd.finetune("sst2", tmp_path / "g", model=str(tiny_bert), data_dir=glue_dir, quiet=True,
+                        group_by_length=True, **{**TINY_TRAIN, "epochs": 1})
+    run = json.loads((tmp_path / "g" / "run.json").read_text())
+    assert run["train"]["group_by_length"] is True and best["step"] == 16  # every example once: 256 / 16
+
+
+def test_no_step_is_checkpointed_twice(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    """--save-every at an epoch's last step would write the checkpoint the epoch's end writes again, moments later
+    (with optimizer state, the bulk of a checkpoint): once is enough."""
+    real, saved = pkd.train.save_checkpoint, []
+
+    def counting(run, keep):
+        saved.append((run.progress.step, run.progress.epoch))
+        return real(run, keep)
+
+    monkeypatch.setattr(pkd.train, "save_checkpoint", counting)
+    pkd.finetune("sst2", tmp_path / "r", model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=4,
+                 **{**TINY_TRAIN, "epochs": 2})
+    steps = [step for step, _ in saved]
+    assert steps == [4, 8, 12, 16, 20, 24, 28, 32]  # 16 steps an epoch; 16 and 32 by the epochs' ends
+    assert [epoch for step, epoch in saved if step in (16, 32)] == [1, 2]  # written after the epoch: resumable
