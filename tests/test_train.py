@@ -173,8 +173,8 @@ def test_resume_refuses_other_settings_and_changes_nothing(tiny_bert, glue_dir, 
     out = tmp_path / "run"
     args = ["finetune", "--task", "sst2", "--model", str(tiny_bert), "--data-dir", str(glue_dir), "--epochs", "2",
             "--batch-size", "16", "--lr", "2e-3", "--max-seq-len", "24", "--seed", "0", "--save-every", "1",
-            "--out", str(out), "--quiet"]
-    _stop_at_step(monkeypatch, 20)  # in the second epoch
+            "--max-train-examples", "64", "--out", str(out), "--quiet"]
+    _stop_at_step(monkeypatch, 6)  # in the second epoch (4 steps an epoch)
     assert main(args) == 1
     monkeypatch.undo()
     before = _files(out)
@@ -182,7 +182,7 @@ def test_resume_refuses_other_settings_and_changes_nothing(tiny_bert, glue_dir, 
     capsys.readouterr()
     for changed, key in ((["--lr", "1e-3"], "train.lr 0.002 (now 0.001)"), (["--max-seq-len", "20"],
                                                                             "train.max_seq_len 24 (now 20)"),
-                         (["--max-train-examples", "100"], "num_train_examples 256 (now 100)")):
+                         (["--max-train-examples", "100"], "num_train_examples 64 (now 100)")):
         assert main([*args, *changed, "--resume"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"pkd: error: --resume {out}: ") and key in err, err
@@ -206,16 +206,17 @@ def test_resume_refuses_other_settings_and_changes_nothing(tiny_bert, glue_dir, 
 def test_a_finished_run_keeps_no_checkpoints_unless_asked(tiny_bert, glue_dir, tmp_path):
     """Checkpoints (model + optimizer state, twice the model) are for resuming: a finished run deletes them and
     leaves the model, its tokenizer, run.json and metrics.jsonl; --keep-checkpoints N keeps the last N."""
-    opts = dict(model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=4, **{**TINY_TRAIN, "epochs": 1})
+    opts = dict(model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=1, max_train_examples=64,
+                **{**TINY_TRAIN, "epochs": 1})  # 4 steps
     pkd.finetune("sst2", tmp_path / "default", **opts)
     names = sorted(p.name for p in (tmp_path / "default").iterdir())
     assert "checkpoints" not in names and not [n for n in names if n.startswith(".")]
     assert {"model.safetensors", "config.json", "run.json", "metrics.jsonl", "tokenizer.json"} <= set(names)
     pkd.finetune("sst2", tmp_path / "keep1", keep_checkpoints=1, **opts)
-    assert [p.name for p in (tmp_path / "keep1" / "checkpoints").iterdir()] == ["step-00000016"]  # the last
+    assert [p.name for p in (tmp_path / "keep1" / "checkpoints").iterdir()] == ["step-00000004"]  # the last
     pkd.finetune("sst2", tmp_path / "keep3", keep_checkpoints=3, **opts)
     assert sorted(p.name for p in (tmp_path / "keep3" / "checkpoints").iterdir()) == [
-        "step-00000008", "step-00000012", "step-00000016"]
+        "step-00000002", "step-00000003", "step-00000004"]
 
 
 def _umask() -> int:
