@@ -18,9 +18,10 @@ import argparse
 import torch
 from transformers import AutoConfig, AutoModel
 
+from pkd.data import load_split
 from pkd.models import load_tokenizer, resolve_model
 from pkd.student import select_layers
-from pkd.tasks import get_task, load_split
+from pkd.tasks import get_task
 
 
 def mean_cosine(x: torch.Tensor) -> float:

@@ -10,8 +10,9 @@ import sys
 
 import numpy as np
 
+from pkd.data import load_split
 from pkd.models import load_tokenizer, resolve_model
-from pkd.tasks import get_task, load_split
+from pkd.tasks import get_task
 
 LIMITS = (64, 128, 256)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 from dataclasses import asdict, dataclass, replace
@@ -267,13 +268,16 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     d.teacher = None  # free its memory: every student trains from the cache
     results: dict[str, list[float]] = {m: [] for m in methods}
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
+    initial: dict[int, tuple] = {}  # this seed's student, built once and copied for each method (the same for all)
     for method, seed in runs:
         run_dir = out / f"{method}-seed{seed}"
         done = run_dir / "result.json"
         if done.is_file():
             results[method].append(selected_score(run_dir, compare_cfg.select))
             continue
-        student, projection = d.build_student(seed)
+        if seed not in initial:
+            initial = {seed: d.build_student(seed)}  # runs go seed by seed: the previous seed's is freed
+        student, projection = copy.deepcopy(initial[seed])
         prepare_out_dir_once(run_dir, resume=True)  # an interrupted run continues from its checkpoint
         best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
                      loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],

@@ -300,3 +300,32 @@ def test_pt_pairs_each_student_layer_with_its_teacher_layer(tmp_path, monkeypatc
     for i, (j, k) in enumerate(pairs):
         torch.testing.assert_close(got["student"][:, i], student_seen[j - 1], atol=0, rtol=0)
         torch.testing.assert_close(got["teacher"][:, i], teacher_seen[k - 1], atol=0, rtol=0)
+
+
+def test_compare_builds_each_seeds_student_once(tiny_teacher, glue_dir, tmp_path, monkeypatch):
+    """Tokenization, the teacher cache and the student's initialisation are shared by every method of a seed."""
+    import pkd.api
+
+    built, encoded = [], []
+    real_build, real_encode = pkd.api.make_student, pkd.api.EncodedSplit
+
+    def build(*a, **k):
+        built.append(a[0])
+        return real_build(*a, **k)
+
+    def encode(split, *a, **k):
+        encoded.append(split.name)
+        return real_encode(split, *a, **k)
+
+    monkeypatch.setattr(pkd.api, "make_student", build)
+    monkeypatch.setattr(pkd.api, "EncodedSplit", encode)
+    pkd.compare(str(tiny_teacher), "sst2", 2, tmp_path / "cmp", seeds=2, methods=("ft", "kd", "pkd-skip"),
+                data_dir=glue_dir, cache_dir=tmp_path / "cache", quiet=True, **{**STUDENT, "epochs": 1})
+    assert len(built) == 2 and sorted(encoded) == ["dev", "train"]  # one student per seed, one encoding per split
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    # Each method starts from its own copy: KD (trained after FT on the same seed) equals a KD run of its own.
+    pkd.distill(str(tiny_teacher), "sst2", 2, tmp_path / "kd-alone", method="kd", data_dir=glue_dir,
+                cache_dir=tmp_path / "cache", quiet=True, **{**STUDENT, "epochs": 1})
+    alone, in_compare = (load_file(p / "model.safetensors") for p in (tmp_path / "kd-alone",
+                                                                    tmp_path / "cmp" / "kd-seed0"))
+    assert alone.keys() == in_compare.keys() and all(torch.equal(alone[k], in_compare[k]) for k in alone)
