@@ -3,6 +3,15 @@
 One mechanism for every encoder family: find the encoder's list of layers in the state dict (the keys
 "<prefix>.<i>." whose prefix indexes num_hidden_layers modules), keep the chosen ones renumbered 0..M-1, and
 copy everything else (embeddings, pooler, relative position tables) as it is.
+
+Which layers: the paper's first M, unless the checkpoint's [CLS] state after layer M is the same for every
+input. Then a [CLS]-pooled classifier on top of those layers starts with nothing to separate, and learns only
+once the lower layers have learnt to route the input into [CLS]: hundreds of steps at the loss's starting
+value. all-MiniLM-L6-v2, trained with mean pooling, is such a checkpoint: the mean pairwise cosine of its
+[CLS] state over SST-2 sentences is 1.000 after layers 1-5 and 0.71 after layer 6 (bench/diagnose_pooling.py).
+For those, the student takes the first M-1 layers and the checkpoint's top layer, whose [CLS] output does
+depend on the input (docs/recipes.md has the measurements). A checkpoint whose [CLS] is constant even at its
+top (random weights) keeps the first M.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from pkd.errors import DataError, UsageError
-from pkd.models import has_head, head_class, load_classifier, load_config
+from pkd.models import has_head, head_class, load_classifier, load_config, load_tokenizer
 from pkd.tasks import Task
 
 
@@ -44,30 +53,65 @@ def select_layers(state_dict: dict[str, torch.Tensor], num_layers: int, keep: li
     return out
 
 
+# Mean pairwise cosine of the [CLS] state over probe inputs above which it carries nothing about the input.
+CONSTANT_CLS = 0.99
+
+
+def cls_similarity(encoder: PreTrainedModel, tokenizer, layer: int, probes: int = 16, length: int = 16) -> float:
+    """The mean pairwise cosine similarity of the [CLS] state after `layer` (0 = embeddings) over `probes`
+    inputs of `length` random vocabulary tokens (fixed seed; any language). 1.0: the same for every input."""
+    g = torch.Generator().manual_seed(0)
+    special = set(tokenizer.all_special_ids)
+    vocab = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
+    texts = [tokenizer.decode(vocab[torch.randint(len(vocab), (length,), generator=g)].tolist())
+             for _ in range(probes)]
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=4 * length, return_tensors="pt")
+    was_training = encoder.training
+    encoder.eval()
+    with torch.no_grad():
+        cls = encoder(**batch, output_hidden_states=True).hidden_states[layer][:, 0].float()
+    encoder.train(was_training)
+    unit = torch.nn.functional.normalize(cls, dim=-1)
+    return float(((unit @ unit.T).sum() - probes) / (probes * (probes - 1)))
+
+
+def default_init_layers(encoder: PreTrainedModel, tokenizer, num_layers: int) -> list[int]:
+    """The first M layers (the paper), or the first M-1 and the top one when the [CLS] state after layer M is
+    constant over inputs and the top layer's is not (see the module docstring)."""
+    first = list(range(1, num_layers + 1))
+    depth = encoder.config.num_hidden_layers
+    if num_layers < depth and cls_similarity(encoder, tokenizer, num_layers) > CONSTANT_CLS >= \
+            cls_similarity(encoder, tokenizer, depth):
+        return first[:-1] + [depth]
+    return first
+
+
 def make_student(source: str, num_layers: int, task: Task, init_layers: list[int] | None = None,
                  trust_remote_code: bool = False) -> PreTrainedModel:
     """A sequence classifier (multiple-choice model for RACE) with `num_layers` layers initialised from `source`.
 
-    init_layers are 1-based layers of the source (default: the first M, as in the paper; DistilBERT takes
-    every other one). If `source` is already a classifier for the task (the fine-tuned teacher), its head is
-    kept; otherwise the head starts fresh.
+    init_layers are 1-based layers of the source (default: default_init_layers - the first M, as in the
+    paper, unless their [CLS] output is constant; DistilBERT takes every other one). If `source` is already a
+    classifier for the task (the fine-tuned teacher), its head is kept; otherwise the head starts fresh.
     """
     config = load_config(source, trust_remote_code)
     depth = config.num_hidden_layers
-    init_layers = list(range(1, num_layers + 1)) if init_layers is None else list(init_layers)
     if not 1 <= num_layers < depth:
         raise UsageError(f"--student-layers {num_layers}: must be between 1 and {depth - 1} "
                          f"(the source {source} has {depth} layers)")
-    if len(init_layers) != num_layers or len(set(init_layers)) != num_layers:
-        raise UsageError(f"--init-layers {init_layers}: needs {num_layers} distinct layers")
-    if not all(1 <= i <= depth for i in init_layers):
-        raise UsageError(f"--init-layers {init_layers}: layers must be in 1..{depth}")
-
     keep_head = has_head(config, task) and (task.is_multiple_choice or config.num_labels == task.num_labels)
     if keep_head:
         full = load_classifier(source, task, trust_remote_code)
     else:
         full = AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=trust_remote_code)
+    if init_layers is None:
+        encoder = getattr(full, full.base_model_prefix, full)
+        init_layers = default_init_layers(encoder, load_tokenizer(source, trust_remote_code), num_layers)
+    init_layers = list(init_layers)
+    if len(init_layers) != num_layers or len(set(init_layers)) != num_layers:
+        raise UsageError(f"--init-layers {init_layers}: needs {num_layers} distinct layers")
+    if not all(1 <= i <= depth for i in init_layers):
+        raise UsageError(f"--init-layers {init_layers}: layers must be in 1..{depth}")
     state = select_layers(full.state_dict(), depth, [i - 1 for i in init_layers])
 
     student_config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)

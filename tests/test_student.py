@@ -52,3 +52,37 @@ def test_student_from_fine_tuned_teacher_keeps_its_head(tiny_teacher):
 def test_bad_student_shapes_are_refused(tiny_bert, layers, init, message):
     with pytest.raises(UsageError, match=message):
         make_student(str(tiny_bert), layers, SST2, init_layers=init)
+
+
+def test_constant_cls_below_the_top_takes_the_top_layer(tmp_path):
+    """A checkpoint whose lower layers leave [CLS] the same for every input (all-MiniLM-L6-v2 is one: mean
+    pooling never trained it) gives a student of its first M-1 layers and its top layer; others the first M."""
+    from pkd.models import load_tokenizer
+    from pkd.student import cls_similarity, default_init_layers
+
+    src = make_tiny_model(tmp_path / "src", layers=4)
+    tok = load_tokenizer(str(src))
+
+    def checkpoint(name: str, loud: list[int]):
+        """The tiny model with the attention of layers `loud` (0-based) scaled up, so that [CLS] mixes in the
+        input there; at init scale the residual stream keeps [CLS] nearly the same for every input."""
+        model = AutoModel.from_pretrained(src)
+        with torch.no_grad():
+            for i in loud:
+                model.encoder.layer[i].attention.self.value.weight.mul_(100)
+                model.encoder.layer[i].attention.output.dense.weight.mul_(100)
+        model.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+        return model
+
+    top_only = checkpoint("top-only", [3])
+    assert cls_similarity(top_only, tok, 3) > 0.999 and cls_similarity(top_only, tok, 4) < 0.99
+    assert default_init_layers(top_only, tok, 3) == [1, 2, 4]
+    assert default_init_layers(top_only, tok, 2) == [1, 4]
+    assert make_student(str(tmp_path / "top-only"), 3, SST2).config.pkd_init["layers"] == [1, 2, 4]
+    explicit = make_student(str(tmp_path / "top-only"), 3, SST2, init_layers=[1, 2, 3])
+    assert explicit.config.pkd_init["layers"] == [1, 2, 3]
+    everywhere = checkpoint("everywhere", [0, 1, 2, 3])
+    assert cls_similarity(everywhere, tok, 3) < 0.99 and default_init_layers(everywhere, tok, 3) == [1, 2, 3]
+    # Constant even at the top (init scale): taking the top layer would not help, so the paper's first M.
+    assert default_init_layers(AutoModel.from_pretrained(src), tok, 3) == [1, 2, 3]

@@ -1,0 +1,74 @@
+"""The paired bootstrap behind compare's verdicts: clear wins, clear losses and noise are told apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pkd.stats import paired_bootstrap
+
+
+def accuracy(p: np.ndarray, y: np.ndarray) -> float:
+    return 100.0 * float((p == y).mean())
+
+
+def flip(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Labels with a random `share` of them wrong (binary)."""
+    rng = np.random.default_rng(seed)
+    wrong = rng.random(len(labels)) < share
+    return np.where(wrong, 1 - labels, labels)
+
+
+LABELS = np.random.default_rng(0).integers(0, 2, 800)
+
+
+def test_a_clearly_better_is_better_and_swapping_gives_worse():
+    good = [flip(LABELS, 0.10, s) for s in range(3)]
+    bad = [flip(LABELS, 0.30, 10 + s) for s in range(3)]
+    r = paired_bootstrap(accuracy, LABELS, good, bad, draws=300)
+    assert r["verdict"] == "better" and r["low"] > 0
+    assert 15 < r["diff"] < 25  # 90% against 70% accuracy
+    assert r["low"] <= r["diff"] <= r["high"]
+    swapped = paired_bootstrap(accuracy, LABELS, bad, good, draws=300)
+    assert swapped["verdict"] == "worse" and swapped["high"] < 0
+    assert swapped["diff"] == pytest.approx(-r["diff"])
+
+
+def test_identical_methods_tie_with_zero_difference():
+    same = [flip(LABELS, 0.2, s) for s in range(3)]
+    r = paired_bootstrap(accuracy, LABELS, same, same, draws=200)
+    assert r["verdict"] == "tie" and r["diff"] == 0 and r["low"] == 0 and r["high"] == 0
+
+
+def test_a_one_example_gap_is_a_tie_not_a_win():
+    base = flip(LABELS, 0.2, 1)
+    wrong = np.flatnonzero(base != LABELS)
+    better = base.copy()
+    better[wrong[0]] = LABELS[wrong[0]]  # one more correct answer out of 800
+    r = paired_bootstrap(accuracy, LABELS, [better], [base], draws=500)
+    assert r["diff"] == pytest.approx(100 / 800)
+    assert r["verdict"] == "tie" and r["low"] <= 0 < r["high"]
+
+
+def test_seeds_pair_up_and_pool():
+    # Seed 0: A wins by 20 points; seed 1: A loses by 20 points. Pooled, that is no difference.
+    good, bad = flip(LABELS, 0.1, 5), flip(LABELS, 0.3, 6)
+    r = paired_bootstrap(accuracy, LABELS, [good, bad], [bad, good], draws=200)
+    assert r["diff"] == pytest.approx(0.0) and r["verdict"] == "tie" and r["seeds"] == 2
+
+
+def test_regression_scores_with_a_correlation():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=500)
+    close, far = y + rng.normal(scale=0.3, size=500), y + rng.normal(scale=1.5, size=500)
+    pearson = lambda p, t: 100.0 * float(np.corrcoef(p, t)[0, 1])  # noqa: E731
+    assert paired_bootstrap(pearson, y, [close], [far], draws=200)["verdict"] == "better"
+
+
+def test_reproducible_and_refuses_unpaired_inputs():
+    a, b = [flip(LABELS, 0.2, 1)], [flip(LABELS, 0.25, 2)]
+    assert paired_bootstrap(accuracy, LABELS, a, b, draws=100) == paired_bootstrap(accuracy, LABELS, a, b, draws=100)
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_bootstrap(accuracy, LABELS, a, a + a)
+    with pytest.raises(ValueError, match="labels for 800"):
+        paired_bootstrap(accuracy, LABELS, [a[0][:10]], [b[0][:10]])
