@@ -16,20 +16,29 @@ from pkd.config import CompareConfig, DistillConfig, RunConfig, TrainConfig, fro
 from pkd.data import load_split, split_files
 from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
-from pkd.io import check_out_dir, library_versions, write_json, write_text
+from pkd.io import check_out_dir, check_resume, library_versions, read_jsonl, write_json, write_text
 from pkd.losses import Projection, layer_map_for, loss_for
 from pkd.metrics import compute_metrics, predictions_from_logits
 from pkd.models import (
     EncodedSplit,
     load_classifier,
+    load_config,
     load_tokenizer,
     resolve_model,
-    tokenizer_fingerprint,
+    vocabulary_fingerprint,
 )
 from pkd.stats import verdicts, verdicts_markdown
 from pkd.student import make_student
 from pkd.tasks import Task, get_task
-from pkd.train import check_device, evaluate_parts, predict_logits, predictions_file, seed_everything, train
+from pkd.train import (
+    check_device,
+    evaluate_parts,
+    predict_logits,
+    predictions_file,
+    run_record,
+    seed_everything,
+    train,
+)
 
 
 def _encode(task, split: str, tokenizer, cfg_len: int, data_dir, limit=None) -> list[EncodedSplit]:
@@ -67,12 +76,30 @@ def finetune(task: str, out: str | Path, model: str | None = None, **options) ->
     return run_finetune(*from_options({"task": task, "out": out, **options}, RunConfig, TrainConfig), model=model)
 
 
-def _teacher_base(teacher: str) -> str:
-    """The pre-trained checkpoint a fine-tuned teacher started from (recorded by `pkd finetune`)."""
-    run = Path(teacher) / "run.json"
-    if run.is_file():
-        return json.loads(run.read_text()).get("base_model", teacher)
-    return teacher
+def student_source(teacher_path: str, distill_cfg: DistillConfig) -> str:
+    """Where the student's layers come from: the fine-tuned teacher itself (--student-init teacher), or the
+    pre-trained checkpoint it was fine-tuned from: --student-base, else the base_model of the teacher's run.json
+    (written by `pkd finetune`). A teacher without one (a Hub checkpoint, one fine-tuned elsewhere) needs
+    --student-base: falling back to the teacher itself would copy its fine-tuned layers under the label
+    "pretrained"."""
+    if distill_cfg.student_init == "teacher":
+        return teacher_path
+    base = distill_cfg.student_base
+    run = Path(teacher_path) / "run.json"
+    if base is None and run.is_file():
+        base = json.loads(run.read_text()).get("base_model")
+    if base is None:
+        raise UsageError(f"--teacher {distill_cfg.teacher}: no run.json names the pre-trained checkpoint it was "
+                         "fine-tuned from, which --student-init pretrained copies the student's layers from; pass "
+                         "--student-base NAME_OR_PATH, or --student-init teacher")
+    return resolve_model(base)
+
+
+def check_widths(student_hidden: int, teacher_hidden: int, layer_map: list[int], projection: bool) -> None:
+    """PT compares hidden states, so their widths must match, unless a learned projection maps between them."""
+    if layer_map and student_hidden != teacher_hidden and not projection:
+        raise UsageError(f"student hidden size {student_hidden} differs from the teacher's {teacher_hidden}: pass "
+                         "--pt-projection to learn a linear map for the PT loss")
 
 
 @dataclass
@@ -97,9 +124,7 @@ class Distillation:
         hs, ht = student.config.hidden_size, self.teacher_hidden
         if not self.layer_map or hs == ht:
             return student, None
-        if not self.config.pt_projection:
-            raise UsageError(f"student hidden size {hs} differs from the teacher's {ht}: pass --pt-projection "
-                             "to learn a linear map for the PT loss")
+        check_widths(hs, ht, self.layer_map, self.config.pt_projection)
         return student, Projection(hs, ht, len(self.layer_map))
 
 
@@ -111,10 +136,12 @@ def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remot
     tokenizer = load_tokenizer(teacher_path, trust_remote_code)
     layer_map = layer_map_for(distill_cfg.method, teacher.config.num_hidden_layers, distill_cfg.student_layers,
                               distill_cfg.layer_map)
-    source = resolve_model(_teacher_base(teacher_path)) if distill_cfg.student_init == "pretrained" else teacher_path
-    if tokenizer_fingerprint(load_tokenizer(source, trust_remote_code)) != tokenizer_fingerprint(tokenizer):
+    source = student_source(teacher_path, distill_cfg)
+    if vocabulary_fingerprint(load_tokenizer(source, trust_remote_code)) != vocabulary_fingerprint(tokenizer):
         raise DataError(f"{source}: its tokenizer differs from the teacher's ({teacher_path}); "
                         "teacher and student must share one vocabulary")
+    check_widths(load_config(source, trust_remote_code).hidden_size, teacher.config.hidden_size, layer_map,
+                 distill_cfg.pt_projection)
     return Distillation(task, teacher_path, teacher, teacher.config.hidden_size, tokenizer, source, layer_map,
                         distill_cfg, trust_remote_code)
 
@@ -228,6 +255,19 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     depth = d.teacher.config.num_hidden_layers
     maps = {m: layer_map_for(m, depth, distill_cfg.student_layers) for m in methods}
     train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
+
+    def info(method: str) -> dict:
+        return {"command": "compare", "method": method, "teacher": d.teacher_path,
+                "student_init": distill_cfg.student_init, "student_source": d.student_source,
+                "student_layers": distill_cfg.student_layers, "base_model": d.student_source,
+                "versions": library_versions()}
+
+    runs = [(method, cfg.seed + i) for i in range(compare_cfg.seeds) for method in methods]
+    if run.resume:  # every kept run, finished or not, must have been made with these settings; before any work
+        for method, seed in runs:
+            check_resume(Path(run.out) / f"{method}-seed{seed}", run_record(
+                info(method), replace(cfg, seed=seed), loss_for(method, distill_cfg.loss), maps[method], d.task,
+                train_data))
     union = sorted({k for lm in maps.values() for k in lm})
     cache = ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, union, distill_cfg.cache_dir)
     dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
@@ -236,48 +276,46 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
         teacher_score = evaluate_parts(d.teacher, dev, d.task, d.tokenizer, cfg.eval_batch_size)["score"]
     d.teacher = None  # free its memory: every student trains from the cache
     results: dict[str, list[float]] = {m: [] for m in methods}
-    best_epochs: dict[str, list[int]] = {m: [] for m in methods}  # whose dev predictions the verdicts compare
+    epochs: dict[str, list[int]] = {m: [] for m in methods}  # the selected epochs, whose predictions are compared
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
-    for seed_i in range(compare_cfg.seeds):
-        seed = cfg.seed + seed_i
-        initial = None  # this seed's student, built once and copied for each method (it is the same for all)
-        for method in methods:
-            run_dir = out / f"{method}-seed{seed}"
-            done = run_dir / "result.json"
-            if done.is_file():
-                finished = json.loads(done.read_text())
-                results[method].append(finished["score"])
-                best_epochs[method].append(finished["best_epoch"])
-                continue
-            initial = initial or d.build_student(seed)
-            student, projection = copy.deepcopy(initial)
-            info = {"command": "compare", "method": method, "teacher": d.teacher_path,
-                    "student_init": distill_cfg.student_init, "student_source": student.config.pkd_init["source"],
-                    "student_layers": distill_cfg.student_layers, "base_model": student.config.pkd_init["source"],
-                    "cache": str(cache.path), "teacher_score": teacher_score, "versions": library_versions()}
-            prepare_out_dir_once(run_dir, resume=True)  # an interrupted run continues from its checkpoint
-            best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
-                               loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],
-                               projection, resume=True, run_info=info, quiet=run.quiet)
-            if is_main():
-                write_json(done, best)
-            results[method].append(best["score"])
-            best_epochs[method].append(best["best_epoch"])
+    initial: dict[int, tuple] = {}  # this seed's student, built once and copied for each method (the same for all)
+    for method, seed in runs:
+        run_dir = out / f"{method}-seed{seed}"
+        done = run_dir / "result.json"
+        if done.is_file():
+            record = selected_record(run_dir, compare_cfg.select)
+            results[method].append(record["score"])
+            epochs[method].append(record["epoch"])
+            continue
+        if seed not in initial:
+            initial = {seed: d.build_student(seed)}  # runs go seed by seed: the previous seed's is freed
+        student, projection = copy.deepcopy(initial[seed])
+        prepare_out_dir_once(run_dir, resume=True)  # an interrupted run continues from its checkpoint
+        best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
+                     loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],
+                     projection, resume=True, run_info={**info(method), "cache": str(cache.path),
+                                                        "teacher_score": teacher_score}, quiet=run.quiet)
+        if is_main():
+            write_json(done, best)
+        record = selected_record(run_dir, compare_cfg.select)
+        results[method].append(record["score"])
+        epochs[method].append(record["epoch"])
     table = seed_statistics(results, teacher_score)
     labels = np.array([e.label for e in dev[0].split.examples])
     pairs = verdicts(lambda p, y: compute_metrics(d.task, p, y)["score"], labels,
-                     _best_predictions(out, methods, cfg.seed, best_epochs))
+                     selected_predictions(out, methods, cfg.seed, epochs))
     if is_main():
         weights = distill_cfg.loss
         write_json(out / "compare.json", {"task": d.task.name, "student_layers": distill_cfg.student_layers,
                                           "teacher": d.teacher_path, "teacher_score": teacher_score,
-                                          "methods": table, "train": asdict(cfg), "dev_examples": len(labels),
-                                          "student_init": distill_cfg.student_init, "verdicts": pairs,
+                                          "select": compare_cfg.select, "methods": table, "train": asdict(cfg),
+                                          "student_init": distill_cfg.student_init, "dev_examples": len(labels),
+                                          "verdicts": pairs,
                                           "loss": {"alpha": weights.alpha, "temperature": weights.temperature,
                                                    "beta": weights.beta}})
-        write_text(out / "compare.md",
-                   compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, table) + "\n"
-                   + "Paired differences on the dev examples, seeds pooled (pkd.stats):\n\n" + verdicts_markdown(pairs))
+        paired = "\nPaired differences on the dev examples, seeds pooled (pkd.stats):\n\n" + verdicts_markdown(pairs)
+        write_text(out / "compare.md", compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score,
+                                                        table, compare_cfg.select) + paired)
     barrier()  # every rank returns once the tables exist
     return table
 
@@ -289,14 +327,14 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, **opt
                                       **options}, RunConfig, DistillConfig, TrainConfig, CompareConfig))
 
 
-def _best_predictions(out: Path, methods: tuple[str, ...], first_seed: int,
-                      best_epochs: dict[str, list[int]]) -> dict[str, list[np.ndarray]]:
-    """Each method's dev predictions at its best epoch, one array per seed; a method with a run that kept none
+def selected_predictions(out: Path, methods: tuple[str, ...], first_seed: int,
+                         epochs: dict[str, list[int]]) -> dict[str, list[np.ndarray]]:
+    """Each method's dev predictions at its selected epoch, one array per seed; a method with a run that kept none
     (made before pkd saved them) is left out, so its pairs get no verdict."""
     found = {}
     for method in methods:
         files = [predictions_file(out / f"{method}-seed{first_seed + i}", epoch)
-                 for i, epoch in enumerate(best_epochs[method])]
+                 for i, epoch in enumerate(epochs[method])]
         if all(f.is_file() for f in files):
             found[method] = [np.load(f) for f in files]
     return found
@@ -313,10 +351,24 @@ def seed_statistics(results: dict[str, list[float]], teacher_score: float) -> di
     return table
 
 
-def compare_markdown(task: str, layers: int, teacher_score: float, table: dict[str, dict]) -> str:
-    """compare.md: one row per method, as `pkd compare` prints it."""
+def selected_record(run_dir: Path, select: str) -> dict:
+    """A finished run's dev metrics ("epoch", "score", ...) at its best epoch (the one picked on dev, whose model
+    is kept) or its last. A result.json from before the last epoch was recorded there: the last line of
+    metrics.jsonl."""
+    result = json.loads((run_dir / "result.json").read_text())
+    if select == "best":
+        return result
+    return result.get("last") or read_jsonl(run_dir / "metrics.jsonl")[-1]
+
+
+SELECTED = {"best": "best-epoch dev score", "last": "last-epoch dev score"}
+
+
+def compare_markdown(task: str, layers: int, teacher_score: float, table: dict[str, dict],
+                     select: str = "best") -> str:
+    """compare.md: one row per method, as `pkd compare` prints it; the header says which epoch's score it shows."""
     lines = [f"{task}, {layers}-layer students (teacher {teacher_score:.2f})", "",
-             "| method | dev score (mean ± std) | retention | runs |", "|---|---|---|---|"]
+             f"| method | {SELECTED[select]} (mean ± std) | retention | runs |", "|---|---|---|---|"]
     for method, row in table.items():
         lines.append(f"| {method} | {row['mean']:.2f} ± {row['std']:.2f} | {row['retention']:.1f}% | "
                      f"{len(row['scores'])} |")

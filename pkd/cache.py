@@ -2,7 +2,9 @@
 
 It stores the teacher's logits and the [CLS] vectors of only the mapped layers, in fp16, as memory-mapped
 .npy arrays indexed by example: logits [n, C] and cls [n, L, H], or for multiple choice (RACE) logits
-[n, choices] and cls [n, choices, L, H], one [CLS] vector per choice. Its directory name is a fingerprint
+[n, choices] and cls [n, choices, L, H], one [CLS] vector per choice. An array whose values do not fit in fp16
+(|x| > 65504) is stored in float32 instead: fp16 would make them inf, and the only symptom would be a
+non-finite loss later. Its directory name is a fingerprint
 of everything that determines its contents (teacher weights, tokenizer, data file, max_seq_len, layers), so
 a change of any of them gives a new cache instead of a stale one; a cache that holds more layers than asked
 for serves the request. It is built under a temporary name and renamed into place when complete, and its
@@ -33,7 +35,8 @@ from pkd.models import (
     tokenizer_fingerprint,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an array may be float32 where fp16 overflows
+FP16_MAX = float(np.finfo(np.float16).max)
 
 
 def default_cache_root() -> Path:
@@ -175,6 +178,7 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer, data: EncodedSplit, max_se
             write_json(tmp / "meta.json", {
                 "version": FORMAT_VERSION, "layers": layers, "num_examples": len(data), "max_seq_len": max_seq_len,
                 "data": data.split.source, "data_fingerprint": data.split.fingerprint, "shards": world,
+                "dtype": {n: str(np.load(tmp / f"{n}.npy", mmap_mode="r").dtype) for n in ("logits", "cls")},
                 "sha256": {n: _sha256(tmp / f"{n}.npy") for n in ("logits", "cls")}})
     dist.barrier()  # the cache is in place before anyone opens it
     return TeacherCache(path)
@@ -205,14 +209,34 @@ def _write_shard(teacher: torch.nn.Module, tokenizer, data: torch.utils.data.Dat
                 cls_arr = np.lib.format.open_memmap(tmp / f"cls{suffix}.npy", mode="w+", dtype=np.float16,
                                                     shape=(len(data), *cls.shape[1:]))
             rows = order[start:start + logits.shape[0]]
-            logits_arr[rows] = logits.cpu().numpy()
-            cls_arr[rows] = cls.cpu().numpy()
-            start += logits.shape[0]
+            logits, cls = logits.cpu().numpy(), cls.cpu().numpy()
+            finite = np.isfinite(logits.reshape(len(rows), -1)).all(1) & np.isfinite(cls.reshape(len(rows), -1)).all(1)
+            if not finite.all():
+                bad = int(batch["idx"][int(np.argmin(finite))])
+                raise DataError(f"teacher cache: the teacher's outputs are not finite for example {bad} of the "
+                                "training split; check the teacher checkpoint")
+            logits_arr = _fit(logits_arr, logits, tmp / f"logits{suffix}.npy")
+            cls_arr = _fit(cls_arr, cls, tmp / f"cls{suffix}.npy")
+            logits_arr[rows] = logits
+            cls_arr[rows] = cls
+            start += len(rows)
     if start != len(data):
         raise DataError(f"teacher cache: wrote {start} of {len(data)} examples")
     if logits_arr is not None:
         logits_arr.flush()
         cls_arr.flush()
+
+
+def _fit(arr: np.ndarray, values: np.ndarray, file: Path) -> np.ndarray:
+    """`arr`, or a float32 copy of it (same file; the rows written so far kept) when `values` do not fit in fp16."""
+    if arr.dtype != np.float16 or values.size == 0 or np.abs(values).max() <= FP16_MAX:
+        return arr
+    wide_file = file.with_name(f"wide.{file.name}")
+    wide = np.lib.format.open_memmap(wide_file, mode="w+", dtype=np.float32, shape=arr.shape)
+    wide[:] = arr
+    wide.flush()
+    wide_file.replace(file)
+    return wide
 
 
 def _join_shards(tmp: Path, world: int, total: int) -> None:
@@ -225,7 +249,8 @@ def _join_shards(tmp: Path, world: int, total: int) -> None:
             shards[0].replace(tmp / f"{name}.npy")
             continue
         parts = [np.load(p, mmap_mode="r") for p in shards]
-        joined = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.float16,
+        dtype = np.result_type(*parts)  # float32 if any rank had to widen its shard
+        joined = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
                                            shape=(sum(len(a) for a in parts), *parts[0].shape[1:]))
         start = 0
         for a in parts:

@@ -49,18 +49,23 @@ class TrainConfig:
     max_eval_examples: int | None = field(default=None, metadata={
         "help": "score only the first N dev examples (per MNLI part; RACE as for training)"})
     save_every: int = field(default=0, metadata={"help": "checkpoint every N optimizer steps (and each epoch)"})
-    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept in the run directory"})
+    keep_checkpoints: int = field(default=0, metadata={
+        "help": "checkpoints kept after the run finishes (default 0: the model, run.json and metrics.jsonl stay); "
+                "while it runs, the newest 2 (or N) are kept for --resume"})
     precision: str = field(default="fp32", metadata={"help": "training precision", "choices": ("fp32", "bf16", "fp16")})
     grad_accum: int = field(default=1, metadata={"help": "batches per optimizer step"})
     group_by_length: bool = field(default=False, metadata={
         "help": "batch examples of similar length (less padding, faster; a different data order than without)"})
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_len", "keep_checkpoints", "grad_accum",
+        for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_len", "grad_accum",
                      "max_train_examples", "max_eval_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+        for name in ("keep_checkpoints", "save_every"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 0")
         if not self.lr > 0:
             raise UsageError(f"--lr {self.lr}: must be > 0")
         if self.precision not in ("fp32", "bf16", "fp16"):
@@ -79,7 +84,8 @@ class LossConfig:
     alpha: float = field(default=0.0, metadata={"help": "weight of the KD term"})
     temperature: float = field(default=1.0, metadata={"help": "softmax temperature T of the KD term"})
     beta: float = field(default=0.0, metadata={
-        "help": "weight of PT (0.65 = the paper's 500 at hidden size 768; see docs/method.md)"})
+        "help": "weight of PT, the original code's beta divided by the hidden size: 0.65 is the original 500 at "
+                "hidden size 768 (BERT-base), and 250 at 384 (the default MiniLM teacher); see docs/method.md"})
     normalize: bool = field(default=True, metadata={
         "help": "match L2-normalised [CLS] states in PT (the paper's choice)",
         "negative": ("--no-normalize", "match raw [CLS] states in PT instead of L2-normalised ones")})
@@ -106,6 +112,10 @@ class DistillConfig:
     student_init: str = field(default="pretrained", metadata={
         "help": "copy layers from the teacher's pre-trained base (paper) or the fine-tuned teacher",
         "choices": ("pretrained", "teacher")})
+    student_base: str | None = field(default=None, metadata={
+        "help": "with --student-init pretrained: the pre-trained checkpoint (path or Hub name) the student's layers "
+                "come from (default: the base_model in the teacher's run.json, written by `pkd finetune`)",
+        "metavar": "NAME_OR_PATH"})
     init_layers: list[int] | None = field(default=None, metadata={
         "help": "which source layers the student starts from (default: the first M)", "parse": parse_layer_map})
     pt_projection: bool = field(default=False, metadata={
@@ -119,6 +129,8 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.student_init not in ("pretrained", "teacher"):
             raise UsageError(f"--student-init {self.student_init}: choose pretrained or teacher")
+        if self.student_base is not None and self.student_init != "pretrained":
+            raise UsageError(f"--student-base {self.student_base}: only used with --student-init pretrained")
 
 
 @dataclass
@@ -145,6 +157,9 @@ class CompareConfig:
     methods: tuple[str, ...] = field(default=METHODS[:4], metadata={
         "help": "comma-separated methods", "parse": parse_methods})
     teacher_score: float | None = field(default=None, metadata={"help": "skip re-scoring the teacher on dev"})
+    select: str = field(default="best", metadata={
+        "help": "which epoch's dev score the table shows: the best one (the epoch picked on dev, whose model is "
+                "saved: optimistic) or the last one", "choices": ("best", "last")})
 
 
 @dataclass

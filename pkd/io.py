@@ -61,6 +61,20 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def normal_modes(tree: Path) -> None:
+    """Give `tree` and everything in it the modes the umask gives new files (0644 and 0755 under umask 022).
+
+    mkdtemp makes directories private, and safetensors' save_file (so save_pretrained too) writes 0600 files:
+    a model another user or a serving process cannot read.
+    """
+    os.chmod(tree, 0o777 & ~_UMASK)
+    for root, dirs, files in os.walk(tree):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o777 & ~_UMASK)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o666 & ~_UMASK)
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it into place when the block succeeds."""
@@ -69,13 +83,69 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_UMASK)
+        normal_modes(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_files(directory: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside `directory`'s files; when the block succeeds, move each file written
+    there into `directory` (each one atomically, with normal modes) and remove the temporary directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".files.", suffix=".tmp", dir=directory))
+    try:
+        yield tmp
+        normal_modes(tmp)
+        for f in tmp.iterdir():
+            os.replace(f, directory / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# run.json entries that do not change what a run computes, so a resumed run may differ in them: bookkeeping, where
+# the cache and data files lie (the data's content is data_fingerprint), and checkpoint and evaluation batching.
+RESUME_FREE = ("versions", "cache", "num_processes", "command", "teacher_score", "sweep", "result", "data",
+               "train.keep_checkpoints", "train.save_every", "train.eval_batch_size")
+
+
+def _flat(record: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resume(out: str | Path, record: dict) -> dict | None:
+    """The run.json in `out` (None if there is none), after checking that it was made with the settings in
+    `record`: resuming a run with other settings would mix two configurations in one result, so a difference is
+    one usage error naming the differing keys, before anything is written. Keys that only one side has (an older
+    run.json, a partial record) and the RESUME_FREE ones are not compared."""
+    path = Path(out) / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}); use another --out or --overwrite") from None
+    old, new = _flat(stored), _flat(json.loads(json.dumps(record, default=str)))
+    free = [k for k in old.keys() & new.keys() if any(k == f or k.startswith(f"{f}.") for f in RESUME_FREE)]
+    differ = sorted(k for k in old.keys() & new.keys() if old[k] != new[k] and k not in free)
+    if differ:
+        shown = ", ".join(f"{k} {old[k]!r} (now {new[k]!r})" for k in differ[:8])
+        raise UsageError(f"--resume {out}: its run was made with other settings: {shown}"
+                         f"{' and more' if len(differ) > 8 else ''}; resume with the same settings, or use another "
+                         "--out (or --overwrite)")
+    return stored
 
 
 def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:

@@ -50,6 +50,10 @@ def layer_map_for(method: str, teacher_layers: int, student_layers: int,
     _check_depths(teacher_layers, student_layers)
     if method not in METHODS:
         raise UsageError(f"--method {method}: unknown (choose from {', '.join(METHODS)})")
+    if student_layers == 1 and method not in ("ft", "kd"):
+        # Only the top layer, which learns from the logits: PT would be silently off and the run plain KD.
+        raise UsageError(f"--student-layers 1: a 1-layer student has no intermediate layer for the PT term of "
+                         f"--method {method}; use --method kd (or a deeper student)")
     if explicit is not None:
         if method in ("ft", "kd"):
             raise UsageError(f"--layer-map: not used by --method {method}")

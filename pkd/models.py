@@ -115,19 +115,51 @@ def _first_line(e: Exception) -> str:
     return text[0][:200] if text else ""
 
 
-def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """Identifies what the tokenizer produces: its class, vocabulary and special tokens."""
+def vocabulary_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Identifies the token ids a tokenizer can produce: its class, vocabulary, special tokens and lower-casing.
+    Teacher and student must agree on it."""
     vocab = sorted(tokenizer.get_vocab().items())
     blob = json.dumps([type(tokenizer).__name__, vocab, tokenizer.all_special_tokens,
                        getattr(tokenizer, "do_lower_case", None)])
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# Tokenizer settings that change the ids of a text beyond its vocabulary (the slow tokenizers' ones included).
+_TOKENIZER_SETTINGS = ("truncation_side", "padding_side", "model_max_length", "do_lower_case", "strip_accents",
+                       "tokenize_chinese_chars", "do_basic_tokenize", "never_split", "add_prefix_space",
+                       "trim_offsets", "add_bos_token", "add_eos_token")
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Identifies what the tokenizer produces (a teacher-cache key input): the vocabulary fingerprint, the
+    settings above, and for a fast tokenizer its whole pipeline (normaliser, pre-tokeniser, post-processor).
+    The pipeline's truncation and padding state is left out: every call sets it anew."""
+    settings = {k: getattr(tokenizer, k, tokenizer.init_kwargs.get(k)) for k in _TOKENIZER_SETTINGS}
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pipeline = json.loads(backend.to_str()) if backend is not None else {}
+    for state in ("truncation", "padding"):
+        pipeline.pop(state, None)
+    blob = json.dumps([vocabulary_fingerprint(tokenizer), settings, pipeline], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# Config entries that cannot change a loaded model's outputs: names, labels' names, bookkeeping, output flags.
+_CONFIG_IGNORED = ("architectures", "id2label", "label2id", "transformers_version", "pkd_init", "dtype",
+                   "torch_dtype", "output_hidden_states", "output_attentions", "return_dict", "use_cache",
+                   "initializer_range")
+
+
 def model_fingerprint(model: torch.nn.Module) -> str:
+    """Identifies a model's outputs: its weights, and its config (layer_norm_eps or hidden_act change the
+    outputs of identical weights)."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    config = getattr(model, "config", None)
+    if config is not None:
+        kept = {k: v for k, v in config.to_dict().items() if not k.startswith("_") and k not in _CONFIG_IGNORED}
+        h.update(json.dumps(kept, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 

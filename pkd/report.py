@@ -37,9 +37,13 @@ class Run:
     method: str
     layers: int | None
     seed: int | None
-    score: float | None  # the best dev score; None while unfinished
+    score: float | None  # the best epoch's dev score (the epoch picked on dev); None while unfinished
     teacher_score: float | None
     history: list[dict] = field(default_factory=list)
+    last_score: float | None = None  # the last epoch's dev score
+
+    def selected(self, select: str) -> float | None:
+        return self.score if select == "best" or self.score is None else self.last_score
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,10 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench", default=None, metavar="FILE.json", help="output of `pkd bench --json`")
     p.add_argument("--name", default="report",
                    help="write NAME.md and NAME.html (default report); other names also prefix the plots")
+    p.add_argument("--select", choices=("best", "last"), default="best",
+                   help="which epoch's dev score the tables show: the best one (picked on dev, so optimistic; the "
+                        "default) or the last one")
 
 
 def run_cli(args: argparse.Namespace) -> str:
-    written = write_report(args.runs, args.out, bench=args.bench, name=args.name)
+    written = write_report(args.runs, args.out, bench=args.bench, name=args.name, select=args.select)
     return "".join(f"{p}\n" for p in written)
 
 
@@ -82,8 +89,11 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
     info = _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
     history = read_jsonl(run_dir / "metrics.jsonl")
     result = run_dir / "result.json"
+    last = history[-1].get("score") if history else None
     if result.is_file() or in_compare:
-        score = _read_json(result).get("score") if result.is_file() else None
+        recorded = _read_json(result) if result.is_file() else {}
+        score = recorded.get("score")
+        last = recorded.get("last", {}).get("score", last)
     else:
         scores = [h["score"] for h in history if "score" in h]
         score = max(scores) if scores else None
@@ -99,7 +109,7 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
         method += ", teacher init"
     return Run(path=run_dir, task=task or info.get("task", "?"), method=method,
                layers=layers or _depth(run_dir, info), seed=seed, score=score,
-               teacher_score=info.get("teacher_score", teacher_score), history=history)
+               teacher_score=info.get("teacher_score", teacher_score), history=history, last_score=last)
 
 
 def read_compare(compare_dir: Path) -> list[Run]:
@@ -162,15 +172,16 @@ def _method_key(method: str) -> tuple[int, str]:
     return (_METHOD_ORDER.index(base) if base in _METHOD_ORDER else len(_METHOD_ORDER), method)
 
 
-def accuracy_rows(runs: Sequence[Run]) -> list[dict]:
-    """One row per (task, method, depth): mean ± sample std over seeds, and retention of the teacher score."""
+def accuracy_rows(runs: Sequence[Run], select: str = "best") -> list[dict]:
+    """One row per (task, method, depth): mean ± sample std over seeds of the best (or last) epoch's dev score,
+    and retention of the teacher score."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         if run.score is not None:
             groups.setdefault((run.task, run.method, run.layers), []).append(run)
     rows = []
     for (task, method, layers), members in groups.items():
-        scores = [r.score for r in sorted(members, key=lambda r: (r.seed is None, r.seed))]
+        scores = [r.selected(select) for r in sorted(members, key=lambda r: (r.seed is None, r.seed))]
         teachers = [r.teacher_score for r in members if r.teacher_score is not None]
         teacher = statistics.fmean(teachers) if teachers else None
         mean = statistics.fmean(scores)
@@ -186,13 +197,16 @@ def _bench_for(layers: int | None, bench: Sequence[dict]) -> dict | None:
     return next((b for b in bench if b["layers"] == layers), None)
 
 
-def accuracy_markdown(rows: Sequence[dict]) -> str:
+SELECTED = {"best": "best-epoch dev score", "last": "last-epoch dev score"}
+
+
+def accuracy_markdown(rows: Sequence[dict], select: str = "best") -> str:
     out = []
     for task in dict.fromkeys(r["task"] for r in rows):
         task_rows = [r for r in rows if r["task"] == task]
         teachers = {r["teacher_score"] for r in task_rows if r["teacher_score"] is not None}
         title = f"### {task}" + (f" (teacher {teachers.pop():.2f})" if len(teachers) == 1 else "")
-        out += [title, "", "| method | layers | dev score (mean ± std) | retention | seeds |",
+        out += [title, "", f"| method | layers | {SELECTED[select]} (mean ± std) | retention | seeds |",
                 "|---|---|---|---|---|"]
         for r in task_rows:
             retention = f"{r['retention']:.1f}%" if r["retention"] is not None else "-"
@@ -301,13 +315,14 @@ def verdict_sections(patterns: Sequence[str]) -> str:
         meta = _read_json(d / "compare.json")
         rows = meta.get("verdicts")
         if rows:
-            text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}; {rows[0]['seeds']} seeds, "
-                     f"{rows[0]['examples']} dev examples):", "", verdicts_markdown(rows)]
+            text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}; {meta.get('select', 'best')} "
+                     f"epochs, {rows[0]['seeds']} seeds, {rows[0]['examples']} dev examples):", "",
+                     verdicts_markdown(rows)]
     return "\n".join(text)
 
 
 def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | None = None,
-                 name: str = "report") -> list[Path]:
+                 name: str = "report", select: str = "best") -> list[Path]:
     """Write NAME.md, NAME.html and the PNGs into `out`; returns the paths of the two reports.
 
     A name other than "report" also prefixes the plots, so a report can live in a shared folder (docs/)."""
@@ -318,10 +333,14 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    rows = accuracy_rows(runs)
+    rows = accuracy_rows(runs, select)
 
     sections: list[tuple[str, str | None, list[str]]] = []  # (title, markdown body, images)
-    sections.append(("Accuracy", accuracy_markdown(rows) if rows else "No run has finished yet.\n", []))
+    epoch_note = ("Scores are each run's best epoch on dev, the epoch whose model is kept; the same dev set picks "
+                  "it, so they are optimistic (`--select last` shows the last epoch).\n" if select == "best" else
+                  "Scores are each run's last epoch on dev.\n")
+    sections.append(("Accuracy", epoch_note + "\n" + accuracy_markdown(rows, select) if rows else
+                     "No run has finished yet.\n", []))
     verdicts = verdict_sections(patterns)
     if verdicts:
         sections.append(("Paired differences (A - B, 95% paired-bootstrap interval over dev examples, seeds pooled)",

@@ -31,7 +31,7 @@ from pathlib import Path
 from pkd import dist
 from pkd.config import DistillConfig, RunConfig, SweepConfig, TrainConfig, config_from_dict, from_options
 from pkd.errors import DataError, PkdError, TrainingError, UsageError
-from pkd.io import check_out_dir, prepare_out_dir, read_jsonl, write_json, write_text
+from pkd.io import check_out_dir, check_resume, prepare_out_dir, read_jsonl, write_json, write_text
 
 # What a grid may vary, and how its values are read. Everything else is fixed for the whole sweep (the teacher
 # cache depends on max_seq_len and max_train_examples, so those cannot vary).
@@ -124,12 +124,18 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     grid = parse_grid(search.grid)
     trials = expand(grid, search.random_trials, train_cfg.seed)
     task = get_task(run.task)
+    records = {}
     for params in trials:  # every trial's settings are checked before any work
         trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
-        api.train_config(task, trial_train)
-        loss_for(distill_cfg.method, trial_distill.loss)
+        records[trial_name(params)] = {
+            "method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
+            "student_init": distill_cfg.student_init, "train": asdict(api.train_config(task, trial_train)),
+            "loss": asdict(loss_for(distill_cfg.method, trial_distill.loss))}
     cfg = api.train_config(task, train_cfg)
     check_out_dir(run.out, run.overwrite, run.resume)
+    if run.resume:  # a kept trial, finished or not, made with other settings would mix them into the tables
+        for name, record in records.items():
+            check_resume(Path(run.out) / name, record)
     distill_cfg = replace(distill_cfg, cache_dir=str(Path(distill_cfg.cache_dir or default_cache_root()).resolve()))
     if distill_cfg.method != "ft":
         from pkd.losses import layer_map_for
@@ -294,6 +300,7 @@ def _row(name: str, params: dict, run_dir: Path) -> dict:
         raise DataError(f"{run_dir / 'result.json'}: cannot read ({type(e).__name__}); delete it to rerun the trial"
                        ) from None
     return {"trial": name, "params": params, "score": score, "best_epoch": result.get("best_epoch"),
+            "last_score": result.get("last", {}).get("score"),
             "epochs": result.get("epochs"), "seconds": result.get("seconds"),
             "train_seconds": result.get("train_seconds"), "resumed": result.get("resumed", False),
             "metrics": {k: v for k, v in result.items()
@@ -304,20 +311,21 @@ def _write_tables(out: Path, names: list[str], rows: list[dict], best: dict | No
     write_json(out / "results.json", {"trials": rows, "best": best["trial"] if best else None})
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["trial", *names, "score", "best_epoch", "epochs", "seconds", "train_seconds"])
+    writer.writerow(["trial", *names, "score", "best_epoch", "last_score", "epochs", "seconds", "train_seconds"])
     for r in rows:
-        writer.writerow([r["trial"], *(r["params"][n] for n in names), r["score"], r["best_epoch"], r["epochs"],
-                         r["seconds"], r["train_seconds"]])
+        writer.writerow([r["trial"], *(r["params"][n] for n in names), r["score"], r["best_epoch"], r["last_score"],
+                         r["epochs"], r["seconds"], r["train_seconds"]])
     write_text(out / "results.csv", buf.getvalue())
-    lines = ["| trial | " + " | ".join(names) + " | dev score | best epoch | epochs | seconds | train seconds |",
-             "|---|" + "---|" * len(names) + "---|---|---|---|---|"]
+    lines = ["| trial | " + " | ".join(names) + " | best-epoch dev score | best epoch | last-epoch dev score | epochs "
+             "| seconds | train seconds |", "|---|" + "---|" * len(names) + "---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["score"]):
         mark = " (best)" if best is not None and r is best else ""
+        last = "" if r["last_score"] is None else f"{r['last_score']:.2f}"
         lines.append(f"| {r['trial']}{mark} | " + " | ".join(_text(r["params"][n]) for n in names)
-                     + f" | {r['score']:.2f} | {r['best_epoch']} | {r['epochs']} | {r['seconds']}"
+                     + f" | {r['score']:.2f} | {r['best_epoch']} | {last} | {r['epochs']} | {r['seconds']}"
                      + f"{' (resumed)' if r['resumed'] else ''} | {r['train_seconds']} |")
-    summary = (f"Best: {best['trial']} (dev score {best['score']:.2f}), {len(rows)} trials finished.\n"
-               if best else "No trial has finished yet.\n")
+    summary = (f"Best: {best['trial']} (best-epoch dev score {best['score']:.2f}; the epoch is picked on dev, so "
+               f"this score is optimistic), {len(rows)} trials finished.\n" if best else "No trial has finished yet.\n")
     write_text(out / "results.md", "\n".join(lines) + "\n\n" + summary)
     if best is not None:
         write_json(out / "best.json", {**best, "run_dir": str(out / best["trial"])})

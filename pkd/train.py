@@ -25,7 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 from pkd import dist
 from pkd.config import LossConfig, TrainConfig
 from pkd.errors import DataError, TrainingError, UsageError
-from pkd.io import append_jsonl, atomic_dir, atomic_path, write_json, write_text
+from pkd.io import append_jsonl, atomic_dir, atomic_files, atomic_path, check_resume, write_json, write_text
 from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import EncodedSplit, cls_states, feature_length, make_collator
@@ -132,6 +132,9 @@ class TrainingState:
     progress: Progress = field(default_factory=Progress)
 
 
+KEEP_WHILE_RUNNING = 2  # checkpoints kept during a run: the newest, and one to fall back on if it is damaged
+
+
 def checkpoints(out: Path) -> list[Path]:
     """The complete checkpoints of a run directory, oldest first."""
     root = out / "checkpoints"
@@ -194,11 +197,9 @@ def load_checkpoint(path: Path, run: TrainingState) -> Progress:
 def save_best_model(model, tokenizer, out: Path) -> None:
     """The best epoch's model and tokenizer into the run directory: save_pretrained into a temporary directory,
     then each file moved into place."""
-    with atomic_dir(out / ".model") as tmp:
+    with atomic_files(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        for f in tmp.iterdir():
-            f.replace(out / f.name)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -278,14 +279,22 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
           out: Path, loss_cfg: LossConfig | None = None, teacher=None, layer_map: list[int] | None = None,
           projection: torch.nn.Module | None = None, resume: bool = False, run_info: dict | None = None,
           quiet: bool = False) -> dict:
-    """Train `model` and keep its best dev epoch in `out`. Returns the best epoch's metrics.
+    """Train `model` and keep its best dev epoch in `out`. Returns the best epoch's metrics, with "best_epoch" and
+    the last epoch's metrics under "last" (also recorded in run.json as "result").
 
     teacher: a TeacherCache or LiveTeacher (anything with .outputs(batch, layers)); None for fine-tuning.
     layer_map: teacher layers (1-based) matched by student layers 1..M-1 in the PT term.
+    resume: continue from the newest checkpoint, after checking that run.json has these settings; a finished run
+    returns its recorded result.
     """
     loss_cfg, layer_map = loss_cfg or LossConfig(), layer_map or []
     if (loss_cfg.alpha > 0 or loss_cfg.beta > 0) and teacher is None:
         raise UsageError("alpha or beta > 0 needs a teacher")
+    record = run_record(run_info or {}, cfg, loss_cfg, layer_map, task, train_data)
+    if resume:
+        stored = check_resume(out, record)
+        if stored is not None and "result" in stored:  # finished: its checkpoints may be gone, and nothing is left
+            return stored["result"]
     accelerator = make_accelerator(cfg)
     seed_everything(cfg.seed)
     loader = _setup_loader(train_data, tokenizer, cfg)
@@ -295,8 +304,7 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
     run = TrainingState(out, accelerator, model, projection, optimizer, scheduler)
     if resume and checkpoints(out):
         run.progress = load_checkpoint(checkpoints(out)[-1], run)
-    _write_run_files(run, {**(run_info or {}), "train": asdict(cfg), "loss": asdict(loss_cfg),
-                           "layer_map": layer_map, "task": task.name, "num_train_examples": len(train_data)})
+    _write_run_files(run, record)
     progress = run.progress
     model.train()
     for epoch in range(progress.epoch, cfg.epochs):
@@ -326,11 +334,47 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
                 progress.step += 1
                 # (not at the epoch's last batch: the end-of-epoch checkpoint of this same step follows)
                 if cfg.save_every and progress.step % cfg.save_every == 0 and progress.batch < len(loader):
-                    save_checkpoint(run, cfg.keep_checkpoints)
+                    save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
         bar.close()
         _end_epoch(run, dev_parts, task, tokenizer, cfg, start, quiet)
-    accelerator.wait_for_everyone()
-    return {**progress.history[progress.best_epoch - 1], "best_epoch": progress.best_epoch}
+    return _finish(run, record, cfg.keep_checkpoints)
+
+
+def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map: list[int], task: Task,
+               train_data: EncodedSplit) -> dict:
+    """run.json as a run starts: `run_info` (what the command knows: method, teacher, student source, ...) and the
+    settings of the loop. `--resume` compares it with the stored one (pkd.io.check_resume)."""
+    return {**run_info, "train": asdict(cfg), "loss": asdict(loss_cfg), "layer_map": list(layer_map),
+            "task": task.name, "num_train_examples": len(train_data),
+            "data_fingerprint": train_data.split.fingerprint}
+
+
+def _finish(run: TrainingState, record: dict, keep: int) -> dict:
+    """Record the result in run.json, then delete all but the last `keep` checkpoints (default all of them: a
+    finished run resumes from run.json alone, and for BERT-base each checkpoint is about 1.3 GB)."""
+    progress = run.progress
+    result = {**progress.history[progress.best_epoch - 1], "best_epoch": progress.best_epoch,
+              "last": progress.history[-1]}
+    run.accelerator.wait_for_everyone()
+    if run.accelerator.is_main_process:
+        write_json(run.out / "run.json", {**record, "num_processes": run.accelerator.num_processes, "result": result})
+        prune_checkpoints(run.out, keep)
+    run.accelerator.wait_for_everyone()
+    return result
+
+
+def prune_checkpoints(out: Path, keep: int) -> None:
+    """Keep the newest `keep` complete checkpoints of `out`; remove everything else under checkpoints/ (older
+    ones, a killed write's temporary folder), and the folder itself when nothing is kept."""
+    root = out / "checkpoints"
+    if not root.is_dir():
+        return
+    kept = set(checkpoints(out)[-keep:]) if keep > 0 else set()
+    for entry in root.iterdir():
+        if entry not in kept:
+            shutil.rmtree(entry, ignore_errors=True)
+    if not kept:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _setup_loader(train_data: EncodedSplit, tokenizer, cfg: TrainConfig) -> torch.utils.data.DataLoader:
@@ -397,7 +441,7 @@ def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, to
             save_best_model(accelerator.unwrap_model(run.model), tokenizer, run.out)
         if not quiet:
             tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    save_checkpoint(run, cfg.keep_checkpoints)
+    save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
 
 
 def batch_loss(model, batch: dict, task: Task, loss_cfg: LossConfig, teacher=None, layer_map: list[int] = (),

@@ -327,6 +327,15 @@ def test_student_of_zero_layers(capsys, tiny_teacher, glue_dir, runs):
     assert not runs.exists()
 
 
+@pytest.mark.parametrize("method", ["pkd-skip", "pkd-last"])
+def test_one_layer_student_with_pt(capsys, tiny_teacher, glue_dir, runs, method):
+    """A 1-layer student has no layer to match: PT would silently be off and the run plain KD."""
+    code, out, err = run_cli(capsys, _distill(tiny_teacher, glue_dir, runs, "--student-layers", "1",
+                                              "--method", method))
+    assert_one_error(code, out, err, "--student-layers 1", f"--method {method}", "--method kd")
+    assert not runs.exists()
+
+
 def test_compare_student_as_deep_as_teacher(capsys, tiny_teacher, glue_dir, runs):
     code, out, err = run_cli(capsys, ["compare", "--teacher", tiny_teacher, "--task", "sst2",
                                       "--student-layers", "4", "--data-dir", glue_dir, "--out", runs / "out",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -130,9 +131,11 @@ def test_usage_errors(argv, message, capsys):
     assert message in err and err.startswith("pkd: error:") and err.count("\n") == 1
 
 
-def test_a_run_directory(tiny_teacher):
+def test_a_run_directory(tiny_teacher, tmp_path):
     """A `pkd finetune` run: a classifier, sized by its top-level weights, not its checkpoints/."""
-    [r] = bench_models([str(tiny_teacher)], **FAST)
-    assert r["size_bytes"] == (tiny_teacher / "model.safetensors").stat().st_size
-    assert list((tiny_teacher / "checkpoints").rglob("*.safetensors"))  # they exist, and are not counted
+    run = Path(shutil.copytree(tiny_teacher, tmp_path / "run"))
+    (run / "checkpoints" / "step-00000001").mkdir(parents=True)  # as --keep-checkpoints 1 leaves it
+    shutil.copy(run / "model.safetensors", run / "checkpoints" / "step-00000001" / "model.safetensors")
+    [r] = bench_models([str(run)], **FAST)
+    assert r["size_bytes"] == (run / "model.safetensors").stat().st_size
     assert r["params"] == r["params_embeddings"] + r["params_layers"] + (32 * 32 + 32) + (32 * 2 + 2)

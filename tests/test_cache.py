@@ -1,8 +1,12 @@
 import json
+import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,6 +124,100 @@ def test_killed_cache_build_is_never_used(tiny_teacher, tmp_path):
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout.strip().splitlines()[-1])
     assert TeacherCache(info["cache"]).meta["num_examples"] == 20000
+
+
+def test_cache_files_have_normal_modes(teacher_and_data, tmp_path):
+    model, tok, data = teacher_and_data
+    cache = ensure_cache(model, tok, data, 24, [1], tmp_path)
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [cache.path, *cache.path.iterdir()]:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o777 if p.is_dir() else 0o666) & ~mask, p.name
+
+
+def _edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_cache_key_covers_tokenizer_settings_and_config_only_changes(tiny_teacher, glue_dir, tmp_path):
+    """Copies of the teacher differing only in a tokenizer setting or a config value (identical weights) get
+    caches of their own; an identical copy at another path finds the same cache."""
+    def key(teacher_dir):
+        model = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+        tok = AutoTokenizer.from_pretrained(teacher_dir)
+        data = EncodedSplit(load_split(SST2, "train", glue_dir, 32)[0], tok, 24)
+        return ensure_cache(model, tok, data, 24, [1], tmp_path / "cache").path.name
+
+    base = key(tiny_teacher)
+    variants = {"same": {}, "truncation_side": {"tokenizer_config.json": {"truncation_side": "left"}},
+                "padding_side": {"tokenizer_config.json": {"padding_side": "left"}},
+                "model_max_length": {"tokenizer_config.json": {"model_max_length": 16}},
+                "layer_norm_eps": {"config.json": {"layer_norm_eps": 1e-3}},
+                "hidden_act": {"config.json": {"hidden_act": "relu"}}}
+    keys = {}
+    for name, edits in variants.items():
+        copy = Path(shutil.copytree(tiny_teacher, tmp_path / name, ignore=shutil.ignore_patterns("checkpoints")))
+        for file, changes in edits.items():
+            _edit_json(copy / file, **changes)
+        keys[name] = key(copy)
+    assert keys.pop("same") == base  # the path of the teacher is not part of the key
+    assert len(set(keys.values()) | {base}) == len(keys) + 1, keys  # every change gives another key
+
+
+def _cached_and_live(cache, model, tok, data, layers):
+    batch = make_collator(tok)(list(data))
+    return cache.outputs(batch, layers), LiveTeacher(model).outputs(batch, layers)
+
+
+def test_hidden_states_beyond_fp16_are_stored_in_float32(teacher_and_data, tmp_path):
+    """A teacher whose layer-1 [CLS] states exceed 65504: fp16 would store inf (and distillation would fail later
+    with a non-finite loss); that array is kept in float32 instead, the logits stay fp16."""
+    model, tok, data = teacher_and_data
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.LayerNorm.weight.mul_(1e5)
+    cache = ensure_cache(model, tok, data, 24, [1, 3], tmp_path, batch_size=64)
+    assert np.isfinite(cache.cls).all() and np.abs(cache.cls[:, 0]).max() > 65504
+    assert cache.meta["dtype"] == {"logits": "float16", "cls": "float32"}
+    (logits, cls), (live_logits, live_cls) = _cached_and_live(cache, model, tok, data, [1, 3])
+    torch.testing.assert_close(cls, live_cls, atol=0, rtol=1e-5)
+    torch.testing.assert_close(logits, live_logits, atol=2e-3, rtol=2e-3)
+
+
+def test_overflow_part_way_through_a_build_widens_what_was_written(teacher_and_data, tmp_path, monkeypatch):
+    """From the third batch on, the teacher's [CLS] states are 1e5 times larger: the rows written before are
+    copied into the float32 array, the rest stored exactly (whatever order the build runs the examples in)."""
+    import pkd.cache
+
+    model, tok, data = teacher_and_data
+    real, calls = pkd.cache.teacher_forward, {"n": 0}
+    with torch.no_grad():
+        ref = real(model.eval(), make_collator(tok)(list(data)), [2])[1]
+
+    def large_from_batch_3(teacher, batch, layers):
+        calls["n"] += 1
+        logits, cls = real(teacher, batch, layers)
+        return logits, cls * (1e5 if calls["n"] >= 3 else 1.0)
+
+    monkeypatch.setattr(pkd.cache, "teacher_forward", large_from_batch_3)
+    cache = ensure_cache(model, tok, data, 24, [2], tmp_path / "wide", batch_size=16)
+    assert calls["n"] == len(data) // 16 and cache.cls.dtype == np.float32 and np.isfinite(cache.cls).all()
+    cls = torch.from_numpy(np.array(cache.cls, dtype=np.float32))
+    small = [i for i in range(len(data)) if cls[i].abs().max() < 1e3]
+    assert len(small) == 32  # the two fp16 batches, copied over as they were
+    for i in range(len(data)):
+        if i in small:
+            torch.testing.assert_close(cls[i], ref[i], atol=2e-3, rtol=2e-3)  # fp16
+        else:
+            torch.testing.assert_close(cls[i], ref[i] * 1e5, atol=1.0, rtol=1e-4)  # float32, up to batching
+
+
+def test_a_teacher_with_non_finite_outputs_is_refused(teacher_and_data, tmp_path):
+    model, tok, data = teacher_and_data
+    with torch.no_grad():
+        model.classifier.bias.fill_(float("inf"))
+    with pytest.raises(DataError, match=r"teacher's outputs are not finite for example \d+ of the training split"):
+        ensure_cache(model, tok, data, 24, [1], tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_build_in_length_order_stores_the_rows_of_an_in_order_build(teacher_and_data, tmp_path):

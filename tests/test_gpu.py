@@ -37,10 +37,20 @@ def test_finetune_and_distill_bf16_vs_fp32_on_cuda(tiny_bert, glue_dir, tmp_path
 
 
 def test_fp16_and_live_teacher_on_cuda(tiny_teacher, glue_dir, tmp_path):
-    best = pkd.distill(str(tiny_teacher), "sst2", 2, tmp_path / "live", method="pkd-last", data_dir=glue_dir,
-                       live_teacher=True, quiet=True, precision="fp16", **OPTS)  # the teacher follows the batches
-    assert 0 <= best["accuracy"] <= 100
-    assert all(m["train_loss"] == m["train_loss"] for m in read_jsonl(tmp_path / "live" / "metrics.jsonl"))
+    """fp16 really trains in fp16 with a loss scaler (its state is in the checkpoint), the live teacher follows the
+    batches onto the GPU, and the run tracks an fp32 one up to rounding."""
+    runs = {}
+    for precision in ("fp16", "fp32"):
+        runs[precision] = pkd.distill(str(tiny_teacher), "sst2", 2, tmp_path / precision, method="pkd-last",
+                                      data_dir=glue_dir, live_teacher=True, quiet=True, precision=precision,
+                                      keep_checkpoints=1, **OPTS)
+    (ckpt,) = (tmp_path / "fp16" / "checkpoints").iterdir()
+    scaler = torch.load(ckpt / "optimizer.pt", weights_only=True)["scaler"]
+    assert scaler["scale"] > 0  # a GradScaler ran: Accelerate did not fall back to fp32
+    losses = {p: [m["train_loss"] for m in read_jsonl(tmp_path / p / "metrics.jsonl")] for p in runs}
+    assert losses["fp16"] != losses["fp32"]
+    assert losses["fp16"] == pytest.approx(losses["fp32"], rel=0.05)
+    assert abs(runs["fp16"]["accuracy"] - runs["fp32"]["accuracy"]) <= LOOSE
 
 
 def test_cache_on_cuda_matches_cpu(tiny_teacher, glue_dir, tmp_path):

@@ -99,9 +99,15 @@ def test_pkd_loss_weights_the_terms():
     assert ft["loss"].item() == pytest.approx(ce.item(), rel=1e-6) and ft["kd"].item() == 0
 
 
-def test_projection_maps_hidden_sizes():
+def test_projection_maps_each_layer_with_its_own_linear_map():
+    torch.manual_seed(0)
     proj = Projection(8, 16, 2)
-    assert proj(torch.randn(3, 2, 8)).shape == (3, 2, 16)
+    x = torch.randn(3, 4, 2, 8)  # [batch, choices, layers, hidden]: any leading dimensions
+    y = proj(x)
+    assert y.shape == (3, 4, 2, 16)
+    for i in range(2):
+        torch.testing.assert_close(y[..., i, :], x[..., i, :] @ proj.maps[i].weight.T + proj.maps[i].bias)
+    assert not torch.allclose(proj.maps[0](x[..., 0, :]), proj.maps[1](x[..., 0, :]))  # two different maps
 
 
 @settings(max_examples=60, deadline=None)
@@ -120,3 +126,28 @@ def test_pkd_loss_is_finite_and_non_negative(batch, classes, layers, alpha, temp
         assert torch.isfinite(value) and value.item() >= -1e-6
     # PT vanishes when the student's states equal the teacher's (up to scale, since they are normalised)
     assert pt_loss(t_cls * 3.0, t_cls).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("method, explicit", [("pkd-skip", None), ("pkd-last", None), ("pkd", [])])
+def test_a_one_layer_student_has_no_pt_and_is_refused(method, explicit):
+    with pytest.raises(UsageError, match="--student-layers 1: a 1-layer student has no intermediate layer"):
+        layer_map_for(method, 6, 1, explicit)
+    assert layer_map_for("kd", 6, 1) == [] and layer_map_for("ft", 6, 1) == []  # the baselines stay allowed
+
+
+def test_beta_help_names_both_scales(capsys):
+    """pkd's beta is the original code's divided by the hidden size: the help must say what 0.65 is at the default
+    teacher's 384 as well as at 768, and every beta grid in the docs must be on pkd's scale."""
+    import re
+    from pathlib import Path
+
+    from pkd.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0.65 is the original 500 at hidden size 768" in text and "250 at 384" in text
+    root = Path(__file__).resolve().parent.parent
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for grid in re.findall(r"beta=([0-9.,]+)", doc.read_text()):
+            assert all(float(v) <= 4 for v in grid.strip(",").split(",")), f"{doc.name}: beta={grid}"

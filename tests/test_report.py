@@ -93,6 +93,7 @@ def test_report_files(runs_root, tmp_path):
     kd = [COMPARE["kd", 42], COMPARE["kd", 43]]
     mean, std = statistics.mean(kd), statistics.stdev(kd)
     assert f"| kd | 3 | {mean:.2f} ± {std:.2f} | {100 * mean / TEACHER:.1f}% | 2 |" in md
+    assert "| method | layers | best-epoch dev score (mean ± std) |" in md and "so they are optimistic" in md
     assert "### sst2" in md and "Accuracy vs student layers" in md and "Speed and size" not in md
 
     pngs = sorted(out.glob("*.png"))
@@ -216,3 +217,17 @@ def test_verdicts_of_a_comparison_are_shown(runs_root, tmp_path):
     _write(runs_root / "compare-sst2-L3" / "compare.json", meta)
     write_report([str(runs_root / "*")], tmp_path / "report2")
     assert "Paired differences" not in (tmp_path / "report2" / "report.md").read_text()
+
+
+def test_select_last_epoch(runs_root, tmp_path):
+    """The tables say which epoch they show; --select last shows each run's last epoch (result.json's "last", or
+    the last line of metrics.jsonl)."""
+    runs = collect_runs([str(runs_root / "*")])
+    last = {(r["method"], r["layers"]): r["scores"] for r in accuracy_rows(runs, "last")}
+    best = {(r["method"], r["layers"]): r["scores"] for r in accuracy_rows(runs)}
+    assert best[("pkd-skip", 6)] == [89.0] and last[("pkd-skip", 6)] == [88.0]
+    assert last[("kd", 3)] == [COMPARE[("kd", 42)], COMPARE[("kd", 43)]]  # their best epoch is their last
+    assert main(["report", str(runs_root / "*"), "--out", str(tmp_path / "r"), "--select", "last"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| method | layers | last-epoch dev score (mean ± std) |" in md and "| pkd-skip | 6 | 88.00 ± 0.00 |" in md
+    assert "Scores are each run's last epoch on dev." in md

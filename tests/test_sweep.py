@@ -94,6 +94,18 @@ def test_sweep_end_to_end_then_resume(tiny_teacher, glue_dir, tmp_path, capsys, 
     monkeypatch.setattr(pkd.sweep.subprocess, "run", no_training)
     assert main([*args, "--jobs", "2", "--resume"]) == 0
     assert json.loads((out / "results.json").read_text()) == results
+    md = (out / "results.md").read_text()
+    assert "| best-epoch dev score | best epoch | last-epoch dev score |" in md
+    assert [r["last_score"] for r in results["trials"]] == [
+        json.loads((out / n / "result.json").read_text())["last"]["score"] for n in names]
+
+    # Other settings with --resume: refused before any work, naming them, finished trials included
+    capsys.readouterr()
+    kept = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main([*args[:-1], "--epochs", "2", "--quiet", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.epochs 1 (now 2)" in err and names[0] in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == kept
 
     # A trial killed after its last checkpoint but before its result: resumed (in this process, --jobs 1) from
     # the checkpoint, so it trains no batch; the finished one is skipped.

@@ -1,17 +1,22 @@
 import json
+import os
 import random
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import TINY_TRAIN, varied_lengths
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import pkd
+import pkd.train
 from pkd.cli import main
 from pkd.errors import DataError, TrainingError
 from pkd.io import read_jsonl
@@ -28,6 +33,9 @@ def test_finetune_save_load_evaluate_round_trip(tiny_teacher, glue_dir):
     # the saved model is the best epoch: re-scoring it from disk gives that epoch's dev metrics
     scores = pkd.evaluate(str(tiny_teacher), "sst2", data_dir=glue_dir)
     assert scores["accuracy"] == pytest.approx(best["accuracy"])
+    # run.json records the best epoch's and the last epoch's scores
+    assert run["result"]["best_epoch"] == best["epoch"] and run["result"]["score"] == best["score"]
+    assert run["result"]["last"] == history[-1]
 
 
 def test_evaluate_cli_json(tiny_teacher, glue_dir, capsys):
@@ -66,9 +74,20 @@ def test_predict_uses_label_names_and_mnli_parts(tiny_bert, glue_dir, tmp_path):
 def test_stsb_is_regression(tiny_bert, glue_dir, tmp_path):
     best = pkd.finetune("stsb", tmp_path / "stsb", model=str(tiny_bert), data_dir=glue_dir, quiet=True,
                         **{**TINY_TRAIN, "epochs": 1})
-    assert {"pearson", "spearman", "score"} <= set(best)
-    [path] = pkd.predict(str(tmp_path / "stsb"), "stsb", tmp_path / "STS-B.tsv", data_dir=glue_dir)
-    float(path.read_text().splitlines()[1].split("\t")[1])
+    assert best["score"] == pytest.approx((best["pearson"] + best["spearman"]) / 2)
+    # The written predictions are the model's scores: their Pearson correlation with the gold scores is the one
+    # evaluation reports. The tiny model's scores differ only past the 3 decimals written, so the head's weights
+    # are scaled by 1000 first (a correlation is scale-free, so the score stays the same).
+    scaled = Path(shutil.copytree(tmp_path / "stsb", tmp_path / "scaled", ignore=shutil.ignore_patterns("checkpoints")))
+    weights = load_file(scaled / "model.safetensors")
+    weights["classifier.weight"] *= 1000
+    save_file(weights, scaled / "model.safetensors", metadata={"format": "pt"})
+    assert pkd.evaluate(str(scaled), "stsb", data_dir=glue_dir)["pearson"] == pytest.approx(best["pearson"], abs=0.05)
+    [path] = pkd.predict(str(scaled), "stsb", tmp_path / "STS-B.tsv", split="dev", data_dir=glue_dir)
+    preds = [float(line.split("\t")[1]) for line in path.read_text().splitlines()[1:]]
+    gold = [float(line.rsplit("\t", 1)[1]) for line in (glue_dir / "STS-B" / "dev.tsv").read_text().splitlines()[1:]]
+    assert len(preds) == 24 and len(set(preds)) > 1
+    assert 100 * np.corrcoef(preds, gold)[0, 1] == pytest.approx(best["pearson"], abs=0.5)
 
 
 def test_same_seed_same_result(tiny_bert, glue_dir, tmp_path):
@@ -109,33 +128,117 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_bert, glue_dir, tmp_path
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)  # the epoch's mean, across the kill
 
 
-def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_bert, glue_dir, tmp_path, monkeypatch):
-    import pkd.train
-
+def _stop_at_step(monkeypatch, step: int) -> None:
+    """Make the loss non-finite at `step`: the run stops there with a TrainingError, unfinished."""
     real, calls = pkd.train.pkd_loss, {"n": 0}
 
-    def nan_at_step_4(*a, **k):
+    def nan_at(*a, **k):
         calls["n"] += 1
         parts = real(*a, **k)
-        if calls["n"] == 4:
+        if calls["n"] == step:
             parts["loss"] = parts["loss"] * float("nan")
         return parts
 
-    monkeypatch.setattr(pkd.train, "pkd_loss", nan_at_step_4)
+    monkeypatch.setattr(pkd.train, "pkd_loss", nan_at)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    _stop_at_step(monkeypatch, 4)
     with pytest.raises(TrainingError, match=r"non-finite loss .* at step 4 .*step-00000003"):
         pkd.finetune("sst2", tmp_path / "nan", model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=1,
                      **TINY_TRAIN)
     assert (tmp_path / "nan" / "checkpoints" / "step-00000003" / "state.json").is_file()
 
 
-def test_corrupted_checkpoint_is_refused(tiny_bert, glue_dir, tmp_path):
-    out = tmp_path / "run"
-    pkd.finetune("sst2", out, model=str(tiny_bert), data_dir=glue_dir, quiet=True, **{**TINY_TRAIN, "epochs": 1})
-    [ckpt] = list((out / "checkpoints").iterdir())
+def test_corrupted_checkpoint_is_refused(tiny_bert, glue_dir, tmp_path, monkeypatch):
+    out, opts = tmp_path / "run", dict(model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=1,
+                                       **{**TINY_TRAIN, "epochs": 1})
+    _stop_at_step(monkeypatch, 3)
+    with pytest.raises(TrainingError):
+        pkd.finetune("sst2", out, **opts)
+    monkeypatch.undo()
+    *_, ckpt = sorted((out / "checkpoints").iterdir())
     (ckpt / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(DataError, match="corrupted checkpoint"):
-        pkd.finetune("sst2", out, model=str(tiny_bert), data_dir=glue_dir, quiet=True, resume=True,
-                     **{**TINY_TRAIN, "epochs": 2})
+        pkd.finetune("sst2", out, resume=True, **opts)
+
+
+def _files(out):
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_other_settings_and_changes_nothing(tiny_bert, glue_dir, tmp_path, monkeypatch, capsys):
+    """--resume with settings other than those in run.json: one line naming the keys, exit 2, no file touched;
+    an unfinished run then resumes with its own settings, and a finished one returns its recorded result."""
+    out = tmp_path / "run"
+    args = ["finetune", "--task", "sst2", "--model", str(tiny_bert), "--data-dir", str(glue_dir), "--epochs", "2",
+            "--batch-size", "16", "--lr", "2e-3", "--max-seq-len", "24", "--seed", "0", "--save-every", "1",
+            "--max-train-examples", "64", "--out", str(out), "--quiet"]
+    _stop_at_step(monkeypatch, 6)  # in the second epoch (4 steps an epoch)
+    assert main(args) == 1
+    monkeypatch.undo()
+    before = _files(out)
+    assert any(p.parts[0] == "checkpoints" for p in before)
+    capsys.readouterr()
+    for changed, key in ((["--lr", "1e-3"], "train.lr 0.002 (now 0.001)"), (["--max-seq-len", "20"],
+                                                                            "train.max_seq_len 24 (now 20)"),
+                         (["--max-train-examples", "100"], "num_train_examples 64 (now 100)")):
+        assert main([*args, *changed, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"pkd: error: --resume {out}: ") and key in err, err
+        assert _files(out) == before  # nothing changed
+    # --save-every, --keep-checkpoints and --eval-batch-size do not change results: allowed
+    assert main([*args, "--resume", "--save-every", "0", "--eval-batch-size", "64"]) == 0
+    finished = json.loads(capsys.readouterr().out)["best"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["result"] == finished and [m["epoch"] for m in read_jsonl(out / "metrics.jsonl")] == [1, 2]
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run trained again")
+
+    monkeypatch.setattr(pkd.train, "batch_loss", no_training)
+    done = _files(out)
+    assert main([*args, "--resume"]) == 0  # finished: its result, nothing trained or written
+    assert json.loads(capsys.readouterr().out)["best"] == finished and _files(out) == done
+    assert main([*args, "--epochs", "3", "--resume"]) == 2 and "train.epochs 2 (now 3)" in capsys.readouterr().err
+
+
+def test_a_finished_run_keeps_no_checkpoints_unless_asked(tiny_bert, glue_dir, tmp_path):
+    """Checkpoints (model + optimizer state, twice the model) are for resuming: a finished run deletes them and
+    leaves the model, its tokenizer, run.json and metrics.jsonl; --keep-checkpoints N keeps the last N."""
+    opts = dict(model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=1, max_train_examples=64,
+                **{**TINY_TRAIN, "epochs": 1})  # 4 steps
+    pkd.finetune("sst2", tmp_path / "default", **opts)
+    names = sorted(p.name for p in (tmp_path / "default").iterdir())
+    assert "checkpoints" not in names and not [n for n in names if n.startswith(".")]
+    assert {"model.safetensors", "config.json", "run.json", "metrics.jsonl", "tokenizer.json"} <= set(names)
+    pkd.finetune("sst2", tmp_path / "keep1", keep_checkpoints=1, **opts)
+    assert [p.name for p in (tmp_path / "keep1" / "checkpoints").iterdir()] == ["step-00000004"]  # the last
+    pkd.finetune("sst2", tmp_path / "keep3", keep_checkpoints=3, **opts)
+    assert sorted(p.name for p in (tmp_path / "keep3" / "checkpoints").iterdir()) == [
+        "step-00000002", "step-00000003", "step-00000004"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_run_files_have_normal_modes_and_no_temporary_folders(tiny_bert, glue_dir, tmp_path):
+    """Everything a run leaves, the model and the checkpoints' copies included, has the umask's modes
+    (0644 / 0755 under umask 022): a colleague or a serving process must be able to read the model."""
+    out = tmp_path / "run"
+    pkd.finetune("sst2", out, model=str(tiny_bert), data_dir=glue_dir, quiet=True, keep_checkpoints=1,
+                 **{**TINY_TRAIN, "epochs": 1})
+    mask = _umask()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert out / "model.safetensors" in files and any(p.name == "model.safetensors" and "checkpoints" in p.parts
+                                                      for p in files)
+    for p in [out, *out.rglob("*")]:
+        want = (0o777 if p.is_dir() else 0o666) & ~mask
+        assert stat.S_IMODE(p.stat().st_mode) == want, f"{p.relative_to(out)}: {oct(p.stat().st_mode)}"
+    assert [p.name for p in out.rglob(".*")] == []  # no temporary folder is left behind, empty or not
 
 
 def test_predictions_come_back_in_the_data_order(tiny_teacher):
@@ -188,14 +291,12 @@ def test_training_grouped_by_length(tiny_bert, glue_dir, tmp_path):
     best = pkd.finetune("sst2", tmp_path / "g", model=str(tiny_bert), data_dir=glue_dir, quiet=True,
                         group_by_length=True, **{**TINY_TRAIN, "epochs": 1})
     run = json.loads((tmp_path / "g" / "run.json").read_text())
-    assert run["train"]["group_by_length"] is True and 0 <= best["accuracy"] <= 100
+    assert run["train"]["group_by_length"] is True and best["step"] == 16  # every example once: 256 / 16
 
 
 def test_no_step_is_checkpointed_twice(tiny_bert, glue_dir, tmp_path, monkeypatch):
     """--save-every at an epoch's last step would write the checkpoint the epoch's end writes again, moments later
     (with optimizer state, the bulk of a checkpoint): once is enough."""
-    import pkd.train
-
     real, saved = pkd.train.save_checkpoint, []
 
     def counting(run, keep):
