@@ -23,7 +23,7 @@ student sst2-4k-pkd-init126 --method pkd-skip --lr 5e-5 --init-layers 1,2,6
 student sst2-4k-ft-init126 --method ft --lr 5e-5 --init-layers 1,2,6
 student sst2-4k-pkd-lr2e-4 --method pkd-skip --lr 2e-4 --init-layers 1,2,3
 student sst2-4k-pkd-init126-lr2e-4 --method pkd-skip --lr 2e-4 --init-layers 1,2,6
-student sst2-4k-pkd-warm0 --method pkd-skip --lr 5e-5 --warmup-ratio 0 --init-layers 1,2,3
+student sst2-4k-pkd-init126-warm0 --method pkd-skip --lr 5e-5 --warmup-ratio 0 --init-layers 1,2,6
 
 # STS-B (regression, pairs): 2 epochs at max_seq_len 64 (3.4% of its training pairs are longer; 0% at 128).
 sts=(--task stsb --data-dir "$DATA" --max-seq-len 64 --epochs 2 --quiet)

@@ -117,7 +117,9 @@ class DistillConfig:
                 "come from (default: the base_model in the teacher's run.json, written by `pkd finetune`)",
         "metavar": "NAME_OR_PATH"})
     init_layers: list[int] | None = field(default=None, metadata={
-        "help": "which source layers the student starts from (default: the first M)", "parse": parse_layer_map})
+        "help": "which source layers the student starts from (default: the first M, or the first M-1 and the top "
+                "one when the source's [CLS] is constant below its top layer; docs/recipes.md)",
+        "parse": parse_layer_map})
     pt_projection: bool = field(default=False, metadata={
         "help": "learn a linear map when student and teacher hidden sizes differ"})
     live_teacher: bool = field(default=False, metadata={
