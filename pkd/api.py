@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pkd import deploy
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
 from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
@@ -168,14 +169,25 @@ def evaluate(model: str, task: str, split: str = "dev", data_dir: str | Path | N
     if max_examples is not None and max_examples < 1:
         raise UsageError(f"--max-examples {max_examples}: must be at least 1")
     path = resolve_model(model)
-    net = load_classifier(path, task_, trust_remote_code, require_head=True)
-    tokenizer = load_tokenizer(path, trust_remote_code)
+    net, tokenizer = _load_scorer(path, task_, trust_remote_code)
     max_seq_len = max_seq_len or _run_max_len(path, task_)
     parts = _encode(task_, split, tokenizer, max_seq_len, data_dir, max_examples)
     return evaluate_parts(net, parts, task_, tokenizer, batch_size)
 
 
+def _load_scorer(path: str, task, trust_remote_code: bool):
+    """A run directory's or checkpoint's classifier, or an export directory's model (ONNX Runtime for ONNX), with
+    its tokenizer: evaluate and predict score both through the same code."""
+    if deploy.is_export_dir(path):
+        return deploy.load_for_task(path, task)
+    return (load_classifier(path, task, trust_remote_code, require_head=True),
+            load_tokenizer(path, trust_remote_code))
+
+
 def _run_max_len(path: str, task) -> int:
+    """The max_seq_len a run trained with (an export directory records its source run's)."""
+    if deploy.is_export_dir(path):
+        return deploy.read_export(path).get("max_seq_len") or task.default_max_seq_len
     run = Path(path) / "run.json"
     return json.loads(run.read_text())["train"]["max_seq_len"] if run.is_file() else task.default_max_seq_len
 
@@ -191,8 +203,7 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
         if target.is_dir():
             raise UsageError(f"--out {target}: is a directory")
     path = resolve_model(model)
-    net = load_classifier(path, task_, trust_remote_code, require_head=True)
-    tokenizer = load_tokenizer(path, trust_remote_code)
+    net, tokenizer = _load_scorer(path, task_, trust_remote_code)
     parts = _encode(task_, split, tokenizer, max_seq_len or _run_max_len(path, task_), data_dir)
     written = []
     for part, target in zip(parts, targets, strict=True):
@@ -203,6 +214,9 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
         write_text(target, "\n".join(rows) + "\n")
         written.append(target)
     return written
+
+
+export = deploy.export  # pkd.export(run, out, format=, quantize=, opset=, ...): see pkd.deploy
 
 
 def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds: int = 3,

@@ -129,6 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--out", required=True, help="output TSV")
 
+    p = sub.add_parser("export", help="a run as ONNX or PyTorch, fp32 or int8, checked against it",
+                       description=__import__("pkd.deploy").deploy.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="run directory or checkpoint (a sequence classifier or multiple-choice model)")
+    p.add_argument("--out", required=True, help="the export directory")
+    p.add_argument("--format", default="onnx", help="onnx (ONNX Runtime) or torch (default onnx)")
+    p.add_argument("--quantize", default="none", help="none or int8 (dynamic: int8 weights; default none)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset, 11-20 (default 17)")
+    p.add_argument("--optimize", action="store_true",
+                   help="ONNX Runtime transformer fusions (attention, LayerNorm, GELU) before quantization")
+    p.add_argument("--task", default=None, help="task of the parity batch (default: the run's)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--max-seq-len", type=int, default=None, help="of the parity batch (default: the run's)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
     from pkd import bench, report
 
     p = sub.add_parser("bench", help="parameters, size, memory and speed of models, side by side",
@@ -211,6 +226,11 @@ def run(args: argparse.Namespace) -> int:
               overwrite=args.overwrite, resume=args.resume, trust_remote_code=args.trust_remote_code,
               quiet=args.quiet, **train)
         print(open(os.path.join(args.out, "results.md")).read(), end="")
+    elif args.command == "export":
+        record = api.export(args.run, args.out, format=args.format, quantize=args.quantize, opset=args.opset,
+                            optimize=args.optimize, task=args.task, data_dir=args.data_dir,
+                            max_seq_len=args.max_seq_len, overwrite=args.overwrite)
+        print(json.dumps({"out": args.out, "size_bytes": record["size_bytes"], "parity": record["parity"]}))
     elif args.command in ("bench", "report"):
         from pkd import bench, report
 

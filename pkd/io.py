@@ -66,6 +66,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_UMASK)
+        for f in tmp.rglob("*"):  # some writers (safetensors, onnx tools) make private files
+            if f.is_file() and not f.is_symlink():
+                os.chmod(f, 0o666 & ~_UMASK)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
