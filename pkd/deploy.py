@@ -66,7 +66,7 @@ PARITY_EXAMPLES = 16
 EXPORT_FILE = "export.json"
 INSTALL_HINT = "pip install 'pkd[export]'"
 SEQUENCE, MULTIPLE_CHOICE = "sequence-classification", "multiple-choice"
-_HEADS = {SEQUENCE: AutoModelForSequenceClassification, MULTIPLE_CHOICE: AutoModelForMultipleChoice}
+HEADS = {SEQUENCE: AutoModelForSequenceClassification, MULTIPLE_CHOICE: AutoModelForMultipleChoice}
 
 
 def model_file(fmt: str, quantize: str) -> str:
@@ -129,7 +129,7 @@ def load_source(path: str | Path) -> tuple[PreTrainedModel, str]:
     config = _load_config(path)
     kind = classifier_kind(config, path)
     try:
-        model = _HEADS[kind].from_pretrained(path, use_safetensors=True)
+        model = HEADS[kind].from_pretrained(path, use_safetensors=True)
     except Exception as e:
         raise DataError(f"{path}: cannot load model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     return model.eval(), kind
@@ -261,7 +261,7 @@ def load_int8_model(path: Path, config: PretrainedConfig, kind: str) -> PreTrain
 
     state = load_file(path)
     linears = {k.rsplit(".", 1)[0] for k in state if k.endswith(".weight_int8")}
-    model = _HEADS[kind].from_config(config)
+    model = HEADS[kind].from_config(config)
     plain = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in linears}
     missing, unexpected = model.load_state_dict(plain, strict=False)
     missing = [k for k in missing if k.rsplit(".", 1)[0] not in linears]
@@ -343,7 +343,7 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
             result = compare_logits(reference, logits_of(load_int8_model(target, model.config, kind), batch))
         else:
             model.save_pretrained(tmp, safe_serialization=True)
-            reloaded = _HEADS[kind].from_pretrained(tmp, use_safetensors=True).eval()
+            reloaded = HEADS[kind].from_pretrained(tmp, use_safetensors=True).eval()
             result = compare_logits(reference, logits_of(reloaded, batch))
             _check_fp32(result, f"{out}: PyTorch export")
         record["parity"] = {**parity, **result}
@@ -410,7 +410,7 @@ def read_export(path: str | Path) -> dict:
     except (OSError, ValueError) as e:
         raise DataError(f"{Path(path) / EXPORT_FILE}: cannot read ({type(e).__name__}: {e})") from None
     if not isinstance(record, dict) or record.get("format") not in FORMATS or \
-            record.get("quantize") not in QUANTIZATIONS or record.get("kind") not in _HEADS:
+            record.get("quantize") not in QUANTIZATIONS or record.get("kind") not in HEADS:
         raise DataError(f"{Path(path) / EXPORT_FILE}: not a pkd export record")
     return record
 
@@ -432,7 +432,7 @@ def load_exported(path: str | Path, threads: int | None = None
     elif record["quantize"] == "int8":
         model = load_int8_model(file, config, record["kind"])
     else:
-        model = _HEADS[record["kind"]].from_pretrained(path, use_safetensors=True).eval()
+        model = HEADS[record["kind"]].from_pretrained(path, use_safetensors=True).eval()
     return model, tokenizer, record
 
 
