@@ -216,7 +216,19 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
     return written
 
 
-export = deploy.export  # pkd.export(run, out, format=, quantize=, opset=, ...): see pkd.deploy
+def export(run: str | Path, out: str | Path, format: str = "onnx", quantize: str = "none",
+           opset: int | None = None, optimize: bool = False, task: str | None = None,
+           data_dir: str | Path | None = None, max_seq_len: int | None = None, evaluate_dev: bool = False,
+           overwrite: bool = False) -> dict:
+    """pkd.deploy.export (ONNX or PyTorch, fp32 or int8, parity-checked); with evaluate_dev, the export directory
+    is also scored on the full dev split by `evaluate` - the code that scores runs - before it is renamed into
+    place, and export.json records the metrics as "dev"."""
+    def score(directory: Path, task_name: str) -> dict:
+        return evaluate(str(directory), task_name, "dev", data_dir=data_dir, max_seq_len=max_seq_len)
+
+    return deploy.export(run, out, format=format, quantize=quantize, opset=opset, optimize=optimize, task=task,
+                         data_dir=data_dir, max_seq_len=max_seq_len, overwrite=overwrite,
+                         score=score if evaluate_dev else None)
 
 
 def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds: int = 3,

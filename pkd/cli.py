@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, help="task of the parity batch (default: the run's)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--max-seq-len", type=int, default=None, help="of the parity batch (default: the run's)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="also score the export on the dev split and record it in export.json (for pkd report)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
     from pkd import bench, report
@@ -229,8 +231,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "export":
         record = api.export(args.run, args.out, format=args.format, quantize=args.quantize, opset=args.opset,
                             optimize=args.optimize, task=args.task, data_dir=args.data_dir,
-                            max_seq_len=args.max_seq_len, overwrite=args.overwrite)
-        print(json.dumps({"out": args.out, "size_bytes": record["size_bytes"], "parity": record["parity"]}))
+                            max_seq_len=args.max_seq_len, evaluate_dev=args.evaluate, overwrite=args.overwrite)
+        print(json.dumps({"out": args.out, "size_bytes": record["size_bytes"], "parity": record["parity"],
+                          **({"dev": record["dev"]} if "dev" in record else {})}))
     elif args.command in ("bench", "report"):
         from pkd import bench, report
 

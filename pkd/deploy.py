@@ -34,7 +34,7 @@ import json
 import logging
 import platform
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -308,11 +308,13 @@ def _check_fp32(parity: dict[str, float], what: str) -> None:
 
 def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokenizerBase | None,
                  batch: dict[str, torch.Tensor], out: str | Path, fmt: str = "onnx", quantize: str = "none",
-                 opset: int | None = None, optimize: bool = False, info: dict | None = None) -> dict:
+                 opset: int | None = None, optimize: bool = False, info: dict | None = None,
+                 score: Callable[[Path], dict] | None = None) -> dict:
     """Write an export directory for a loaded fp32 model (eval mode) and return its export.json.
 
     `batch` is the parity batch; `info` goes into export.json (source, task, max_seq_len). Without a tokenizer
-    (random-weight bench models) none is saved."""
+    (random-weight bench models) none is saved. `score`, given the finished directory before it is renamed into
+    place, returns dev metrics to record as "dev" (pkd.api.export passes its evaluate)."""
     opset = check_options(fmt, quantize, opset, optimize)
     reference = logits_of(model, batch)
     record: dict = {**(info or {}), "kind": kind, "format": fmt, "quantize": quantize, "opset": opset,
@@ -347,19 +349,24 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
             result = compare_logits(reference, logits_of(reloaded, batch))
             _check_fp32(result, f"{out}: PyTorch export")
         record["parity"] = {**parity, **result}
+        record["size_bytes"] = target.stat().st_size
         model.config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         write_json(tmp / EXPORT_FILE, record)
-        record["size_bytes"] = target.stat().st_size
+        if score is not None:
+            record["dev"] = score(tmp)
+            write_json(tmp / EXPORT_FILE, record)
     return record
 
 
 def export(run: str | Path, out: str | Path, format: str = "onnx", quantize: str = "none",
            opset: int | None = None, optimize: bool = False, task: str | None = None,
-           data_dir: str | Path | None = None, max_seq_len: int | None = None, overwrite: bool = False) -> dict:
+           data_dir: str | Path | None = None, max_seq_len: int | None = None, overwrite: bool = False,
+           score: Callable[[Path, str], dict] | None = None) -> dict:
     """Export a run directory or checkpoint (a sequence classifier or a multiple-choice model); returns what
-    export.json records. The parity batch is the first examples of the dev split of --task (default: the run's)."""
+    export.json records. The parity batch is the first examples of the dev split of --task (default: the run's).
+    `score(directory, task)` measures the finished export on dev (see export_model)."""
     check_options(format, quantize, opset, optimize)
     check_out_dir(out, overwrite)
     path = resolve_model(str(run))
@@ -378,7 +385,8 @@ def export(run: str | Path, out: str | Path, format: str = "onnx", quantize: str
     batch, source = parity_batch(tokenizer, task_, data_dir, max_seq_len)
     info = {"source": str(Path(path).resolve()) if Path(path).exists() else path, "task": task_.name,
             "max_seq_len": max_seq_len, "parity_data": source}
-    return export_model(model, kind, tokenizer, batch, out, format, quantize, opset, optimize, info)
+    return export_model(model, kind, tokenizer, batch, out, format, quantize, opset, optimize, info,
+                        score=None if score is None else lambda d: score(d, task_.name))
 
 
 def _read_run(path: str | Path) -> dict:

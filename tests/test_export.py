@@ -31,7 +31,8 @@ def exports(tiny_teacher, glue_dir, tmp_path_factory) -> dict[str, Path]:
     out = {}
     for fmt, quantize in (("onnx", "none"), ("onnx", "int8"), ("torch", "int8")):
         out[f"{fmt}-{quantize}"] = root / f"{fmt}-{quantize}"
-        pkd.export(tiny_teacher, out[f"{fmt}-{quantize}"], format=fmt, quantize=quantize, data_dir=glue_dir)
+        pkd.export(tiny_teacher, out[f"{fmt}-{quantize}"], format=fmt, quantize=quantize, data_dir=glue_dir,
+                   evaluate_dev=fmt == "onnx" and quantize == "int8")
     return out
 
 
@@ -116,7 +117,7 @@ def test_evaluate_and_predict_exported(exports, tiny_teacher, glue_dir, tmp_path
     assert (tmp_path / "onnx.tsv").read_text() == (tmp_path / "source.tsv").read_text()
 
 
-def test_bench_variants_and_export_dirs(exports, tiny_teacher):
+def test_bench_variants_and_export_dirs_then_report(exports, tiny_teacher, glue_dir, tmp_path, capsys):
     rows = bench_models([str(tiny_teacher), str(exports["onnx-int8"])], seq_len=16, batch_sizes=[1, 4], repeats=1,
                         warmup=0, threads=1, variants=["torch", "torch-int8", "ort", "ort-int8"])
     assert [r["variant"] for r in rows] == ["torch", "torch-int8", "ort", "ort-int8", "ort-int8"]
@@ -126,6 +127,20 @@ def test_bench_variants_and_export_dirs(exports, tiny_teacher):
     assert all(r["params"] == rows[0]["params"] for r in rows)
     assert rows[0]["peak_memory_bytes"] > 0 and all(r["peak_memory_bytes"] is None for r in rows[1:])
     assert all(r["throughput"] > 0 for r in rows)
+
+    # The report: the deployed variant's dev score (measured by export --evaluate) beside its source's, and a
+    # point in the Pareto plot at the speed-up of the benchmarked ort-int8 row.
+    record = json.loads((exports["onnx-int8"] / "export.json").read_text())
+    code, out, err = run_cli(capsys, ["evaluate", exports["onnx-int8"], "--task", "sst2", "--data-dir", glue_dir,
+                                      "--json"])
+    assert code == 0 and record["dev"] == json.loads(out)
+    (tmp_path / "bench.json").write_text(json.dumps({"models": rows}))
+    code, _, err = run_cli(capsys, ["report", tiny_teacher, exports["onnx-int8"], "--bench", tmp_path / "bench.json",
+                                    "--out", tmp_path / "report"])
+    assert code == 0, err
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert f"| finetune ort-int8 | 4 | {record['dev']['score']:.2f} ± 0.00 |" in text
+    assert "| finetune | 4 |" in text and (tmp_path / "report" / "pareto.png").is_file()
 
 
 @pytest.fixture(scope="module")
