@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # RACE benchmark: the default teacher (all-MiniLM-L6-v2, 6 layers) fine-tuned on a CPU-sized subset, then
 # 3-layer FT / KD / PKD-Skip students over 3 seeds, and a one-seed probe of the pre-trained student start.
-# Results: docs/race.md (the tables bench/race_table.py prints) and docs/results.md.
+# Results: docs/race.md (the tables bench/race_table.py prints) and docs/results/report.md.
 #
 # The subset (sized for one 2-core session; the teacher trains at about 4 questions a second at 128 tokens):
 # 4,000 training questions and 500 dev / 500 test questions, each drawn as whole passages in a fixed random

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Why do the 3-layer SST-2 students keep ~92% of the teacher, not the 97% goal? (issue 3, docs/results.md)
+# Why do the 3-layer SST-2 students keep ~92% of the teacher, not the 97% goal? (issue 3, docs/results/report.md)
 # Single-seed probes around the compare-sst2-L3 setting (8k-example subset, 2 epochs, max_len 64, alpha 0.7,
 # T 10, beta 1.3, lr 5e-5, seed 42), each changing one thing:
 #   full-data: PKD-Skip, FT and KD on all 67k SST-2 examples for 1 epoch (the teacher saw all of them);

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pkd import deploy
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
+from pkd.config import CompareConfig, DistillConfig, ExportConfig, RunConfig, TrainConfig, from_options
+from pkd.data import load_split, split_files
 from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
 from pkd.io import check_out_dir, library_versions, write_json, write_text
-from pkd.losses import LossConfig, Projection, layer_map_for
+from pkd.losses import Projection, layer_map_for, loss_for
 from pkd.metrics import predictions_from_logits
 from pkd.models import (
     EncodedSplit,
@@ -24,40 +27,43 @@ from pkd.models import (
     tokenizer_fingerprint,
 )
 from pkd.student import make_student
-from pkd.tasks import get_task, load_split, split_files
-from pkd.train import TrainConfig, check_device, evaluate_parts, predict_logits, seed_everything, train
+from pkd.tasks import Task, get_task
+from pkd.train import check_device, evaluate_parts, predict_logits, seed_everything, train
 
 
 def _encode(task, split: str, tokenizer, cfg_len: int, data_dir, limit=None) -> list[EncodedSplit]:
     return [EncodedSplit(part, tokenizer, cfg_len) for part in load_split(task, split, data_dir, limit)]
 
 
-def _train_config(task, train_options: dict) -> TrainConfig:
-    """TrainConfig with the task's default max_seq_len (128; 512 for RACE) when none is given."""
-    if train_options.get("max_seq_len") is None:
-        train_options = {**train_options, "max_seq_len": task.default_max_seq_len}
-    cfg = TrainConfig(**train_options)
-    check_device(cfg)  # before any work: a precision or batch size this device / process count cannot take
+def train_config(task: Task, train_cfg: TrainConfig) -> TrainConfig:
+    """`train_cfg` with the task's default max_seq_len (128; 512 for RACE) when none is given, checked before any work
+    against this device and process count (precision, batch sizes)."""
+    cfg = train_cfg.for_task(task.default_max_seq_len)
+    check_device(cfg)
     return cfg
 
 
-def finetune(task: str, out: str | Path, model: str | None = None, data_dir: str | Path | None = None,
-             overwrite: bool = False, resume: bool = False, trust_remote_code: bool = False, quiet: bool = False,
-             **train_options) -> dict:
-    """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a GLUE task; returns the best dev metrics."""
-    task_ = get_task(task)
-    cfg = _train_config(task_, train_options)
-    check_out_dir(out, overwrite, resume)
+def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = None) -> dict:
+    """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a task; returns the best dev metrics."""
+    task = get_task(run.task)
+    cfg = train_config(task, train_cfg)
+    check_out_dir(run.out, run.overwrite, run.resume)
     source = resolve_model(model)
-    tokenizer = load_tokenizer(source, trust_remote_code)
-    train_data = _encode(task_, "train", tokenizer, cfg.max_seq_len, data_dir, cfg.max_train_examples)[0]
-    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir, cfg.max_eval_examples)
+    tokenizer = load_tokenizer(source, run.trust_remote_code)
+    train_data = _encode(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
+    dev = _encode(task, "dev", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
     seed_everything(cfg.seed)  # the new head's initialisation depends on the seed
-    net = load_classifier(source, task_, trust_remote_code)
-    out = prepare_out_dir_once(out, overwrite, resume)
+    net = load_classifier(source, task, run.trust_remote_code)
+    out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     info = {"command": "finetune", "model": source, "base_model": source, "data": train_data.split.source,
             "versions": library_versions()}
-    return train(net, tokenizer, task_, train_data, dev, cfg, out, resume=resume, run_info=info, quiet=quiet)
+    return train(net, tokenizer, task, train_data, dev, cfg, out, resume=run.resume, run_info=info,
+                       quiet=run.quiet)
+
+
+def finetune(task: str, out: str | Path, model: str | None = None, **options) -> dict:
+    """run_finetune from keywords: each option is a field of RunConfig or TrainConfig (pkd.config)."""
+    return run_finetune(*from_options({"task": task, "out": out, **options}, RunConfig, TrainConfig), model=model)
 
 
 def _teacher_base(teacher: str) -> str:
@@ -68,91 +74,91 @@ def _teacher_base(teacher: str) -> str:
     return teacher
 
 
-def prepare_distillation(teacher: str, task: str, student_layers: int, method: str,
-                         layer_map: list[int] | None = None, student_init: str = "pretrained",
-                         init_layers: list[int] | None = None, projection: bool = False,
-                         trust_remote_code: bool = False):
-    """Load and check the teacher, build the student and the layer map. Shared by distill and compare."""
-    task_ = get_task(task)
-    teacher_path = resolve_model(teacher)
-    teacher_model = load_classifier(teacher_path, task_, trust_remote_code, require_head=True)
+@dataclass
+class Distillation:
+    """A loaded and checked teacher, with what every student distilled from it shares."""
+
+    task: Task
+    teacher_path: str
+    teacher: PreTrainedModel | None  # None once its outputs are cached and it is no longer needed
+    teacher_hidden: int
+    tokenizer: PreTrainedTokenizerBase
+    student_source: str  # the checkpoint the students' layers are copied from
+    layer_map: list[int]
+    config: DistillConfig
+    trust_remote_code: bool = False
+
+    def build_student(self, seed: int) -> tuple[PreTrainedModel, Projection | None]:
+        """The student for `seed` (the same initialisation for every method), and its PT projection if it needs one."""
+        seed_everything(seed)
+        student = make_student(self.student_source, self.config.student_layers, self.task, self.config.init_layers,
+                               self.trust_remote_code)
+        hs, ht = student.config.hidden_size, self.teacher_hidden
+        if not self.layer_map or hs == ht:
+            return student, None
+        if not self.config.pt_projection:
+            raise UsageError(f"student hidden size {hs} differs from the teacher's {ht}: pass --pt-projection "
+                             "to learn a linear map for the PT loss")
+        return student, Projection(hs, ht, len(self.layer_map))
+
+
+def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remote_code: bool = False) -> Distillation:
+    """Load and check the teacher, find the students' source and the layer map. Shared by distill and compare."""
+    task = get_task(task_name)
+    teacher_path = resolve_model(distill_cfg.teacher)
+    teacher = load_classifier(teacher_path, task, trust_remote_code, require_head=True)
     tokenizer = load_tokenizer(teacher_path, trust_remote_code)
-    depth = teacher_model.config.num_hidden_layers
-    lmap = layer_map_for(method, depth, student_layers, layer_map)
-    if student_init not in ("pretrained", "teacher"):
-        raise UsageError(f"--student-init {student_init}: choose pretrained or teacher")
-    source = resolve_model(_teacher_base(teacher_path)) if student_init == "pretrained" else teacher_path
-    student_tok = load_tokenizer(source, trust_remote_code)
-    if tokenizer_fingerprint(student_tok) != tokenizer_fingerprint(tokenizer):
+    layer_map = layer_map_for(distill_cfg.method, teacher.config.num_hidden_layers, distill_cfg.student_layers,
+                              distill_cfg.layer_map)
+    source = resolve_model(_teacher_base(teacher_path)) if distill_cfg.student_init == "pretrained" else teacher_path
+    if tokenizer_fingerprint(load_tokenizer(source, trust_remote_code)) != tokenizer_fingerprint(tokenizer):
         raise DataError(f"{source}: its tokenizer differs from the teacher's ({teacher_path}); "
                         "teacher and student must share one vocabulary")
-
-    teacher_hidden = teacher_model.config.hidden_size
-
-    def build_student(seed: int):
-        seed_everything(seed)
-        student = make_student(source, student_layers, task_, init_layers, trust_remote_code)
-        proj = None
-        hs, ht = student.config.hidden_size, teacher_hidden
-        if lmap and hs != ht:
-            if not projection:
-                raise UsageError(f"student hidden size {hs} differs from the teacher's {ht}: pass --pt-projection "
-                                 "to learn a linear map for the PT loss")
-            proj = Projection(hs, ht, len(lmap))
-        return student, proj
-
-    return task_, teacher_path, teacher_model, tokenizer, source, lmap, build_student
+    return Distillation(task, teacher_path, teacher, teacher.config.hidden_size, tokenizer, source, layer_map,
+                        distill_cfg, trust_remote_code)
 
 
-_METHOD_DEFAULTS = {"ft": (0.0, 0.0), "kd": (None, 0.0)}  # (alpha, beta) forced by the method
-
-
-def loss_for(method: str, alpha: float, temperature: float, beta: float, normalize: bool = True) -> LossConfig:
-    forced_alpha, forced_beta = _METHOD_DEFAULTS.get(method, (None, None))
-    return LossConfig(alpha=alpha if forced_alpha is None else forced_alpha, temperature=temperature,
-                      beta=beta if forced_beta is None else forced_beta, normalize=normalize)
-
-
-def distill(teacher: str, task: str, student_layers: int, out: str | Path, method: str = "pkd-skip",
-            layer_map: list[int] | None = None, alpha: float = 0.7, temperature: float = 10.0, beta: float = 0.65,
-            normalize: bool = True, student_init: str = "pretrained", init_layers: list[int] | None = None,
-            pt_projection: bool = False, data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-            live_teacher: bool = False, overwrite: bool = False, resume: bool = False,
-            trust_remote_code: bool = False, quiet: bool = False, **train_options) -> dict:
-    """Distill a student of `student_layers` layers from a fine-tuned teacher; returns the best dev metrics."""
-    cfg = _train_config(get_task(task), train_options)
-    loss_cfg = loss_for(method, alpha, temperature, beta, normalize)
-    check_out_dir(out, overwrite, resume)
-    task_, teacher_path, teacher_model, tokenizer, source, lmap, build_student = prepare_distillation(
-        teacher, task, student_layers, method, layer_map, student_init, init_layers, pt_projection,
-        trust_remote_code)
-    train_data = _encode(task_, "train", tokenizer, cfg.max_seq_len, data_dir, cfg.max_train_examples)[0]
-    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir, cfg.max_eval_examples)
+def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
+    """Distill a student from a fine-tuned teacher; returns the best dev metrics."""
+    cfg = train_config(get_task(run.task), train_cfg)
+    loss_cfg = loss_for(distill_cfg.method, distill_cfg.loss)
+    check_out_dir(run.out, run.overwrite, run.resume)
+    d = prepare_distillation(run.task, distill_cfg, run.trust_remote_code)
+    train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
+    dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
     teacher_outputs = None
-    if method != "ft":
-        teacher_outputs = (LiveTeacher(teacher_model) if live_teacher else
-                           ensure_cache(teacher_model, tokenizer, train_data, cfg.max_seq_len, lmap, cache_dir))
-    student, proj = build_student(cfg.seed)
-    info = {"command": "distill", "method": method, "teacher": teacher_path, "student_init": student_init,
-            "student_source": source, "student_layers": student_layers,
-            "init_layers": student.config.pkd_init["layers"], "base_model": source,
-            "data": train_data.split.source, "cache": str(getattr(teacher_outputs, "path", "")),
-            "versions": library_versions()}
-    out = prepare_out_dir_once(out, overwrite, resume)
-    return train(student, tokenizer, task_, train_data, dev, cfg, out, loss_cfg, teacher_outputs, lmap, proj,
-                 resume=resume, run_info=info, quiet=quiet)
+    if distill_cfg.method != "ft":
+        teacher_outputs = (LiveTeacher(d.teacher) if distill_cfg.live_teacher else
+                           ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, d.layer_map,
+                                        distill_cfg.cache_dir))
+    student, projection = d.build_student(cfg.seed)
+    info = {"command": "distill", "method": distill_cfg.method, "teacher": d.teacher_path,
+            "student_init": distill_cfg.student_init, "student_source": d.student_source,
+            "student_layers": distill_cfg.student_layers, "init_layers": student.config.pkd_init["layers"],
+            "base_model": d.student_source, "data": train_data.split.source,
+            "cache": str(getattr(teacher_outputs, "path", "")), "versions": library_versions()}
+    out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
+    return train(student, d.tokenizer, d.task, train_data, dev, cfg, out, loss_cfg, teacher_outputs,
+                       d.layer_map, projection, resume=run.resume, run_info=info, quiet=run.quiet)
 
 
-def build_cache(teacher: str, task: str, layers: list[int], data_dir: str | Path | None = None,
+def distill(teacher: str, task: str, student_layers: int, out: str | Path, **options) -> dict:
+    """run_distill from keywords: each option is a field of RunConfig, DistillConfig, LossConfig or TrainConfig."""
+    return run_distill(*from_options({"task": task, "out": out, "teacher": teacher, "student_layers": student_layers,
+                                      **options}, RunConfig, DistillConfig, TrainConfig))
+
+
+def build_cache(teacher: str, task: str, layers: list[int] | None = None, data_dir: str | Path | None = None,
                 cache_dir: str | Path | None = None, max_seq_len: int | None = None,
                 max_train_examples: int | None = None, rebuild: bool = False,
                 trust_remote_code: bool = False) -> TeacherCache:
-    """Run the teacher once over the training split and store what distillation needs."""
+    """Run the teacher once over the training split and store what distillation needs (layers: default all)."""
     task_ = get_task(task)
     path = resolve_model(teacher)
     model = load_classifier(path, task_, trust_remote_code, require_head=True)
     tokenizer = load_tokenizer(path, trust_remote_code)
     depth = model.config.num_hidden_layers
+    layers = list(range(1, depth + 1)) if layers is None else layers
     bad = [k for k in layers if not 1 <= k <= depth]
     if bad:
         raise UsageError(f"--layers: layer {bad[0]} is out of range 1..{depth}")
@@ -216,50 +222,47 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
     return written
 
 
-def export(run: str | Path, out: str | Path, format: str = "onnx", quantize: str = "none",
-           opset: int | None = None, optimize: bool = False, task: str | None = None,
-           data_dir: str | Path | None = None, max_seq_len: int | None = None, evaluate_dev: bool = False,
-           overwrite: bool = False) -> dict:
-    """pkd.deploy.export (ONNX or PyTorch, fp32 or int8, parity-checked); with evaluate_dev, the export directory
+def run_export(run: str | Path, cfg: ExportConfig) -> dict:
+    """pkd.deploy.export (ONNX or PyTorch, fp32 or int8, parity-checked); with cfg.evaluate, the export directory
     is also scored on the full dev split by `evaluate` - the code that scores runs - before it is renamed into
     place, and export.json records the metrics as "dev"."""
     def score(directory: Path, task_name: str) -> dict:
-        return evaluate(str(directory), task_name, "dev", data_dir=data_dir, max_seq_len=max_seq_len)
+        return evaluate(str(directory), task_name, "dev", data_dir=cfg.data_dir, max_seq_len=cfg.max_seq_len)
 
-    return deploy.export(run, out, format=format, quantize=quantize, opset=opset, optimize=optimize, task=task,
-                         data_dir=data_dir, max_seq_len=max_seq_len, overwrite=overwrite,
-                         score=score if evaluate_dev else None)
+    return deploy.export(run, cfg, score=score if cfg.evaluate else None)
 
 
-def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds: int = 3,
-            methods: tuple[str, ...] = ("ft", "kd", "pkd-skip", "pkd-last"), alpha: float = 0.7,
-            temperature: float = 10.0, beta: float = 0.65, student_init: str = "pretrained",
-            data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-            teacher_score: float | None = None, overwrite: bool = False, resume: bool = False, quiet: bool = False,
-            **train_options) -> dict:
-    """FT, KD, PKD-Skip and PKD-Last on the same student initialisation and data order per seed.
+def export(run: str | Path, out: str | Path, **options) -> dict:
+    """run_export from keywords: each option is a field of ExportConfig (format, quantize, opset, optimize,
+    evaluate, task, data_dir, max_seq_len, overwrite)."""
+    return run_export(run, *from_options({"out": str(out), **options}, ExportConfig))
+
+
+def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig, compare_cfg: CompareConfig) -> dict:
+    """The methods (FT, KD, PKD-Skip and PKD-Last) on the same student initialisation and data order per seed.
 
     Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
     """
-    cfg = _train_config(get_task(task), train_options)
-    loss_for("pkd-skip", alpha, temperature, beta)  # validates the weights before any work
-    check_out_dir(out, overwrite, resume)
+    cfg = train_config(get_task(run.task), train_cfg)
+    loss_for("pkd-skip", distill_cfg.loss)  # validates the weights before any work
+    check_out_dir(run.out, run.overwrite, run.resume)
     # One load of the teacher and one student builder serve every method; only the layer map differs.
+    methods = compare_cfg.methods
     with_map = next((m for m in methods if m not in ("ft", "kd")), methods[0])  # checks hidden sizes if PT is used
-    task_, teacher_path, teacher_model, tokenizer, _, _, build_student = prepare_distillation(
-        teacher, task, student_layers, with_map, student_init=student_init)
-    depth = teacher_model.config.num_hidden_layers
-    maps = {m: layer_map_for(m, depth, student_layers) for m in methods}
-    train_data = _encode(task_, "train", tokenizer, cfg.max_seq_len, data_dir, cfg.max_train_examples)[0]
+    d = prepare_distillation(run.task, replace(distill_cfg, method=with_map), run.trust_remote_code)
+    depth = d.teacher.config.num_hidden_layers
+    maps = {m: layer_map_for(m, depth, distill_cfg.student_layers) for m in methods}
+    train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
     union = sorted({k for lm in maps.values() for k in lm})
-    cache = ensure_cache(teacher_model, tokenizer, train_data, cfg.max_seq_len, union, cache_dir)
-    dev = _encode(task_, "dev", tokenizer, cfg.max_seq_len, data_dir, cfg.max_eval_examples)
+    cache = ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, union, distill_cfg.cache_dir)
+    dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
+    teacher_score = compare_cfg.teacher_score
     if teacher_score is None:
-        teacher_score = evaluate_parts(teacher_model, dev, task_, tokenizer, cfg.eval_batch_size)["score"]
-    del teacher_model
+        teacher_score = evaluate_parts(d.teacher, dev, d.task, d.tokenizer, cfg.eval_batch_size)["score"]
+    d.teacher = None  # free its memory: every student trains from the cache
     results: dict[str, list[float]] = {m: [] for m in methods}
-    out = prepare_out_dir_once(out, overwrite, resume)
-    for seed_i in range(seeds):
+    out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
+    for seed_i in range(compare_cfg.seeds):
         seed = cfg.seed + seed_i
         for method in methods:
             run_dir = out / f"{method}-seed{seed}"
@@ -267,32 +270,42 @@ def compare(teacher: str, task: str, student_layers: int, out: str | Path, seeds
             if done.is_file():
                 results[method].append(json.loads(done.read_text())["score"])
                 continue
-            run_cfg = TrainConfig(**{**asdict(cfg), "seed": seed})
-            lmap = maps[method]
-            student, proj = build_student(seed)
-            info = {"command": "compare", "method": method, "teacher": teacher_path, "student_init": student_init,
-                    "student_source": student.config.pkd_init["source"], "student_layers": student_layers,
-                    "base_model": student.config.pkd_init["source"], "cache": str(cache.path),
-                    "teacher_score": teacher_score, "versions": library_versions()}
+            student, projection = d.build_student(seed)
+            info = {"command": "compare", "method": method, "teacher": d.teacher_path,
+                    "student_init": distill_cfg.student_init, "student_source": student.config.pkd_init["source"],
+                    "student_layers": distill_cfg.student_layers, "base_model": student.config.pkd_init["source"],
+                    "cache": str(cache.path), "teacher_score": teacher_score, "versions": library_versions()}
             prepare_out_dir_once(run_dir, resume=True)  # an interrupted run continues from its checkpoint
-            best = train(student, tokenizer, task_, train_data, dev, run_cfg, run_dir,
-                         loss_for(method, alpha, temperature, beta), None if method == "ft" else cache, lmap,
-                         proj, resume=True, run_info=info, quiet=quiet)
+            best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
+                               loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],
+                               projection, resume=True, run_info=info, quiet=run.quiet)
             if is_main():
                 write_json(done, best)
             results[method].append(best["score"])
-    table = summarize(results, teacher_score)
+    table = seed_statistics(results, teacher_score)
     if is_main():
-        write_json(out / "compare.json", {"task": task_.name, "student_layers": student_layers,
-                                          "teacher": teacher_path, "teacher_score": teacher_score,
-                                          "methods": table, "train": asdict(cfg), "student_init": student_init,
-                                          "loss": {"alpha": alpha, "temperature": temperature, "beta": beta}})
-        write_text(out / "compare.md", format_table(task_.name, student_layers, teacher_score, table))
+        weights = distill_cfg.loss
+        write_json(out / "compare.json", {"task": d.task.name, "student_layers": distill_cfg.student_layers,
+                                          "teacher": d.teacher_path, "teacher_score": teacher_score,
+                                          "methods": table, "train": asdict(cfg),
+                                          "student_init": distill_cfg.student_init,
+                                          "loss": {"alpha": weights.alpha, "temperature": weights.temperature,
+                                                   "beta": weights.beta}})
+        write_text(out / "compare.md",
+                   compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, table))
     barrier()  # every rank returns once the tables exist
     return table
 
 
-def summarize(results: dict[str, list[float]], teacher_score: float) -> dict[str, dict]:
+def compare(teacher: str, task: str, student_layers: int, out: str | Path, **options) -> dict:
+    """run_compare from keywords: each option is a field of RunConfig, DistillConfig, LossConfig, TrainConfig
+    or CompareConfig."""
+    return run_compare(*from_options({"task": task, "out": out, "teacher": teacher, "student_layers": student_layers,
+                                      **options}, RunConfig, DistillConfig, TrainConfig, CompareConfig))
+
+
+def seed_statistics(results: dict[str, list[float]], teacher_score: float) -> dict[str, dict]:
+    """Per method: its scores over seeds, their mean and sample std, and the mean's retention of the teacher's."""
     table = {}
     for method, scores in results.items():
         mean = float(np.mean(scores))
@@ -302,7 +315,8 @@ def summarize(results: dict[str, list[float]], teacher_score: float) -> dict[str
     return table
 
 
-def format_table(task: str, layers: int, teacher_score: float, table: dict[str, dict]) -> str:
+def compare_markdown(task: str, layers: int, teacher_score: float, table: dict[str, dict]) -> str:
+    """compare.md: one row per method, as `pkd compare` prints it."""
     lines = [f"{task}, {layers}-layer students (teacher {teacher_score:.2f})", "",
              "| method | dev score (mean ± std) | retention | runs |", "|---|---|---|---|"]
     for method, row in table.items():

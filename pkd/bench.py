@@ -31,6 +31,7 @@ from transformers import (
 )
 
 from pkd import deploy
+from pkd.config import ExportConfig
 from pkd.errors import DataError, UsageError
 from pkd.models import resolve_model
 
@@ -137,7 +138,7 @@ def run_cli(args: argparse.Namespace) -> str:
                     "repeats": args.repeats, "warmup": args.warmup, "variants": args.variants}
         report = {**environment(args.device, args.threads), **settings, "models": results}
         return json.dumps(report, indent=2) + "\n"
-    return format_table(results)
+    return bench_markdown(results)
 
 
 def environment(device: str, threads: int | None = None) -> dict:
@@ -302,8 +303,8 @@ def _entries(models: Sequence[str], shape: str | None, layers: Sequence[int] | N
             fmt, quantize, optimize = settings
             kind = deploy.classifier_kind(model.config, name) if shape is None else deploy.SEQUENCE
             target = workdir / f"{i}-{variant}"
-            deploy.export_model(model, kind, None, deploy.random_batch(model.config, kind), target, fmt, quantize,
-                                optimize=optimize, info={"source": name})
+            cfg = ExportConfig(out=str(target), format=fmt, quantize=quantize, optimize=optimize)
+            deploy.export_model(model, kind, None, deploy.random_batch(model.config, kind), cfg, {"source": name})
             exported, _, record = deploy.load_exported(target, threads)
             file_size = (target / record["model_file"]).stat().st_size
             out.append(_Entry(f"{name} {variant}", exported, None, file_size, "export", counts, variant))
@@ -456,7 +457,7 @@ def human_count(n: int | None) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
 
 
-def format_table(results: Sequence[dict]) -> str:
+def bench_markdown(results: Sequence[dict]) -> str:
     """A Markdown table, as printed by `pkd bench` and embedded by `pkd report`."""
     if not results:
         return ""

@@ -107,7 +107,8 @@ class TeacherCache:
 
 
 class LiveTeacher:
-    """Runs the teacher on every batch: what the cache replaces; kept for comparison and for augmented data."""
+    """Runs the teacher on every batch (`--live-teacher`): what the cache replaces, kept to measure what the cache
+    saves and to check that both train the same student (up to the cache's fp16 rounding)."""
 
     def __init__(self, teacher: torch.nn.Module):
         self.teacher = teacher.eval()

@@ -1,4 +1,5 @@
-"""The `pkd` command line: a thin argparse layer over pkd.api."""
+"""The `pkd` command line: a parser built from the config dataclasses (pkd.config), and one table that maps each
+subcommand to one API function."""
 
 from __future__ import annotations
 
@@ -8,9 +9,22 @@ import io
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, fields, is_dataclass
+from pathlib import Path
 
+from pkd.config import (
+    CompareConfig,
+    DistillConfig,
+    ExportConfig,
+    RunConfig,
+    SweepConfig,
+    TrainConfig,
+    from_options,
+    parse_layer_map,
+)
 from pkd.errors import PkdError
+from pkd.version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -18,227 +32,253 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"pkd: error: {message}\n")
 
 
-def _train_options(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs)
-    g.add_argument("--batch-size", type=int, default=32, help="global batch size (default 32)")
-    g.add_argument("--eval-batch-size", type=int, default=128)
-    g.add_argument("--lr", type=float, default=lr)
-    g.add_argument("--weight-decay", type=float, default=0.01)
-    g.add_argument("--warmup-ratio", type=float, default=0.1)
-    g.add_argument("--max-grad-norm", type=float, default=1.0)
-    g.add_argument("--max-seq-len", type=int, default=None, help="default 128; 512 for the RACE tasks")
-    g.add_argument("--max-train-examples", type=int, default=None,
-                   help="use only the first N training examples (RACE: N questions from a fixed sample of passages)")
-    g.add_argument("--max-eval-examples", type=int, default=None,
-                   help="score only the first N dev examples (per MNLI part; RACE as for training)")
-    g.add_argument("--seed", type=int, default=42)
-    g.add_argument("--save-every", type=int, default=0, help="checkpoint every N optimizer steps (and each epoch)")
-    g.add_argument("--keep-checkpoints", type=int, default=2)
-    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    g.add_argument("--grad-accum", type=int, default=1)
-    g.add_argument("--data-dir", default=None,
-                   help="glue_data directory, or for RACE a folder with train.jsonl.gz etc. (also found in its "
-                        "race/ or ../race/); default: $PKD_DATA, else the Hub")
-    g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    g.add_argument("--trust-remote-code", action="store_true")
-    g.add_argument("--quiet", action="store_true")
+# ------------------------------------------------------------------------------------ options from fields
 
 
-_TRAIN_KEYS = ("epochs", "batch_size", "eval_batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm",
-               "max_seq_len", "max_train_examples", "max_eval_examples", "seed", "save_every", "keep_checkpoints",
-               "precision", "grad_accum")
+def add_fields(parser: argparse.ArgumentParser, cls: type, title: str | None = None, defaults: object | None = None,
+               only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> None:
+    """One option per field of `cls` (nested configs included), with its type, default and help.
+
+    defaults: an instance whose values are the defaults here (DistillConfig's loss weights, a command's epochs).
+    """
+    group = parser.add_argument_group(title) if title else parser
+    for f in fields(cls):
+        if f.name in skip or (only is not None and f.name not in only):
+            continue
+        default = getattr(defaults, f.name) if defaults is not None else (
+            f.default_factory() if f.default_factory is not MISSING else f.default)
+        if is_dataclass(default):  # a nested config (DistillConfig.loss): its fields, with its defaults here
+            add_fields(parser, type(default), f.name if title else None, default)
+            continue
+        meta = f.metadata
+        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        kwargs = {"help": meta.get("help", "")}
+        if default is MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        if "negative" in meta:  # an option that is on by default: the flag turns it off
+            name, text = meta["negative"]
+            group.add_argument(name, dest=f.name, action="store_false", help=text)
+            continue
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f.name, action="store_true", help=kwargs["help"])
+            continue
+        kwargs["type"] = meta.get("parse") or _scalar(f.type)
+        for key in ("choices", "nargs", "metavar"):
+            if key in meta:
+                kwargs[key] = meta[key]
+        if "default" in kwargs and kwargs["default"] is not None and not isinstance(kwargs["default"], str) \
+                and "parse" not in meta:
+            kwargs["help"] += f" (default {kwargs['default']})"
+        group.add_argument(flag, dest=f.name, **kwargs)
 
 
-def _layers(text: str) -> list[int]:
-    from pkd.losses import parse_layer_map
+def _scalar(annotation) -> Callable[[str], object]:
+    """The argparse type of a field annotated int, float or str (optionally `| None`)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    return {"int": int, "float": float}.get(text.split("|")[0].strip().removeprefix("list[").rstrip("]"), str)
 
-    return parse_layer_map(text)
+
+def configs(args: argparse.Namespace, *classes: type) -> list:
+    """The parsed options as instances of the config classes that declare them."""
+    return from_options(vars(args), *classes, strict=False)
 
 
-def _distill_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", required=True, help="fine-tuned teacher: run directory or checkpoint")
-    p.add_argument("--task", required=True)
-    p.add_argument("--student-layers", type=int, required=True)
-    p.add_argument("--alpha", type=float, default=0.7, help="weight of the KD term (default 0.7)")
-    p.add_argument("--temperature", type=float, default=10.0, help="softmax temperature T (default 10)")
-    p.add_argument("--beta", type=float, default=0.65,
-                   help="weight of PT (default 0.65 = the paper's 500 at hidden size 768; see docs/method.md)")
-    p.add_argument("--student-init", choices=["pretrained", "teacher"], default="pretrained",
-                   help="copy layers from the teacher's pre-trained base (paper) or the fine-tuned teacher")
-    p.add_argument("--cache-dir", default=None, help="teacher cache root (default: $PKD_CACHE or ~/.cache/pkd)")
-    p.add_argument("--out", required=True)
+# ------------------------------------------------------------------------------------------ the commands
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    run: Callable[[argparse.Namespace], str]  # calls one API function; returns what to print
+    arguments: Callable[[argparse.ArgumentParser], None]
+
+
+def _print_best(best: dict, out) -> str:
+    return json.dumps({"best": best, "out": str(out)}) + "\n"
+
+
+def _finetune_arguments(p: argparse.ArgumentParser) -> None:
+    add_fields(p, RunConfig)
+    p.add_argument("--model", default=None, help="checkpoint path or Hub name (default: all-MiniLM-L6-v2)")
+    add_fields(p, TrainConfig, "training")
+
+
+def _finetune(args: argparse.Namespace) -> str:
+    from pkd import api
+
+    return _print_best(api.run_finetune(*configs(args, RunConfig, TrainConfig), args.model),
+                       args.out)
+
+
+# Students train for 4 epochs from the command line (the API's TrainConfig default is 3).
+_STUDENT_TRAINING = TrainConfig(epochs=4)
+
+
+def _distill_arguments(p: argparse.ArgumentParser) -> None:
+    add_fields(p, RunConfig)
+    add_fields(p, DistillConfig, "distillation")
+    add_fields(p, TrainConfig, "training", _STUDENT_TRAINING)
+
+
+def _distill(args: argparse.Namespace) -> str:
+    from pkd import api
+
+    return _print_best(api.run_distill(*configs(args, RunConfig, DistillConfig, TrainConfig)), args.out)
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    add_fields(p, RunConfig)
+    add_fields(p, DistillConfig, "distillation", skip=("method", "layer_map", "live_teacher"))
+    add_fields(p, CompareConfig, "comparison")
+    add_fields(p, TrainConfig, "training", _STUDENT_TRAINING)
+
+
+def _compare(args: argparse.Namespace) -> str:
+    from pkd import api
+
+    api.run_compare(*configs(args, RunConfig, DistillConfig, TrainConfig, CompareConfig))
+    return (Path(args.out) / "compare.md").read_text()
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from pkd import sweep
+
+    p.description = sweep.__doc__
+    add_fields(p, RunConfig)
+    add_fields(p, DistillConfig, "distillation", skip=("live_teacher",))
+    add_fields(p, SweepConfig, f"search (NAME is one of {', '.join(sweep.PARAMS)})")
+    add_fields(p, TrainConfig, "training", _STUDENT_TRAINING)
+
+
+def _sweep(args: argparse.Namespace) -> str:
+    from pkd import sweep
+
+    sweep.run_sweep(*configs(args, RunConfig, DistillConfig, TrainConfig, SweepConfig))
+    return (Path(args.out) / "results.md").read_text()
+
+
+def _cache_arguments(p: argparse.ArgumentParser) -> None:
+    add_fields(p, DistillConfig, only=("teacher", "cache_dir"))
+    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code"))
+    p.add_argument("--layers", type=parse_layer_map, default=None, help="teacher layers to store (default: all)")
+    add_fields(p, TrainConfig, only=("max_seq_len", "max_train_examples"))
+    p.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
+
+
+def _cache(args: argparse.Namespace) -> str:
+    from pkd import api
+
+    cache = api.build_cache(args.teacher, args.task, args.layers, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                            max_seq_len=args.max_seq_len, max_train_examples=args.max_train_examples,
+                            rebuild=args.rebuild, trust_remote_code=args.trust_remote_code)
+    return json.dumps({"cache": str(cache.path), "examples": len(cache), "layers": cache.layers}) + "\n"
+
+
+def _scoring_arguments(p: argparse.ArgumentParser, split: str) -> None:
+    """What evaluate and predict share: a model, a task's split, and how to encode and batch it."""
+    p.add_argument("model", help="run directory or checkpoint")
+    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code"))
+    p.add_argument("--split", default=split)
+    p.add_argument("--max-seq-len", type=int, default=None, help="default: the run's own")
+    p.add_argument("--batch-size", type=int, default=128)
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    _scoring_arguments(p, "dev")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--max-examples", type=int, default=None,
+                   help="score only the first N examples (RACE: N questions from a fixed sample of passages)")
+
+
+def _evaluate(args: argparse.Namespace) -> str:
+    from pkd import api
+
+    metrics = api.evaluate(args.model, args.task, args.split, data_dir=args.data_dir, max_seq_len=args.max_seq_len,
+                           batch_size=args.batch_size, trust_remote_code=args.trust_remote_code,
+                           max_examples=args.max_examples)
+    if args.json:
+        return json.dumps(metrics) + "\n"
+    return "".join(f"{k:>12}  {v:.2f}\n" for k, v in metrics.items())
+
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    _scoring_arguments(p, "test")
+    p.add_argument("--out", required=True, help="output TSV")
+
+
+def _predict(args: argparse.Namespace) -> str:
+    from pkd import api
+
+    paths = api.predict(args.model, args.task, args.out, args.split, data_dir=args.data_dir,
+                        max_seq_len=args.max_seq_len, batch_size=args.batch_size,
+                        trust_remote_code=args.trust_remote_code)
+    return "".join(f"{p}\n" for p in paths)
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "See pkd.deploy: formats, quantization, the parity check and why this exporter."
+    p.add_argument("run", help="run directory or checkpoint (a sequence classifier or a multiple-choice model)")
+    add_fields(p, ExportConfig)
+
+
+def _export(args: argparse.Namespace) -> str:
+    from pkd import api
+
+    record = api.run_export(args.run, *configs(args, ExportConfig))
+    shown = {"out": args.out, "size_bytes": record["size_bytes"], "parity": record["parity"]}
+    return json.dumps({**shown, **({"dev": record["dev"]} if "dev" in record else {})}) + "\n"
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    from pkd import bench
+
+    p.description = bench.DESCRIPTION
+    bench.add_arguments(p)
+
+
+def _bench(args: argparse.Namespace) -> str:
+    from pkd import bench
+
+    return bench.run_cli(args)
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    from pkd import report
+
+    p.description = report.__doc__
+    report.add_arguments(p)
+
+
+def _report(args: argparse.Namespace) -> str:
+    from pkd import report
+
+    return report.run_cli(args)
+
+
+COMMANDS: dict[str, Command] = {
+    "finetune": Command("fine-tune a teacher (or any encoder) on a task", _finetune, _finetune_arguments),
+    "distill": Command("distill a shallower student from a fine-tuned teacher", _distill, _distill_arguments),
+    "compare": Command("FT, KD, PKD-Skip and PKD-Last over seeds, as one table", _compare, _compare_arguments),
+    "cache": Command("build the teacher-output cache for a task", _cache, _cache_arguments),
+    "evaluate": Command("score a model on a labelled split", _evaluate, _evaluate_arguments),
+    "predict": Command("write a submission file (index, prediction)", _predict, _predict_arguments),
+    "export": Command("a run as ONNX or PyTorch, fp32 or int8, checked against it", _export, _export_arguments),
+    "bench": Command("parameters, size, memory and speed of models, side by side", _bench, _bench_arguments),
+    "report": Command("Markdown and HTML report with tables and plots over runs", _report, _report_arguments),
+    "sweep": Command("grid or random search over distillation hyperparameters", _sweep, _sweep_arguments),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pkd", description="Patient Knowledge Distillation for BERT-style encoders.")
-    parser.add_argument("--version", action="version", version=f"pkd {__import__('pkd').__version__}")
+    parser.add_argument("--version", action="version", version=f"pkd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    p = sub.add_parser("finetune", help="fine-tune a teacher (or any encoder) on a task")
-    p.add_argument("--task", required=True)
-    p.add_argument("--model", default=None, help="checkpoint path or Hub name (default: all-MiniLM-L6-v2)")
-    p.add_argument("--out", required=True)
-    _train_options(p, epochs=3, lr=5e-5)
-
-    p = sub.add_parser("distill", help="distill a shallower student from a fine-tuned teacher")
-    _distill_options(p)
-    p.add_argument("--method", default="pkd-skip", choices=["ft", "kd", "pkd-skip", "pkd-last", "pkd"])
-    p.add_argument("--layer-map", type=_layers, default=None, help="explicit teacher layers, e.g. 2,4")
-    p.add_argument("--no-normalize", dest="normalize", action="store_false",
-                   help="match raw [CLS] states in PT instead of L2-normalised ones")
-    p.add_argument("--init-layers", type=_layers, default=None,
-                   help="which source layers the student starts from (default: the first M)")
-    p.add_argument("--pt-projection", action="store_true",
-                   help="learn a linear map when student and teacher hidden sizes differ")
-    p.add_argument("--live-teacher", action="store_true", help="run the teacher every step instead of caching")
-    _train_options(p, epochs=4, lr=5e-5)
-
-    p = sub.add_parser("compare", help="FT, KD, PKD-Skip and PKD-Last over seeds, as one table")
-    _distill_options(p)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--methods", default="ft,kd,pkd-skip,pkd-last")
-    p.add_argument("--teacher-score", type=float, default=None, help="skip re-scoring the teacher on dev")
-    _train_options(p, epochs=4, lr=5e-5)
-
-    p = sub.add_parser("cache", help="build the teacher-output cache for a task")
-    p.add_argument("--teacher", required=True)
-    p.add_argument("--task", required=True)
-    p.add_argument("--layers", type=_layers, default=None, help="teacher layers to store (default: all)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--max-seq-len", type=int, default=None, help="default 128; 512 for the RACE tasks")
-    p.add_argument("--max-train-examples", type=int, default=None)
-    p.add_argument("--rebuild", action="store_true")
-
-    for name, help_ in (("evaluate", "score a model on a labelled split"),
-                        ("predict", "write a submission file (index, prediction)")):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("model", help="run directory or checkpoint")
-        p.add_argument("--task", required=True)
-        p.add_argument("--split", default="dev" if name == "evaluate" else "test")
-        p.add_argument("--data-dir", default=None)
-        p.add_argument("--max-seq-len", type=int, default=None, help="default: the run's own")
-        p.add_argument("--batch-size", type=int, default=128)
-        p.add_argument("--trust-remote-code", action="store_true")
-        if name == "evaluate":
-            p.add_argument("--json", action="store_true")
-            p.add_argument("--max-examples", type=int, default=None,
-                           help="score only the first N examples (RACE: N questions from a fixed sample of passages)")
-        else:
-            p.add_argument("--out", required=True, help="output TSV")
-
-    p = sub.add_parser("export", help="a run as ONNX or PyTorch, fp32 or int8, checked against it",
-                       description=__import__("pkd.deploy").deploy.__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="run directory or checkpoint (a sequence classifier or multiple-choice model)")
-    p.add_argument("--out", required=True, help="the export directory")
-    p.add_argument("--format", default="onnx", help="onnx (ONNX Runtime) or torch (default onnx)")
-    p.add_argument("--quantize", default="none", help="none or int8 (dynamic: int8 weights; default none)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset, 11-20 (default 17)")
-    p.add_argument("--optimize", action="store_true",
-                   help="ONNX Runtime transformer fusions (attention, LayerNorm, GELU) before quantization")
-    p.add_argument("--task", default=None, help="task of the parity batch (default: the run's)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--max-seq-len", type=int, default=None, help="of the parity batch (default: the run's)")
-    p.add_argument("--evaluate", action="store_true",
-                   help="also score the export on the dev split and record it in export.json (for pkd report)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-
-    from pkd import bench, report
-
-    p = sub.add_parser("bench", help="parameters, size, memory and speed of models, side by side",
-                       description=bench.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_arguments(p)
-    p = sub.add_parser("report", help="Markdown and HTML report with tables and plots over runs",
-                       description=report.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    report.add_arguments(p)
-
-    from pkd import sweep
-
-    p = sub.add_parser("sweep", help="grid or random search over distillation hyperparameters",
-                       description=sweep.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _distill_options(p)
-    p.add_argument("--method", default="pkd-skip", choices=["ft", "kd", "pkd-skip", "pkd-last", "pkd"])
-    p.add_argument("--grid", nargs="+", required=True, metavar="NAME=V1,V2",
-                   help=f"values to try; NAME is one of {', '.join(sweep.PARAMS)}")
-    p.add_argument("--random", type=int, default=None, metavar="N",
-                   help="run N combinations drawn from the grid (seeded by --seed) instead of all of it")
-    p.add_argument("--jobs", type=int, default=1, help="trials run at a time, each in its own process")
-    _train_options(p, epochs=4, lr=5e-5)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.arguments(p)
     return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    from pkd import api
-
-    train = {k: getattr(args, k) for k in _TRAIN_KEYS if hasattr(args, k)}
-    if args.command == "finetune":
-        best = api.finetune(args.task, args.out, model=args.model, data_dir=args.data_dir, overwrite=args.overwrite,
-                            resume=args.resume, trust_remote_code=args.trust_remote_code, quiet=args.quiet, **train)
-        print(json.dumps({"best": best, "out": args.out}))
-    elif args.command == "distill":
-        best = api.distill(args.teacher, args.task, args.student_layers, args.out, method=args.method,
-                           layer_map=args.layer_map, alpha=args.alpha, temperature=args.temperature, beta=args.beta,
-                           normalize=args.normalize, student_init=args.student_init, init_layers=args.init_layers,
-                           pt_projection=args.pt_projection, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                           live_teacher=args.live_teacher, overwrite=args.overwrite, resume=args.resume,
-                           trust_remote_code=args.trust_remote_code, quiet=args.quiet, **train)
-        print(json.dumps({"best": best, "out": args.out}))
-    elif args.command == "compare":
-        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-        api.compare(args.teacher, args.task, args.student_layers, args.out, seeds=args.seeds, methods=methods,
-                    alpha=args.alpha, temperature=args.temperature, beta=args.beta, student_init=args.student_init,
-                    data_dir=args.data_dir, cache_dir=args.cache_dir, teacher_score=args.teacher_score,
-                    overwrite=args.overwrite, resume=args.resume, quiet=args.quiet, **train)
-        print(open(os.path.join(args.out, "compare.md")).read(), end="")
-    elif args.command == "cache":
-        layers = args.layers
-        if layers is None:
-            from transformers import AutoConfig
-
-            from pkd.models import resolve_model
-
-            layers = list(range(1, AutoConfig.from_pretrained(resolve_model(args.teacher)).num_hidden_layers + 1))
-        cache = api.build_cache(args.teacher, args.task, layers, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                                max_seq_len=args.max_seq_len, max_train_examples=args.max_train_examples,
-                                rebuild=args.rebuild)
-        print(json.dumps({"cache": str(cache.path), "examples": len(cache), "layers": cache.layers}))
-    elif args.command == "evaluate":
-        metrics = api.evaluate(args.model, args.task, args.split, data_dir=args.data_dir,
-                               max_seq_len=args.max_seq_len, batch_size=args.batch_size,
-                               trust_remote_code=args.trust_remote_code, max_examples=args.max_examples)
-        if args.json:
-            print(json.dumps(metrics))
-        else:
-            for k, v in metrics.items():
-                print(f"{k:>12}  {v:.2f}")
-    elif args.command == "predict":
-        for path in api.predict(args.model, args.task, args.out, args.split, data_dir=args.data_dir,
-                                max_seq_len=args.max_seq_len, batch_size=args.batch_size,
-                                trust_remote_code=args.trust_remote_code):
-            print(path)
-    elif args.command == "sweep":
-        from pkd.sweep import sweep
-
-        sweep(args.teacher, args.task, args.student_layers, args.out, args.grid, random_trials=args.random,
-              method=args.method, alpha=args.alpha, temperature=args.temperature, beta=args.beta,
-              student_init=args.student_init, data_dir=args.data_dir, cache_dir=args.cache_dir, jobs=args.jobs,
-              overwrite=args.overwrite, resume=args.resume, trust_remote_code=args.trust_remote_code,
-              quiet=args.quiet, **train)
-        print(open(os.path.join(args.out, "results.md")).read(), end="")
-    elif args.command == "export":
-        record = api.export(args.run, args.out, format=args.format, quantize=args.quantize, opset=args.opset,
-                            optimize=args.optimize, task=args.task, data_dir=args.data_dir,
-                            max_seq_len=args.max_seq_len, evaluate_dev=args.evaluate, overwrite=args.overwrite)
-        print(json.dumps({"out": args.out, "size_bytes": record["size_bytes"], "parity": record["parity"],
-                          **({"dev": record["dev"]} if "dev" in record else {})}))
-    elif args.command in ("bench", "report"):
-        from pkd import bench, report
-
-        print((bench if args.command == "bench" else report).run_cli(args), end="")
-    return 0
 
 
 def _rank0_prints():
@@ -252,14 +292,14 @@ def _rank0_prints():
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.logging.set_verbosity_error()  # the load report of a fresh head is expected noise here
-    transformers.logging.disable_progress_bar()
     try:
         args = build_parser().parse_args(argv)  # a type= converter (--layer-map) may raise a UsageError
+        from pkd.models import quiet_transformers
+
+        quiet_transformers()
         with _rank0_prints():
-            return run(args)
+            print(COMMANDS[args.command].run(args), end="")
+        return 0
     except PkdError as e:
         print(f"pkd: error: {e}", file=sys.stderr)
         return e.exit_code

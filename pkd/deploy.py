@@ -51,16 +51,13 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from pkd.config import FORMATS, QUANTIZATIONS, ExportConfig
+from pkd.data import load_split
 from pkd.errors import DataError, ExportError, UsageError
 from pkd.io import atomic_dir, check_out_dir, library_versions, write_json
 from pkd.models import EncodedSplit, load_tokenizer, make_collator, resolve_model
-from pkd.tasks import Task, get_task, load_split  # pkd.data after the restructuring
+from pkd.tasks import Task, get_task
 
-FORMATS = ("onnx", "torch")
-QUANTIZATIONS = ("none", "int8")
-DEFAULT_OPSET = 17
-OPSETS = range(11, 21)  # eager attention exports from 11 (10 and below fail on a dynamic Slice); TorchScript: <= 20
-INT8_MIN_OPSET = 11  # DynamicQuantizeLinear, which ONNX Runtime's dynamic quantization inserts
 PARITY_LIMIT = 1e-3
 PARITY_EXAMPLES = 16
 EXPORT_FILE = "export.json"
@@ -83,28 +80,6 @@ def require_onnxruntime():
     except ImportError as e:
         raise UsageError(f"ONNX needs the optional dependencies ({e.name} is not installed): {INSTALL_HINT}") from None
     return onnxruntime
-
-
-def check_options(fmt: str, quantize: str, opset: int | None, optimize: bool = False) -> int | None:
-    """The export settings, before any work; returns the opset (None for --format torch)."""
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    if quantize not in QUANTIZATIONS:
-        raise UsageError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZATIONS)}")
-    if fmt == "torch":
-        if opset is not None:
-            raise UsageError("--opset applies to --format onnx only")
-        if optimize:
-            raise UsageError("--optimize applies to --format onnx only")
-        return None
-    opset = DEFAULT_OPSET if opset is None else opset
-    if quantize == "int8" and opset < INT8_MIN_OPSET:
-        raise UsageError(f"--opset {opset}: --quantize int8 needs opset {INT8_MIN_OPSET} or higher "
-                         "(ONNX Runtime's dynamic quantization uses DynamicQuantizeLinear)")
-    if opset not in OPSETS:
-        raise UsageError(f"--opset {opset}: the exporter supports opsets {OPSETS.start}-{OPSETS.stop - 1}")
-    require_onnxruntime()
-    return opset
 
 
 def classifier_kind(config: PretrainedConfig, where: str | Path) -> str:
@@ -307,15 +282,16 @@ def _check_fp32(parity: dict[str, float], what: str) -> None:
 
 
 def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokenizerBase | None,
-                 batch: dict[str, torch.Tensor], out: str | Path, fmt: str = "onnx", quantize: str = "none",
-                 opset: int | None = None, optimize: bool = False, info: dict | None = None,
+                 batch: dict[str, torch.Tensor], cfg: ExportConfig, info: dict | None = None,
                  score: Callable[[Path], dict] | None = None) -> dict:
-    """Write an export directory for a loaded fp32 model (eval mode) and return its export.json.
+    """Write cfg.out, the export directory of a loaded fp32 model (eval mode), and return its export.json.
 
     `batch` is the parity batch; `info` goes into export.json (source, task, max_seq_len). Without a tokenizer
     (random-weight bench models) none is saved. `score`, given the finished directory before it is renamed into
-    place, returns dev metrics to record as "dev" (pkd.api.export passes its evaluate)."""
-    opset = check_options(fmt, quantize, opset, optimize)
+    place, returns dev metrics to record as "dev" (pkd.api.run_export passes its evaluate)."""
+    fmt, quantize, opset, optimize, out = cfg.format, cfg.quantize, cfg.opset, cfg.optimize, cfg.out
+    if fmt == "onnx":
+        require_onnxruntime()
     reference = logits_of(model, batch)
     record: dict = {**(info or {}), "kind": kind, "format": fmt, "quantize": quantize, "opset": opset,
                     "optimize": optimize, "model_file": model_file(fmt, quantize), "inputs": list(batch),
@@ -360,32 +336,30 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
     return record
 
 
-def export(run: str | Path, out: str | Path, format: str = "onnx", quantize: str = "none",
-           opset: int | None = None, optimize: bool = False, task: str | None = None,
-           data_dir: str | Path | None = None, max_seq_len: int | None = None, overwrite: bool = False,
-           score: Callable[[Path, str], dict] | None = None) -> dict:
+def export(run: str | Path, cfg: ExportConfig, score: Callable[[Path, str], dict] | None = None) -> dict:
     """Export a run directory or checkpoint (a sequence classifier or a multiple-choice model); returns what
-    export.json records. The parity batch is the first examples of the dev split of --task (default: the run's).
+    export.json records. The parity batch is the first examples of the dev split of cfg.task (default: the run's).
     `score(directory, task)` measures the finished export on dev (see export_model)."""
-    check_options(format, quantize, opset, optimize)
-    check_out_dir(out, overwrite)
+    if cfg.format == "onnx":
+        require_onnxruntime()  # before any work
+    check_out_dir(cfg.out, cfg.overwrite)
     path = resolve_model(str(run))
     if is_export_dir(path):
         raise DataError(f"{path}: already an export directory; export the run it came from ({EXPORT_FILE})")
     model, kind = load_source(path)
     run_info = _read_run(path)
-    task_name = task or run_info.get("task")
+    task_name = cfg.task or run_info.get("task")
     if task_name is None:
         raise UsageError(f"{path}: no run.json naming its task; pass --task for the parity batch")
     task_ = get_task(task_name)
     if task_.is_multiple_choice != (kind == MULTIPLE_CHOICE):
         raise DataError(f"{path}: a {kind} model cannot run task {task_.name}")
-    max_seq_len = max_seq_len or run_info.get("train", {}).get("max_seq_len") or task_.default_max_seq_len
+    max_seq_len = cfg.max_seq_len or run_info.get("train", {}).get("max_seq_len") or task_.default_max_seq_len
     tokenizer = load_tokenizer(path)
-    batch, source = parity_batch(tokenizer, task_, data_dir, max_seq_len)
+    batch, source = parity_batch(tokenizer, task_, cfg.data_dir, max_seq_len)
     info = {"source": str(Path(path).resolve()) if Path(path).exists() else path, "task": task_.name,
             "max_seq_len": max_seq_len, "parity_data": source}
-    return export_model(model, kind, tokenizer, batch, out, format, quantize, opset, optimize, info,
+    return export_model(model, kind, tokenizer, batch, cfg, info,
                         score=None if score is None else lambda d: score(d, task_.name))
 
 

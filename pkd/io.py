@@ -1,18 +1,22 @@
-"""Atomic file and directory writes, run directories and run metadata."""
+"""File I/O: atomic file and directory writes, run directories and run metadata, and the two ways data is read
+(a local file's bytes and lines, a Hub dataset).
+"""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pkd.errors import UsageError
+from pkd.errors import DataError, UsageError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -102,13 +106,45 @@ def library_versions() -> dict[str, str]:
     import torch
     import transformers
 
-    import pkd
+    from pkd.version import __version__
 
     return {
-        "pkd": pkd.__version__,
+        "pkd": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "accelerate": accelerate.__version__,
         "datasets": datasets.__version__,
     }
+
+
+# ---------------------------------------------------------------- reading data
+
+
+def read_lines(path: Path, gzipped: bool = False) -> tuple[bytes, list[bytes]]:
+    """The file's bytes as stored (for its fingerprint) and its lines, without the final empty one."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    text = raw
+    if gzipped:
+        try:
+            text = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: not a readable gzip file ({e})") from None
+    lines = text.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return raw, lines
+
+
+def load_hub_split(name: str, config: str, part: str, hub_split: str):
+    """datasets.load_dataset, with any failure (no network, no such dataset) as one line naming our split."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, config, split=hub_split)
+    except Exception as e:
+        raise DataError(f"{name} {config} {part}: cannot load from the Hub "
+                        f"({type(e).__name__}); pass --data-dir or set PKD_DATA") from None

@@ -14,15 +14,14 @@ PT  = for each mapped student layer j: || h_s(j)/|h_s(j)| - h_t(I(j))/|h_t(I(j))
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pkd.config import METHODS, LossConfig
 from pkd.errors import UsageError
-
-METHODS = ("ft", "kd", "pkd-skip", "pkd-last", "pkd")  # "pkd" takes an explicit --layer-map
 
 
 def skip_map(teacher_layers: int, student_layers: int) -> list[int]:
@@ -43,13 +42,6 @@ def _check_depths(teacher_layers: int, student_layers: int) -> None:
     if student_layers >= teacher_layers:
         raise UsageError(f"--student-layers {student_layers}: the student must be shallower than the "
                          f"teacher ({teacher_layers} layers)")
-
-
-def parse_layer_map(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"--layer-map {text}: expected comma-separated teacher layer numbers, e.g. 2,4") from None
 
 
 def layer_map_for(method: str, teacher_layers: int, student_layers: int,
@@ -83,24 +75,29 @@ def validate_layer_map(layer_map: list[int], teacher_layers: int, student_layers
         raise UsageError(f"--layer-map: layer {bad[0]} is out of range 1..{teacher_layers}")
 
 
-@dataclass(frozen=True)
-class LossConfig:
-    alpha: float = 0.0
-    temperature: float = 1.0
-    beta: float = 0.0
-    normalize: bool = True  # L2-normalise [CLS] states before PT (the paper's choice)
+_METHOD_WEIGHTS = {"ft": (0.0, 0.0), "kd": (None, 0.0)}  # (alpha, beta) a method forces; None: as given
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise UsageError(f"--alpha {self.alpha}: must be in [0, 1]")
-        if not self.temperature > 0:
-            raise UsageError(f"--temperature {self.temperature}: must be > 0")
-        if not self.beta >= 0:
-            raise UsageError(f"--beta {self.beta}: must be >= 0")
+
+def loss_for(method: str, weights: LossConfig) -> LossConfig:
+    """The loss a method trains with: FT is CE alone, KD has no PT term, PKD uses the weights as given."""
+    forced_alpha, forced_beta = _METHOD_WEIGHTS.get(method, (None, None))
+    return replace(weights, alpha=weights.alpha if forced_alpha is None else forced_alpha,
+                   beta=weights.beta if forced_beta is None else forced_beta)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
             regression: bool = False) -> torch.Tensor:
+    """The KD term: T^2 * KL(softmax(teacher / T) || softmax(student / T)), or the squared error for regression.
+
+    Args:
+        student_logits: [B, C] (multiple choice: [B, choices], one score per choice; regression: [B, 1]).
+        teacher_logits: the same shape as student_logits.
+        temperature: T > 0; ignored for regression.
+        regression: a one-output regression task (STS-B).
+
+    Returns:
+        A scalar: summed over classes, averaged over the B examples ("batchmean"), in fp32.
+    """
     if regression:
         return F.mse_loss(student_logits.float(), teacher_logits.float())
     t = temperature
@@ -110,7 +107,17 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 
 def pt_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """student_cls, teacher_cls: [..., L, H]; the sum over H, the mean over everything else."""
+    """The patient term: squared distance between the student's and the teacher's [CLS] vectors, layer by layer.
+
+    Args:
+        student_cls: [B, L, H], the [CLS] vectors of student layers 1..L (multiple choice: [B, choices, L, H]),
+            already projected to the teacher's H when the hidden sizes differ.
+        teacher_cls: the same shape: the [CLS] vectors of the mapped teacher layers, in map order.
+        normalize: L2-normalise each vector over H first (the paper's choice).
+
+    Returns:
+        A scalar: summed over H, averaged over the L layers and the examples (and choices), in fp32.
+    """
     s, t = student_cls.float(), teacher_cls.float()
     if normalize:
         s = F.normalize(s, p=2, dim=-1)
@@ -138,7 +145,19 @@ class Projection(nn.Module):
 def pkd_loss(cfg: LossConfig, logits: torch.Tensor, labels: torch.Tensor | None, regression: bool,
              teacher_logits: torch.Tensor | None = None, student_cls: torch.Tensor | None = None,
              teacher_cls: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The weighted total and its parts (for logging). Terms with zero weight are not computed."""
+    """L = (1 - alpha) * CE + alpha * KD + beta * PT, and its parts. Terms with zero weight are not computed.
+
+    Args:
+        cfg: the weights alpha, beta, the temperature T and whether PT normalises.
+        logits: the student's, [B, C] (multiple choice: [B, choices]; regression: [B, 1]).
+        labels: [B] class indices (float targets for regression); needed unless alpha = 1.
+        regression: a one-output regression task: CE and KD become squared errors.
+        teacher_logits: the same shape as logits; needed when alpha > 0.
+        student_cls, teacher_cls: [B, L, H] (multiple choice: [B, choices, L, H]); needed when beta > 0.
+
+    Returns:
+        {"loss": the weighted total, "ce", "kd", "pt": the unweighted terms (0 when not computed)}, fp32 scalars.
+    """
     zero = logits.new_zeros((), dtype=torch.float32)
     ce = task_loss(logits, labels, regression) if cfg.alpha < 1 else zero
     kd = kd_loss(logits, teacher_logits, cfg.temperature, regression) if cfg.alpha > 0 else zero

@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from pkd.errors import DataError
+from pkd.race import encode_choices
 from pkd.tasks import Split, Task
 
 DEFAULT_TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -51,6 +52,14 @@ def resolve_model(name_or_path: str | None) -> str:
     return name_or_path  # a Hub name
 
 
+def quiet_transformers() -> None:
+    """No load reports (a fresh head's missing weights are expected here) and no download progress bars."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
@@ -73,7 +82,7 @@ def load_classifier(name_or_path: str, task: Task, trust_remote_code: bool = Fal
                     require_head: bool = False) -> PreTrainedModel:
     """A model for `task` (sequence classifier, or multiple choice for RACE). With require_head, the
     checkpoint must already be one (evaluation)."""
-    config = _load_config(name_or_path, trust_remote_code)
+    config = load_config(name_or_path, trust_remote_code)
     if require_head:
         archs = config.architectures or []
         if not has_head(config, task):
@@ -93,7 +102,8 @@ def load_classifier(name_or_path: str, task: Task, trust_remote_code: bool = Fal
         raise DataError(f"{name_or_path}: cannot load model ({type(e).__name__}: {_first_line(e)})") from None
 
 
-def _load_config(name_or_path: str, trust_remote_code: bool):
+def load_config(name_or_path: str, trust_remote_code: bool = False):
+    """The checkpoint's config, or a one-line DataError."""
     try:
         return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except Exception as e:
@@ -129,8 +139,6 @@ class EncodedSplit(torch.utils.data.Dataset):
     def __init__(self, split: Split, tokenizer: PreTrainedTokenizerBase, max_seq_len: int):
         self.split = split
         if split.task.is_multiple_choice:
-            from pkd.race import encode_choices
-
             self.features = encode_choices(split.examples, tokenizer, max_seq_len)
         else:
             columns = list(zip(*(e.texts for e in split.examples), strict=True)) if split.examples else [[]]

@@ -1,8 +1,10 @@
 """RACE: reading the passages, expanding them into questions, and encoding the four choices of each.
 
-Local data is gzipped JSON lines, one passage a line: {"id", "level", "article", "questions", "options",
-"answers"} (the layout of /work/shared/data/race, see docs/race.md). Without a local directory the data
-comes from the Hugging Face Hub (ehovy/race, one row per question).
+RACE (Lai et al., 2017) holds about 28,000 passages from English exams for Chinese middle- and high-school
+students, with nearly 100,000 four-option questions written by teachers. Local data is gzipped JSON lines,
+one passage a line: {"id", "level", "article", "questions", "options", "answers"} (train/dev/test.jsonl.gz,
+see docs/race.md).
+Without a local directory the data comes from the Hugging Face Hub (ehovy/race, one row per question).
 
 Each question becomes one Example with texts (article, question, option A, B, C, D), its label the index
 of the answer letter and its index "<passage id>-<question number>". The model sees, per option,
@@ -20,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from pkd.errors import DataError
-from pkd.tasks import Example, Split, Task, load_hub_split, read_lines
+from pkd.io import load_hub_split, read_lines
+from pkd.tasks import Example, Split, Task
 
 LETTERS = ("A", "B", "C", "D")
 NUM_CHOICES = len(LETTERS)

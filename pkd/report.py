@@ -2,7 +2,10 @@
 
 Reads run directories (run.json, metrics.jsonl), `pkd compare` directories (compare.json and one
 `<method>-seed<N>/` run per method and seed, each with result.json) and `pkd sweep` directories (sweep.json
-and one run per trial, labelled by its parameters), plus optionally `pkd bench --json`.
+and one run per trial, labelled by its parameters), plus optionally `pkd bench --json`. Writes a table of
+mean ± std over seeds per task, method and depth, accuracy against speed-up (or depth), and one training-curve
+figure per task and depth with every method and seed in it. The HTML is rendered from the same Markdown by
+markdown-it-py, with the plots inlined, so the page is one file to share.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from markdown_it import MarkdownIt
 
 from pkd.errors import DataError, UsageError
 from pkd.io import atomic_path, read_jsonl, write_text
@@ -187,7 +192,7 @@ def _method_key(method: str) -> tuple[int, str]:
     return (_METHOD_ORDER.index(base) if base in _METHOD_ORDER else len(_METHOD_ORDER), method)
 
 
-def summarize(runs: Sequence[Run]) -> list[dict]:
+def accuracy_rows(runs: Sequence[Run]) -> list[dict]:
     """One row per (task, method, depth): mean ± sample std over seeds, and retention of the teacher score."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
@@ -274,32 +279,44 @@ def plot_pareto(rows: Sequence[dict], bench: Sequence[dict], path: Path) -> str:
     return path.name
 
 
-def plot_curves(run: Run, path: Path) -> str:
+def plot_curves(runs: Sequence[Run], path: Path) -> str:
+    """One figure for the runs of one task and depth: train loss and dev score per epoch, one line per run, a
+    colour per method and a line style per seed."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(8.0, 3.2), layout="constrained")
+    fig = Figure(figsize=(10.0, 3.8), layout="constrained")
     loss_ax, score_ax = fig.subplots(1, 2)
-    epochs = [h["epoch"] for h in run.history]
-    loss_ax.plot(epochs, [h.get("train_loss", float("nan")) for h in run.history], marker="o")
-    loss_ax.set(xlabel="epoch", ylabel="train loss", title="loss")
-    score_ax.plot(epochs, [h.get("score", float("nan")) for h in run.history], marker="o", color="tab:green")
+    methods = sorted({r.method for r in runs}, key=_method_key)
+    seeds = sorted({r.seed for r in runs}, key=lambda s: (s is None, s))
+    styles = ("-", "--", ":", "-.")
+    for run in sorted(runs, key=lambda r: (_method_key(r.method), r.seed is None, r.seed)):
+        epochs = [h["epoch"] for h in run.history]
+        style = {"color": f"C{methods.index(run.method) % 10}", "marker": "o", "markersize": 3,
+                 "linestyle": styles[seeds.index(run.seed) % len(styles)],
+                 "label": run.method if run.seed is None else f"{run.method}, seed {run.seed}"}
+        loss_ax.plot(epochs, [h.get("train_loss", float("nan")) for h in run.history], **style)
+        score_ax.plot(epochs, [h.get("score", float("nan")) for h in run.history], **style)
+    loss_ax.set(xlabel="epoch", ylabel="train loss", title="train loss")
     score_ax.set(xlabel="epoch", ylabel="dev score", title="dev score")
     for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"{run.task} {run.method} L{run.layers} seed {run.seed}: {run.path.name}", fontsize="medium")
+    score_ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    first = runs[0]
+    fig.suptitle(f"{first.task}, {first.layers or '?'} layers: {len(runs)} runs", fontsize="medium")
     _save_png(fig, path)
     return path.name
 
 
-def _slug(run: Run, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run.path.parent.name}_{run.path.name}").strip("_") or "run"
-    name, i = base, 2
-    while name in taken:
-        name, i = f"{base}-{i}", i + 1
-    taken.add(name)
-    return name
+def curve_groups(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Runs with a history, by task and depth, each group under its figure's name (curves-TASK-L<depth>)."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.history:
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"curves-{run.task}-L{run.layers or 'x'}")
+            groups.setdefault(name, []).append(run)
+    return dict(sorted(groups.items()))
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -317,22 +334,21 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    rows = summarize(runs)
+    rows = accuracy_rows(runs)
 
     sections: list[tuple[str, str | None, list[str]]] = []  # (title, markdown body, images)
     sections.append(("Accuracy", accuracy_markdown(rows) if rows else "No run has finished yet.\n", []))
     if bench_rows:
-        from pkd.bench import format_table
+        from pkd.bench import bench_markdown
 
-        sections.append(("Speed and size", format_table(bench_rows), []))
+        sections.append(("Speed and size", bench_markdown(bench_rows), []))
     if rows:
         note = ("Each row sits at the throughput speed-up of the benchmarked model with as many layers (and, for a "
                 "deployed export, the same variant: ort-int8, ...); rows without one are left out.\n"
                 if bench_rows else None)
         sections.append(("Accuracy vs speed-up" if bench_rows else "Accuracy vs student layers", note,
                          [plot_pareto(rows, bench_rows, out / f"{prefix}pareto.png")]))
-    taken: set[str] = set()
-    curves = [plot_curves(r, out / f"{prefix}curves-{_slug(r, taken)}.png") for r in runs if r.history]
+    curves = [plot_curves(group, out / f"{prefix}{name}.png") for name, group in curve_groups(runs).items()]
     if curves:
         sections.append(("Training curves", None, curves))
     skipped = [r for r in runs if r.score is None]
@@ -346,7 +362,7 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
         body.append(f"<h2>{html.escape(title)}</h2>")
         if text:
             md.append(text)
-            body.append(_markdown_to_html(text))
+            body.append(_MARKDOWN.render(text))
         for image in images:
             md += [f"![{image}]({image})", ""]
             data = base64.b64encode((out / image).read_bytes()).decode("ascii")
@@ -355,6 +371,9 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
     write_text(out / f"{name}.html", _HTML.format(body="\n".join(body)))
     return [out / f"{name}.md", out / f"{name}.html"]
 
+
+# CommonMark with tables; raw HTML in run names or paths is escaped, not rendered.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 _HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>pkd report</title>
@@ -365,38 +384,3 @@ th{{background:#f3f3f3}}img{{max-width:100%}}</style></head>
 {body}
 </body></html>
 """
-
-
-def _markdown_to_html(text: str) -> str:
-    """Just the Markdown the report itself writes: ### headings, pipe tables, bullets, paragraphs."""
-    parts: list[str] = []
-    table: list[list[str]] = []
-    items: list[str] = []
-
-    def flush() -> None:
-        if items:
-            parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
-            items.clear()
-        if table:
-            head, *rest = table
-            parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
-                         + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                                   for row in rest) + "</table>")
-            table.clear()
-
-    for line in text.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not all(set(c) <= {"-", ":"} for c in cells):  # skip the |---| separator
-                table.append(cells)
-            continue
-        if line.startswith("- "):
-            items.append(line[2:])
-            continue
-        flush()
-        if line.startswith("### "):
-            parts.append(f"<h3>{html.escape(line[4:])}</h3>")
-        elif line.strip():
-            parts.append(f"<p>{html.escape(line)}</p>")
-    flush()
-    return "\n".join(parts)

@@ -13,7 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from pkd.errors import DataError, UsageError
-from pkd.models import _load_config, has_head, head_class, load_classifier
+from pkd.models import has_head, head_class, load_classifier, load_config
 from pkd.tasks import Task
 
 
@@ -52,7 +52,7 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     every other one). If `source` is already a classifier for the task (the fine-tuned teacher), its head is
     kept; otherwise the head starts fresh.
     """
-    config = _load_config(source, trust_remote_code)
+    config = load_config(source, trust_remote_code)
     depth = config.num_hidden_layers
     init_layers = list(range(1, num_layers + 1)) if init_layers is None else list(init_layers)
     if not 1 <= num_layers < depth:

@@ -25,10 +25,12 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pkd import dist
-from pkd.errors import DataError, TrainingError, UsageError
+from pkd.config import DistillConfig, RunConfig, SweepConfig, TrainConfig, config_from_dict, from_options
+from pkd.errors import DataError, PkdError, TrainingError, UsageError
 from pkd.io import check_out_dir, prepare_out_dir, read_jsonl, write_json, write_text
 
 # What a grid may vary, and how its values are read. Everything else is fixed for the whole sweep (the teacher
@@ -104,66 +106,66 @@ def trial_name(params: dict) -> str:
 # ------------------------------------------------------------------------------------------------ running
 
 
-def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: Sequence[str] | dict,
-          random_trials: int | None = None, method: str = "pkd-skip", alpha: float = 0.7,
-          temperature: float = 10.0, beta: float = 0.65, student_init: str = "pretrained",
-          data_dir: str | Path | None = None, cache_dir: str | Path | None = None, jobs: int = 1,
-          overwrite: bool = False, resume: bool = False, trust_remote_code: bool = False, quiet: bool = False,
-          **train_options) -> dict:
-    """Run every trial (skipping finished ones) and write the tables; returns {"trials": rows, "best": row}."""
+def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig, search: SweepConfig) -> dict:
+    """Run every trial (skipping finished ones) and write the tables; returns {"trials": rows, "best": row}.
+
+    A trial is `distill_cfg` and `train_cfg` with the trial's values put in (the loss weights into
+    distill_cfg.loss), run as `pkd distill` would run it, in its own directory under run.out.
+    """
     from pkd import api
     from pkd.cache import default_cache_root
+    from pkd.losses import loss_for
     from pkd.tasks import get_task
 
     if dist.launched():
         raise UsageError("pkd sweep starts its own processes (--jobs); run it directly, not under accelerate launch")
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs}: must be at least 1")
-    grid = parse_grid(grid)
-    trials = expand(grid, random_trials, train_options.get("seed", 42))
-    task_ = get_task(task)
-    fixed = {"alpha": alpha, "temperature": temperature, "beta": beta}
+    if search.jobs < 1:
+        raise UsageError(f"--jobs {search.jobs}: must be at least 1")
+    grid = parse_grid(search.grid)
+    trials = expand(grid, search.random_trials, train_cfg.seed)
+    task = get_task(run.task)
     for params in trials:  # every trial's settings are checked before any work
-        api._train_config(task_, {**train_options, **{k: v for k, v in params.items() if k not in _LOSS}})
-        api.loss_for(method, **{**fixed, **{k: v for k, v in params.items() if k in _LOSS}})
-    cfg = api._train_config(task_, train_options)
-    check_out_dir(out, overwrite, resume)
-    cache_root = Path(cache_dir or default_cache_root()).resolve()
-    if method != "ft":
-        from transformers import AutoConfig
-
+        trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
+        api.train_config(task, trial_train)
+        loss_for(distill_cfg.method, trial_distill.loss)
+    cfg = api.train_config(task, train_cfg)
+    check_out_dir(run.out, run.overwrite, run.resume)
+    distill_cfg = replace(distill_cfg, cache_dir=str(Path(distill_cfg.cache_dir or default_cache_root()).resolve()))
+    if distill_cfg.method != "ft":
         from pkd.losses import layer_map_for
-        from pkd.models import resolve_model
+        from pkd.models import load_config, resolve_model
 
-        depth = AutoConfig.from_pretrained(resolve_model(teacher), trust_remote_code=trust_remote_code)
-        lmap = layer_map_for(method, depth.num_hidden_layers, student_layers)
-        api.build_cache(teacher, task, lmap, data_dir=data_dir, cache_dir=cache_root, max_seq_len=cfg.max_seq_len,
-                        max_train_examples=cfg.max_train_examples, trust_remote_code=trust_remote_code)
-    out = prepare_out_dir(out, overwrite, resume)
+        depth = load_config(resolve_model(distill_cfg.teacher), run.trust_remote_code).num_hidden_layers
+        lmap = layer_map_for(distill_cfg.method, depth, distill_cfg.student_layers, distill_cfg.layer_map)
+        api.build_cache(distill_cfg.teacher, run.task, lmap, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
+                        max_seq_len=cfg.max_seq_len, max_train_examples=cfg.max_train_examples,
+                        trust_remote_code=run.trust_remote_code)
+    out = prepare_out_dir(run.out, run.overwrite, run.resume)
     names = [trial_name(p) for p in trials]
-    write_json(out / "sweep.json", {"teacher": teacher, "task": task_.name, "student_layers": student_layers,
-                                    "method": method, "student_init": student_init, "grid": grid,
-                                    "random": random_trials, "jobs": jobs,
-                                    "loss": fixed, "train": train_options, "cache_dir": str(cache_root),
-                                    "trials": names})
+    write_json(out / "sweep.json", {"teacher": distill_cfg.teacher, "task": task.name,
+                                    "student_layers": distill_cfg.student_layers, "method": distill_cfg.method,
+                                    "student_init": distill_cfg.student_init, "grid": grid,
+                                    "random": search.random_trials, "jobs": search.jobs,
+                                    "loss": asdict(distill_cfg.loss), "train": asdict(train_cfg),
+                                    "cache_dir": distill_cfg.cache_dir, "trials": names})
 
     todo = [(name, params) for name, params in zip(names, trials, strict=True)
             if not (out / name / "result.json").is_file()]
-    if not quiet and len(todo) < len(trials):
+    if not run.quiet and len(todo) < len(trials):
         print(f"pkd sweep: {len(trials) - len(todo)} of {len(trials)} trials already finished", file=sys.stderr)
-    common = dict(teacher=teacher, task=task, student_layers=student_layers, method=method, student_init=student_init,
-                  data_dir=data_dir, cache_dir=cache_root, trust_remote_code=trust_remote_code, fixed=fixed,
-                  train=train_options)
+    # Every trial resumes its own run directory, so a sweep run again continues where it stopped.
+    trial_run = replace(run, resume=True, overwrite=False)
     failures: list[str] = []
     try:
-        if jobs == 1:
+        if search.jobs == 1:
             for i, (name, params) in enumerate(todo, 1):
                 start, resumed = time.perf_counter(), (out / name / "checkpoints").is_dir()
-                best = _run_here(out / name, params, quiet=quiet, **common)
-                _finish(out / name, params, best, method, quiet, f"{i}/{len(todo)}", time.perf_counter() - start,
-                        resumed)
+                best = _run_here(replace(trial_run, out=str(out / name)), *trial_configs(params, distill_cfg,
+                                                                                         train_cfg))
+                _finish(out / name, params, best, distill_cfg.method, run.quiet, f"{i}/{len(todo)}",
+                        time.perf_counter() - start, resumed)
         else:
-            failures = _run_parallel(out, todo, jobs, quiet, **common)
+            failures = _run_parallel(out, todo, search.jobs, trial_run, distill_cfg, train_cfg)
     finally:  # interrupted or not, the tables show every finished trial
         rows = [_row(name, params, out / name) for name, params in zip(names, trials, strict=True)
                 if (out / name / "result.json").is_file()]
@@ -175,38 +177,49 @@ def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: S
     return {"trials": rows, "best": best}
 
 
-def _split(params: dict, fixed: dict, train: dict) -> tuple[dict, dict]:
-    loss = {**fixed, **{k: v for k, v in params.items() if k in _LOSS}}
-    return loss, {**train, **{k: v for k, v in params.items() if k not in _LOSS}}
+def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: Sequence[str] | dict,
+          **options) -> dict:
+    """run_sweep from keywords: each option is a field of RunConfig, DistillConfig, LossConfig, TrainConfig or
+    SweepConfig (random_trials, jobs)."""
+    return run_sweep(*from_options({"task": task, "out": out, "teacher": teacher, "student_layers": student_layers,
+                                    "grid": grid, **options}, RunConfig, DistillConfig, TrainConfig, SweepConfig))
 
 
-def _run_here(run_dir: Path, params: dict, teacher, task, student_layers, method, student_init, data_dir,
-              cache_dir, trust_remote_code, fixed, train, quiet) -> dict:
+def trial_configs(params: dict, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> tuple[DistillConfig,
+                                                                                             TrainConfig]:
+    """The configs of one trial: its loss weights into distill_cfg.loss, everything else into train_cfg."""
+    loss = {k: v for k, v in params.items() if k in _LOSS}
+    return (replace(distill_cfg, loss=replace(distill_cfg.loss, **loss)),
+            replace(train_cfg, **{k: v for k, v in params.items() if k not in _LOSS}))
+
+
+def _run_here(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
     from pkd import api
 
-    loss, options = _split(params, fixed, train)
-    return api.distill(teacher, task, student_layers, run_dir, method=method, student_init=student_init,
-                       data_dir=data_dir, cache_dir=cache_dir, resume=True, trust_remote_code=trust_remote_code,
-                       quiet=quiet, **loss, **options)
+    return api.run_distill(run, distill_cfg, train_cfg)
 
 
-def _command(run_dir: Path, params: dict, teacher, task, student_layers, method, student_init, data_dir,
-             cache_dir, trust_remote_code, fixed, train) -> list[str]:
-    loss, options = _split(params, fixed, train)
-    argv = [sys.executable, "-m", "pkd.cli", "distill", "--teacher", str(teacher), "--task", task,
-            "--student-layers", str(student_layers), "--method", method, "--student-init", student_init,
-            "--cache-dir", str(cache_dir), "--out", str(run_dir), "--resume", "--quiet"]
-    argv += [a for k, v in loss.items() for a in (f"--{k}", repr(float(v)))]
-    argv += [a for k, v in options.items() if v is not None for a in (f"--{k.replace('_', '-')}", str(v))]
-    if data_dir is not None:
-        argv += ["--data-dir", str(data_dir)]
-    if trust_remote_code:
-        argv.append("--trust-remote-code")
-    return argv
+def run_trial_file(path: str | Path) -> int:
+    """`python -m pkd.sweep TRIAL.json`: one trial in a process of its own; prints {"best": ...} as its last line."""
+    from pkd.models import quiet_transformers
+
+    quiet_transformers()
+    try:
+        trial = json.loads(Path(path).read_text())
+        best = _run_here(config_from_dict(RunConfig, trial["run"]), config_from_dict(DistillConfig, trial["distill"]),
+                         config_from_dict(TrainConfig, trial["train"]))
+    except PkdError as e:
+        print(f"pkd: error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(json.dumps({"best": best}))
+    return 0
 
 
-def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, quiet: bool, **common) -> list[str]:
-    """Each trial as `python -m pkd.cli distill` in its own process, `jobs` at a time; returns the failures."""
+def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, run: RunConfig, distill_cfg: DistillConfig,
+                  train_cfg: TrainConfig) -> list[str]:
+    """Each trial as `python -m pkd.sweep TRIAL.json` in its own process, `jobs` at a time; returns the failures.
+
+    TRIAL.json (in out/logs/, beside the trial's log) holds the trial's configs, as run_trial_file reads them."""
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -218,6 +231,10 @@ def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, quiet: boo
     (out / "logs").mkdir(exist_ok=True)
 
     def one(name: str, params: dict):
+        trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
+        trial_file = out / "logs" / f"{name}.json"
+        write_json(trial_file, {"run": asdict(replace(run, out=str(out / name), quiet=True)),
+                                "distill": asdict(trial_distill), "train": asdict(trial_train)})
         slot = slots.get()
         try:
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -226,8 +243,8 @@ def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, quiet: boo
                 env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
             start, resumed = time.perf_counter(), (out / name / "checkpoints").is_dir()
             with open(out / "logs" / f"{name}.log", "w") as log:
-                proc = subprocess.run(_command(out / name, params, **common), env=env, stdout=subprocess.PIPE,
-                                      stderr=log, text=True)
+                proc = subprocess.run([sys.executable, "-m", "pkd.sweep", str(trial_file)], env=env,
+                                      stdout=subprocess.PIPE, stderr=log, text=True)
             return proc, time.perf_counter() - start, resumed
         finally:
             slots.put(slot)
@@ -243,10 +260,10 @@ def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, quiet: boo
                 log = out / "logs" / f"{name}.log"
                 tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
                 failures.append(f"{name}: exit {proc.returncode}, {tail[0] if tail else 'no output'}")
-                if not quiet:
+                if not run.quiet:
                     print(f"pkd sweep: trial {i}/{len(todo)} {name} failed (see {log})", file=sys.stderr)
                 continue
-            _finish(out / name, params, json.loads(lines[-1])["best"], common["method"], quiet,
+            _finish(out / name, params, json.loads(lines[-1])["best"], distill_cfg.method, run.quiet,
                     f"{i}/{len(todo)}", seconds, resumed)
     return failures
 
@@ -304,3 +321,7 @@ def _write_tables(out: Path, names: list[str], rows: list[dict], best: dict | No
     write_text(out / "results.md", "\n".join(lines) + "\n\n" + summary)
     if best is not None:
         write_json(out / "best.json", {**best, "run_dir": str(out / best["trial"])})
+
+
+if __name__ == "__main__":
+    sys.exit(run_trial_file(sys.argv[1]))

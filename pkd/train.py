@@ -11,7 +11,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,43 +23,13 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from pkd import dist
+from pkd.config import LossConfig, TrainConfig
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, write_json, write_text
-from pkd.losses import LossConfig, pkd_loss
+from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import EncodedSplit, cls_states, make_collator
 from pkd.tasks import Task
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 32  # global: split across processes, so results do not depend on their number
-    eval_batch_size: int = 128
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    max_seq_len: int = 128
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None  # a dev subset for quick runs (RACE: whole passages, fixed sample)
-    save_every: int = 0  # optimizer steps between checkpoints; 0 = at epoch ends only
-    keep_checkpoints: int = 2
-    precision: str = "fp32"
-    grad_accum: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_len", "keep_checkpoints", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
-        if not self.lr > 0:
-            raise UsageError(f"--lr {self.lr}: must be > 0")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise UsageError(f"--precision {self.precision}: choose fp32, bf16 or fp16")
-        for name in ("max_train_examples", "max_eval_examples"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
 
 
 class EpochShuffle(torch.utils.data.Sampler):
@@ -115,44 +85,80 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
         raise UsageError(f"--precision {cfg.precision}: not available on this device ({e})") from None
 
 
-# ---------------------------------------------------------------- checkpoints
+# ---------------------------------------------------------------- progress and checkpoints
 
-def _checkpoints(out: Path) -> list[Path]:
+@dataclass
+class Progress:
+    """Where a run stands. Saved in every checkpoint (state.json), so a resumed run continues exactly."""
+
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # batches done in the current epoch
+    step: int = 0  # optimizer steps done
+    best_score: float | None = None
+    best_epoch: int | None = None
+    history: list[dict] = field(default_factory=list)  # one record per finished epoch, as in metrics.jsonl
+    # The epoch's running train loss, kept so that a resumed run logs the same mean as an uninterrupted one.
+    loss_sum: float = 0.0
+    loss_batches: int = 0
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint saves and restores: the prepared model, PT projection, optimizer, scheduler, progress."""
+
+    out: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    projection: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    progress: Progress = field(default_factory=Progress)
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """The complete checkpoints of a run directory, oldest first."""
     root = out / "checkpoints"
     done = [p for p in root.glob("step-*") if (p / "state.json").is_file()] if root.is_dir() else []
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(out: Path, accelerator: Accelerator, model, extra: torch.nn.Module | None, optimizer,
-                    scheduler, progress: dict, keep: int) -> Path:
-    path = out / "checkpoints" / f"step-{progress['step']:08d}"
+def save_checkpoint(run: TrainingState, keep: int) -> Path:
+    """Every rank waits; rank 0 writes checkpoints/step-N atomically and keeps only the newest `keep`."""
+    accelerator = run.accelerator
+    path = run.out / "checkpoints" / f"step-{run.progress.step:08d}"
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return path
     with atomic_dir(path) as tmp:
-        state = accelerator.unwrap_model(model).state_dict()
+        state = accelerator.unwrap_model(run.model).state_dict()
         save_file({k: v.contiguous() for k, v in state.items()}, tmp / "model.safetensors")
-        if extra is not None:
-            save_file(accelerator.unwrap_model(extra).state_dict(), tmp / "extra.safetensors")
+        if run.projection is not None:
+            save_file(accelerator.unwrap_model(run.projection).state_dict(), tmp / "projection.safetensors")
         scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else {}
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler,
-                    "torch_rng": torch.get_rng_state(),
+        torch.save({"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                    "scaler": scaler, "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
                    tmp / "optimizer.pt")
         py_state, np_state = random.getstate(), np.random.get_state()
-        write_json(tmp / "state.json", {**progress, "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
+        write_json(tmp / "state.json", {**asdict(run.progress),
+                                        "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
                                         "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]]})
-    for old in _checkpoints(out)[:-keep]:
+    for old in checkpoints(run.out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return path
 
 
-def load_checkpoint(path: Path, accelerator: Accelerator, model, extra, optimizer, scheduler) -> dict:
+def load_checkpoint(path: Path, run: TrainingState) -> Progress:
+    """Restore the weights, optimizer, scheduler and random states of `run` from `path`; returns its progress."""
+    accelerator = run.accelerator
     try:
         state = json.loads((path / "state.json").read_text())
-        accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
-        if extra is not None:
-            accelerator.unwrap_model(extra).load_state_dict(load_file(path / "extra.safetensors"))
+        accelerator.unwrap_model(run.model).load_state_dict(load_file(path / "model.safetensors"))
+        if run.projection is not None:
+            accelerator.unwrap_model(run.projection).load_state_dict(load_file(path / "projection.safetensors"))
         blob = torch.load(path / "optimizer.pt", weights_only=True)
-        optimizer.load_state_dict(blob["optimizer"])
-        scheduler.load_state_dict(blob["scheduler"])
+        run.optimizer.load_state_dict(blob["optimizer"])
+        run.scheduler.load_state_dict(blob["scheduler"])
         if accelerator.scaler is not None and blob["scaler"]:
             accelerator.scaler.load_state_dict(blob["scaler"])
     except Exception as e:
@@ -165,7 +171,17 @@ def load_checkpoint(path: Path, accelerator: Accelerator, model, extra, optimize
     np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
     version, internal, gauss = state.pop("python_rng")
     random.setstate((version, tuple(internal), gauss))
-    return state
+    return Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
+
+
+def save_best_model(model, tokenizer, out: Path) -> None:
+    """The best epoch's model and tokenizer into the run directory: save_pretrained into a temporary directory,
+    then each file moved into place."""
+    with atomic_dir(out / ".model") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for f in tmp.iterdir():
+            f.replace(out / f.name)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -218,101 +234,117 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
     teacher: a TeacherCache or LiveTeacher (anything with .outputs(batch, layers)); None for fine-tuning.
     layer_map: teacher layers (1-based) matched by student layers 1..M-1 in the PT term.
     """
-    loss_cfg = loss_cfg or LossConfig()
-    layer_map = layer_map or []
+    loss_cfg, layer_map = loss_cfg or LossConfig(), layer_map or []
     if (loss_cfg.alpha > 0 or loss_cfg.beta > 0) and teacher is None:
         raise UsageError("alpha or beta > 0 needs a teacher")
     accelerator = make_accelerator(cfg)
     seed_everything(cfg.seed)
-    sampler = EpochShuffle(len(train_data), cfg.seed)
-    loader = torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, sampler=sampler,
-                                         collate_fn=make_collator(tokenizer),
-                                         # its own generator: building an iterator must not draw from the
-                                         # global RNG, or a resumed run's dropout masks would differ
-                                         generator=torch.Generator().manual_seed(cfg.seed))
-    params = [(n, p) for n, p in model.named_parameters()]
-    if projection is not None:
-        params += [(f"projection.{n}", p) for n, p in projection.named_parameters()]
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
-    optimizer = torch.optim.AdamW([
-        {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0}], lr=cfg.lr)
-    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
-    total_steps = steps_per_epoch * cfg.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    loader = _setup_loader(train_data, tokenizer, cfg)
+    optimizer, scheduler = _setup_optimizer(model, projection, cfg, len(loader))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    if projection is not None:
-        projection = accelerator.prepare(projection)
-
-    # loss_sum / loss_batches: the epoch's running mean train loss, kept in checkpoints so a resumed run logs
-    # the same mean as an uninterrupted one
-    progress = {"epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": None, "history": [],
-                "loss_sum": 0.0, "loss_batches": 0}
-    if resume and _checkpoints(out):
-        progress = {**progress, **load_checkpoint(_checkpoints(out)[-1], accelerator, model, projection, optimizer,
-                                                  scheduler)}
-    if accelerator.is_main_process:
-        write_json(out / "run.json", {**(run_info or {}), "train": asdict(cfg), "loss": asdict(loss_cfg),
-                                      "layer_map": layer_map, "task": task.name,
-                                      "num_train_examples": len(train_data),
-                                      "num_processes": accelerator.num_processes})
-        # A resumed run restarts from the checkpoint's history, dropping epochs logged after it.
-        write_text(out / "metrics.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in progress["history"]))
-
+    projection = accelerator.prepare(projection) if projection is not None else None
+    run = TrainingState(out, accelerator, model, projection, optimizer, scheduler)
+    if resume and checkpoints(out):
+        run.progress = load_checkpoint(checkpoints(out)[-1], run)
+    _write_run_files(run, {**(run_info or {}), "train": asdict(cfg), "loss": asdict(loss_cfg),
+                           "layer_map": layer_map, "task": task.name, "num_train_examples": len(train_data)})
+    progress = run.progress
     model.train()
-    for epoch in range(progress["epoch"], cfg.epochs):
-        batches = accelerator.skip_first_batches(loader, progress["batch"]) if progress["batch"] else loader
+    for epoch in range(progress.epoch, cfg.epochs):
+        batches = accelerator.skip_first_batches(loader, progress.batch) if progress.batch else loader
         # Accelerate's loaders count their own iterations and pass that to the sampler as the epoch; a resumed
         # run must tell them the real epoch, or it would replay an earlier epoch's order.
         batches.set_epoch(epoch)
-        bar = tqdm(batches, total=len(loader), initial=progress["batch"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(batches, total=len(loader), initial=progress.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    unit="batch", dynamic_ncols=True, disable=quiet or not accelerator.is_local_main_process)
         start, seen = time.perf_counter(), 0
         for batch in bar:
             with accelerator.accumulate(model):
-                parts = batch_loss(model, batch, task, loss_cfg, teacher, layer_map, projection)
-                loss = parts["loss"]
-                if not torch.isfinite(loss):
-                    last = _checkpoints(out)
-                    raise TrainingError(f"non-finite loss ({loss.item()}) at step {progress['step'] + 1} "
-                                        f"(epoch {epoch + 1}, batch {progress['batch'] + 1}); last good checkpoint: "
-                                        f"{last[-1] if last else 'none'}")
+                loss = batch_loss(model, batch, task, loss_cfg, teacher, layer_map, projection)["loss"]
+                _check_finite(loss, run)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(optimizer_params(optimizer), cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            progress["batch"] += 1
             seen += batch["input_ids"].shape[0] * accelerator.num_processes
             global_loss = accelerator.reduce(loss.detach(), reduction="mean").item()  # over all processes
-            progress["loss_sum"] += global_loss
-            progress["loss_batches"] += 1
+            progress.batch, progress.loss_sum, progress.loss_batches = (
+                progress.batch + 1, progress.loss_sum + global_loss, progress.loss_batches + 1)
             bar.set_postfix(loss=f"{global_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
             if accelerator.sync_gradients:
-                progress["step"] += 1
-                if cfg.save_every and progress["step"] % cfg.save_every == 0:
-                    _save(out, accelerator, model, projection, optimizer, scheduler, progress, cfg)
+                progress.step += 1
+                if cfg.save_every and progress.step % cfg.save_every == 0:
+                    save_checkpoint(run, cfg.keep_checkpoints)
         bar.close()
-        train_loss = progress["loss_sum"] / max(progress["loss_batches"], 1)  # the epoch's mean
-        progress.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_batches=0)
-        metrics = evaluate_parts(model, dev_parts, task, tokenizer, cfg.eval_batch_size, accelerator)
-        record = {"epoch": epoch + 1, "step": progress["step"], "train_loss": train_loss,
-                  "epoch_seconds": round(time.perf_counter() - start, 2), **metrics}
-        progress["history"].append(record)
-        improved = progress["best_score"] is None or metrics["score"] > progress["best_score"]
-        if improved:  # on every rank: the metrics are gathered, so all ranks agree
-            progress["best_score"], progress["best_epoch"] = metrics["score"], epoch + 1
-        if accelerator.is_main_process:
-            append_jsonl(out / "metrics.jsonl", record)
-            if improved:
-                save_model(accelerator.unwrap_model(model), tokenizer, out)
-        if not quiet and accelerator.is_main_process:
-            tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-        _save(out, accelerator, model, projection, optimizer, scheduler, progress, cfg)
+        _end_epoch(run, dev_parts, task, tokenizer, cfg, start, quiet)
     accelerator.wait_for_everyone()
-    best = progress["history"][progress["best_epoch"] - 1]
-    return {**best, "best_epoch": progress["best_epoch"]}
+    return {**progress.history[progress.best_epoch - 1], "best_epoch": progress.best_epoch}
+
+
+def _setup_loader(train_data: EncodedSplit, tokenizer, cfg: TrainConfig) -> torch.utils.data.DataLoader:
+    """Batches in the (seed, epoch) order of EpochShuffle, dynamically padded."""
+    return torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size,
+                                       sampler=EpochShuffle(len(train_data), cfg.seed),
+                                       collate_fn=make_collator(tokenizer),
+                                       # its own generator: building an iterator must not draw from the global
+                                       # RNG, or a resumed run's dropout masks would differ
+                                       generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def _setup_optimizer(model, projection: torch.nn.Module | None, cfg: TrainConfig, batches_per_epoch: int):
+    """AdamW (no weight decay on biases and LayerNorm weights) and a linear schedule with warm-up."""
+    params = list(model.named_parameters())
+    if projection is not None:
+        params += [(f"projection.{n}", p) for n, p in projection.named_parameters()]
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
+    optimizer = torch.optim.AdamW([
+        {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0}], lr=cfg.lr, eps=cfg.adam_eps)
+    total_steps = math.ceil(batches_per_epoch / cfg.grad_accum) * cfg.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    return optimizer, scheduler
+
+
+def _write_run_files(run: TrainingState, info: dict) -> None:
+    """run.json (the exact configuration) and metrics.jsonl as of the checkpoint resumed from (epochs logged after
+    it are dropped)."""
+    if run.accelerator.is_main_process:
+        write_json(run.out / "run.json", {**info, "num_processes": run.accelerator.num_processes})
+        write_text(run.out / "metrics.jsonl",
+                   "".join(json.dumps(h, sort_keys=True) + "\n" for h in run.progress.history))
+
+
+def _check_finite(loss: torch.Tensor, run: TrainingState) -> None:
+    if not torch.isfinite(loss):
+        last = checkpoints(run.out)
+        raise TrainingError(f"non-finite loss ({loss.item()}) at step {run.progress.step + 1} "
+                            f"(epoch {run.progress.epoch + 1}, batch {run.progress.batch + 1}); last good checkpoint: "
+                            f"{last[-1] if last else 'none'}")
+
+
+def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, tokenizer, cfg: TrainConfig,
+               start: float, quiet: bool) -> None:
+    """Score dev, log the epoch, keep the model if it is the best so far, and checkpoint."""
+    progress, accelerator = run.progress, run.accelerator
+    epoch = progress.epoch + 1
+    train_loss = progress.loss_sum / max(progress.loss_batches, 1)  # the epoch's mean
+    progress.epoch, progress.batch, progress.loss_sum, progress.loss_batches = epoch, 0, 0.0, 0
+    metrics = evaluate_parts(run.model, dev_parts, task, tokenizer, cfg.eval_batch_size, accelerator)
+    record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss,
+              "epoch_seconds": round(time.perf_counter() - start, 2), **metrics}
+    progress.history.append(record)
+    improved = progress.best_score is None or metrics["score"] > progress.best_score
+    if improved:  # on every rank: the metrics are gathered, so all ranks agree
+        progress.best_score, progress.best_epoch = metrics["score"], epoch
+    if accelerator.is_main_process:
+        append_jsonl(run.out / "metrics.jsonl", record)
+        if improved:
+            save_best_model(accelerator.unwrap_model(run.model), tokenizer, run.out)
+        if not quiet:
+            tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    save_checkpoint(run, cfg.keep_checkpoints)
 
 
 def batch_loss(model, batch: dict, task: Task, loss_cfg: LossConfig, teacher=None, layer_map: list[int] = (),
@@ -335,18 +367,3 @@ def batch_loss(model, batch: dict, task: Task, loss_cfg: LossConfig, teacher=Non
 
 def optimizer_params(optimizer) -> list[torch.nn.Parameter]:
     return [p for group in optimizer.param_groups for p in group["params"]]
-
-
-def _save(out, accelerator, model, projection, optimizer, scheduler, progress, cfg) -> None:
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_checkpoint(out, accelerator, model, projection, optimizer, scheduler, progress, cfg.keep_checkpoints)
-
-
-def save_model(model, tokenizer, out: Path) -> None:
-    """save_pretrained into a temporary directory, then move each file into place."""
-    with atomic_dir(out / ".model") as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        for f in tmp.iterdir():
-            f.replace(out / f.name)

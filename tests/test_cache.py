@@ -10,9 +10,10 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
+from pkd.data import load_split
 from pkd.errors import DataError
 from pkd.models import EncodedSplit, make_collator
-from pkd.tasks import get_task, load_split
+from pkd.tasks import get_task
 
 SST2 = get_task("sst2")
 

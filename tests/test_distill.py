@@ -89,7 +89,7 @@ def test_different_hidden_size_needs_projection(tiny_teacher, glue_dir, tmp_path
                        pt_projection=True, quiet=True, save_every=1, **STUDENT)
     assert best["accuracy"] >= 0
     ckpt = sorted((tmp_path / "s" / "checkpoints").iterdir())[-1]
-    assert (ckpt / "extra.safetensors").is_file()  # the projection is part of the resumable state
+    assert (ckpt / "projection.safetensors").is_file()  # the projection is part of the resumable state
 
 
 def test_different_vocabulary_is_refused(tiny_teacher, glue_dir, tmp_path):

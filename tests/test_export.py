@@ -32,7 +32,7 @@ def exports(tiny_teacher, glue_dir, tmp_path_factory) -> dict[str, Path]:
     for fmt, quantize in (("onnx", "none"), ("onnx", "int8"), ("torch", "int8")):
         out[f"{fmt}-{quantize}"] = root / f"{fmt}-{quantize}"
         pkd.export(tiny_teacher, out[f"{fmt}-{quantize}"], format=fmt, quantize=quantize, data_dir=glue_dir,
-                   evaluate_dev=fmt == "onnx" and quantize == "int8")
+                   evaluate=fmt == "onnx" and quantize == "int8")
     return out
 
 

@@ -17,14 +17,16 @@ from hypothesis import strategies as st
 
 import pkd
 import pkd.train
-from pkd.api import _train_config
+from pkd.api import train_config
 from pkd.cache import LiveTeacher, TeacherCache, teacher_forward
 from pkd.cli import main
+from pkd.config import TrainConfig
+from pkd.data import load_split
 from pkd.errors import DataError
 from pkd.losses import LossConfig
 from pkd.models import EncodedSplit, load_classifier, load_tokenizer, make_collator
 from pkd.race import fill, read_race
-from pkd.tasks import Example, Split, get_task, load_split
+from pkd.tasks import Example, Split, get_task
 
 # Short texts from the tiny tokenizer's vocabulary (conftest.WORDS), so that nothing is [UNK].
 NOUNS = ["cat", "dog", "man", "woman", "actor", "movie", "film", "park", "city", "mat"]
@@ -130,10 +132,10 @@ def test_data_dir_layouts(race_dir, tmp_path, monkeypatch):
 
 
 def test_max_seq_len_defaults_per_task():
-    assert _train_config(get_task("race"), {"max_seq_len": None}).max_seq_len == 512
-    assert _train_config(get_task("race-high"), {}).max_seq_len == 512
-    assert _train_config(get_task("sst2"), {"max_seq_len": None}).max_seq_len == 128
-    assert _train_config(get_task("race"), {"max_seq_len": 256}).max_seq_len == 256
+    assert train_config(get_task("race"), TrainConfig(max_seq_len=None)).max_seq_len == 512
+    assert train_config(get_task("race-high"), TrainConfig()).max_seq_len == 512
+    assert train_config(get_task("sst2"), TrainConfig(max_seq_len=None)).max_seq_len == 128
+    assert train_config(get_task("race"), TrainConfig(max_seq_len=256)).max_seq_len == 256
 
 
 # --- bad records --------------------------------------------------------------------------------------------

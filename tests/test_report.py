@@ -12,7 +12,7 @@ import pytest
 
 from pkd.cli import main
 from pkd.errors import UsageError
-from pkd.report import collect_runs, summarize, write_report
+from pkd.report import accuracy_rows, collect_runs, curve_groups, write_report
 
 TEACHER = 90.0
 # (method, seed) -> best dev score of a 3-layer student in the comparison
@@ -70,7 +70,7 @@ def _row(rows, method, layers):
 
 
 def test_table_values(runs_root):
-    rows = summarize(collect_runs([str(runs_root / "*")]))
+    rows = accuracy_rows(collect_runs([str(runs_root / "*")]))
     assert {(r["method"], r["layers"]) for r in rows} == {("kd", 3), ("pkd-skip", 3), ("pkd-skip", 6),
                                                             ("finetune", 12)}
     for method in ("kd", "pkd-skip"):
@@ -97,7 +97,11 @@ def test_report_files(runs_root, tmp_path):
 
     pngs = sorted(out.glob("*.png"))
     assert "pareto.png" in {p.name for p in pngs}
-    assert len([p for p in pngs if p.name.startswith("curves-")]) == len(COMPARE) + 2  # one per run
+    # one figure per task and depth, every run of it overlaid
+    assert [p.name for p in pngs if p.name.startswith("curves-")] == ["curves-sst2-L12.png", "curves-sst2-L3.png",
+                                                                       "curves-sst2-L6.png"]
+    groups = curve_groups(collect_runs([str(runs_root / "*")]))
+    assert sorted((r.method, r.seed) for r in groups["curves-sst2-L3"]) == sorted(COMPARE)
     for png in pngs:
         width, height = png_size(png)
         assert 200 <= width <= 4000 and 200 <= height <= 4000
@@ -135,7 +139,7 @@ def test_students_started_from_the_teacher_are_a_row_of_their_own(runs_root):
     _write(run / "run.json", {"command": "distill", "method": "pkd-skip", "task": "sst2", "student_layers": 6,
                               "student_init": "teacher", "teacher_score": TEACHER, "train": {"seed": 0}})
     _metrics(run / "metrics.jsonl", [90.0])
-    rows = summarize(collect_runs([str(runs_root / "*")]))
+    rows = accuracy_rows(collect_runs([str(runs_root / "*")]))
     assert _row(rows, "pkd-skip", 6)["scores"] == [89.0]
     assert _row(rows, "pkd-skip, teacher init", 6)["scores"] == [90.0]
     methods = [r["method"] for r in rows if r["layers"] == 6]
@@ -174,7 +178,8 @@ def test_an_unfinished_comparison_run_is_listed_not_scored(runs_root, tmp_path):
     md = (out / "report.md").read_text()
     assert "| pkd-last |" not in md
     assert "## Unfinished runs" in md and str(running) in md
-    assert (out / "curves-compare-sst2-L3_pkd-last-seed42.png").is_file()
+    assert (out / "curves-sst2-L3.png").is_file()
+    assert running in [r.path for r in curve_groups(collect_runs([str(compare)]))["curves-sst2-L3"]]
 
 
 def test_a_real_run_directory(tiny_teacher, tmp_path):

@@ -11,8 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pkd.data import load_split, resolve_data_dir
 from pkd.errors import DataError, UsageError
-from pkd.tasks import GLUE_TASKS, Split, get_task, load_split, read_tsv, resolve_data_dir
+from pkd.glue import read_tsv
+from pkd.tasks import GLUE_TASKS, Split, get_task
 
 N_TRAIN, N_DEV, N_TEST = 256, 24, 10  # what conftest.write_glue writes by default
 

@@ -1,0 +1,237 @@
+"""Every option of pkd, declared once: its name, type, default and help, as a dataclass field.
+
+As in transformers' run_glue.py, the `pkd` command builds its parser from these fields (pkd.cli), the API
+takes these objects (pkd.api), and a sweep hands them to its trials; a new option is one field here. Each
+config checks its own values, so a bad one is a one-line usage error before any work, from the CLI or the API.
+Nothing here imports torch: `pkd --help` reads this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from pkd.errors import UsageError
+
+METHODS = ("ft", "kd", "pkd-skip", "pkd-last", "pkd")  # "pkd" takes an explicit --layer-map
+
+
+def parse_layer_map(text: str) -> list[int]:
+    """'2,4' -> [2, 4]: teacher (or source) layer numbers, 1-based."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--layer-map {text}: expected comma-separated teacher layer numbers, e.g. 2,4") from None
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+@dataclass
+class TrainConfig:
+    """The training loop's settings: the same for fine-tuning and every distillation method."""
+
+    epochs: int = field(default=3, metadata={"help": "passes over the training data"})
+    batch_size: int = field(default=32, metadata={
+        "help": "global batch size (split across processes, so results do not depend on their number)"})
+    eval_batch_size: int = field(default=128, metadata={"help": "batch size for dev evaluation"})
+    lr: float = field(default=5e-5, metadata={"help": "peak learning rate of AdamW"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and LayerNorm)"})
+    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of the steps with a linear warm-up"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: no clipping)"})
+    seed: int = field(default=42, metadata={"help": "seed of the initialisation, data order and dropout"})
+    max_seq_len: int | None = field(default=None, metadata={
+        "help": "tokens per input, longer ones truncated (default: 128; 512 for the RACE tasks)"})
+    max_train_examples: int | None = field(default=None, metadata={
+        "help": "use only the first N training examples (RACE: N questions from a fixed sample of passages)"})
+    max_eval_examples: int | None = field(default=None, metadata={
+        "help": "score only the first N dev examples (per MNLI part; RACE as for training)"})
+    save_every: int = field(default=0, metadata={"help": "checkpoint every N optimizer steps (and each epoch)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept in the run directory"})
+    precision: str = field(default="fp32", metadata={"help": "training precision", "choices": ("fp32", "bf16", "fp16")})
+    grad_accum: int = field(default=1, metadata={"help": "batches per optimizer step"})
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_len", "keep_checkpoints", "grad_accum",
+                     "max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+        if not self.lr > 0:
+            raise UsageError(f"--lr {self.lr}: must be > 0")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise UsageError(f"--precision {self.precision}: choose fp32, bf16 or fp16")
+
+    def for_task(self, default_max_seq_len: int) -> TrainConfig:
+        """This config with max_seq_len filled in from the task when none was given."""
+        return self if self.max_seq_len is not None else replace(self, max_seq_len=default_max_seq_len)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """L = (1 - alpha) * CE + alpha * KD + beta * PT (pkd.losses). The defaults are plain fine-tuning (CE alone);
+    DistillConfig holds the distillation defaults."""
+
+    alpha: float = field(default=0.0, metadata={"help": "weight of the KD term"})
+    temperature: float = field(default=1.0, metadata={"help": "softmax temperature T of the KD term"})
+    beta: float = field(default=0.0, metadata={
+        "help": "weight of PT (0.65 = the paper's 500 at hidden size 768; see docs/method.md)"})
+    normalize: bool = field(default=True, metadata={
+        "help": "match L2-normalised [CLS] states in PT (the paper's choice)",
+        "negative": ("--no-normalize", "match raw [CLS] states in PT instead of L2-normalised ones")})
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UsageError(f"--alpha {self.alpha}: must be in [0, 1]")
+        if not self.temperature > 0:
+            raise UsageError(f"--temperature {self.temperature}: must be > 0")
+        if not self.beta >= 0:
+            raise UsageError(f"--beta {self.beta}: must be >= 0")
+
+
+@dataclass
+class DistillConfig:
+    """What a student is, where it starts and what it learns from (checked against the teacher when loaded)."""
+
+    teacher: str = field(metadata={"help": "fine-tuned teacher: run directory or checkpoint"})
+    student_layers: int = field(metadata={"help": "layers of the student"})
+    method: str = field(default="pkd-skip", metadata={
+        "help": "ft, kd, pkd-skip, pkd-last, or pkd with an explicit --layer-map", "choices": METHODS})
+    layer_map: list[int] | None = field(default=None, metadata={
+        "help": "explicit teacher layers, e.g. 2,4", "parse": parse_layer_map})
+    student_init: str = field(default="pretrained", metadata={
+        "help": "copy layers from the teacher's pre-trained base (paper) or the fine-tuned teacher",
+        "choices": ("pretrained", "teacher")})
+    init_layers: list[int] | None = field(default=None, metadata={
+        "help": "which source layers the student starts from (default: the first M)", "parse": parse_layer_map})
+    pt_projection: bool = field(default=False, metadata={
+        "help": "learn a linear map when student and teacher hidden sizes differ"})
+    live_teacher: bool = field(default=False, metadata={
+        "help": "run the teacher every step instead of caching"})
+    cache_dir: str | None = field(default=None, metadata={
+        "help": "teacher cache root (default: $PKD_CACHE or ~/.cache/pkd)"})
+    loss: LossConfig = field(default_factory=lambda: LossConfig(alpha=0.7, temperature=10.0, beta=0.65))
+
+    def __post_init__(self) -> None:
+        if self.student_init not in ("pretrained", "teacher"):
+            raise UsageError(f"--student-init {self.student_init}: choose pretrained or teacher")
+
+
+@dataclass
+class RunConfig:
+    """Where a run reads its data and writes its results."""
+
+    task: str = field(metadata={"help": "a GLUE task (sst2, mnli, ...) or race, race-high, race-middle"})
+    out: str = field(metadata={"help": "run directory"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "glue_data directory, or for RACE a folder with train.jsonl.gz etc. (also found in its race/ or "
+                "../race/); default: $PKD_DATA, else the Hub"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a non-empty --out"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "allow checkpoints that ship their own model code"})
+    quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+
+
+@dataclass
+class CompareConfig:
+    """`pkd compare`: the methods, each trained from the same initialisation and data order per seed."""
+
+    seeds: int = field(default=3, metadata={"help": "seeds per method: --seed, --seed + 1, ..."})
+    methods: tuple[str, ...] = field(default=METHODS[:4], metadata={
+        "help": "comma-separated methods", "parse": parse_methods})
+    teacher_score: float | None = field(default=None, metadata={"help": "skip re-scoring the teacher on dev"})
+
+
+@dataclass
+class SweepConfig:
+    """`pkd sweep`: which combinations of values to try, and how many at a time."""
+
+    grid: list[str] = field(metadata={"help": "values to try", "nargs": "+", "metavar": "NAME=V1,V2"})
+    random_trials: int | None = field(default=None, metadata={
+        "help": "run N combinations drawn from the grid (seeded by --seed) instead of all of it", "metavar": "N",
+        "flag": "--random"})
+    jobs: int = field(default=1, metadata={"help": "trials run at a time, each in its own process"})
+
+
+FORMATS = ("onnx", "torch")
+QUANTIZATIONS = ("none", "int8")
+DEFAULT_OPSET = 17
+OPSETS = range(11, 21)  # eager attention exports from 11 (10 and below fail on a dynamic Slice); TorchScript: <= 20
+INT8_MIN_OPSET = 11  # DynamicQuantizeLinear, which ONNX Runtime's dynamic quantization inserts
+
+
+@dataclass
+class ExportConfig:
+    """`pkd export`: what to write for serving (pkd.deploy), and the data of its parity check."""
+
+    out: str = field(metadata={"help": "the export directory"})
+    format: str = field(default="onnx", metadata={"help": "onnx (ONNX Runtime) or torch (default onnx)"})
+    quantize: str = field(default="none", metadata={
+        "help": "none or int8 (dynamic: int8 weights, activations quantized per batch; default none)"})
+    opset: int | None = field(default=None, metadata={
+        "help": f"ONNX opset, {OPSETS.start}-{OPSETS.stop - 1} (default {DEFAULT_OPSET})"})
+    optimize: bool = field(default=False, metadata={
+        "help": "ONNX Runtime's transformer fusions (attention, LayerNorm, GELU) before quantization"})
+    evaluate: bool = field(default=False, metadata={
+        "help": "also score the export on the dev split, recorded in export.json (for pkd report)"})
+    task: str | None = field(default=None, metadata={
+        "help": "task of the parity batch and --evaluate (default: the run's)"})
+    data_dir: str | None = field(default=None, metadata={"help": "as for training (default: $PKD_DATA, else the Hub)"})
+    max_seq_len: int | None = field(default=None, metadata={"help": "tokens per input (default: the run's)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a non-empty --out"})
+
+    def __post_init__(self) -> None:
+        if self.max_seq_len is not None and self.max_seq_len < 1:
+            raise UsageError(f"--max-seq-len {self.max_seq_len}: must be at least 1")
+        if self.format not in FORMATS:
+            raise UsageError(f"--format {self.format}: choose one of {', '.join(FORMATS)}")
+        if self.quantize not in QUANTIZATIONS:
+            raise UsageError(f"--quantize {self.quantize}: choose one of {', '.join(QUANTIZATIONS)}")
+        if self.format == "torch":
+            for name in ("opset", "optimize"):
+                if getattr(self, name):
+                    raise UsageError(f"--{name} applies to --format onnx only")
+            return
+        if self.opset is None:
+            self.opset = DEFAULT_OPSET
+        if self.quantize == "int8" and self.opset < INT8_MIN_OPSET:
+            raise UsageError(f"--opset {self.opset}: --quantize int8 needs opset {INT8_MIN_OPSET} or higher "
+                             "(ONNX Runtime's dynamic quantization uses DynamicQuantizeLinear)")
+        if self.opset not in OPSETS:
+            raise UsageError(f"--opset {self.opset}: the exporter supports opsets {OPSETS.start}-{OPSETS.stop - 1}")
+
+
+def from_options(options: dict[str, Any], *classes: type, strict: bool = True) -> list:
+    """Keyword options -> one instance of each class, each option going to the class that declares it (the loss
+    weights to DistillConfig.loss). With strict, an option no class declares is a TypeError, as for any function;
+    the CLI passes all its parsed options, strict=False."""
+    left = dict(options)
+
+    def build(cls: type):
+        values = {}
+        for f in fields(cls):
+            nested = f.default_factory() if f.default_factory is not MISSING else None
+            if f.name in left:
+                values[f.name] = left.pop(f.name)
+            elif is_dataclass(nested):  # its own fields, on top of its defaults here
+                values[f.name] = replace(nested, **{g.name: left.pop(g.name) for g in fields(nested) if g.name in left})
+        return cls(**values)
+
+    built = [build(cls) for cls in classes]
+    if strict and left:
+        raise TypeError(f"unexpected option(s): {', '.join(sorted(left))}")
+    return built
+
+
+def config_from_dict(cls: type, data: dict[str, Any]):
+    """The inverse of dataclasses.asdict for these configs (a nested config from its own dict)."""
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        nested = f.default_factory() if f.default_factory is not MISSING else None
+        values[f.name] = config_from_dict(type(nested), data[f.name]) if is_dataclass(nested) else data[f.name]
+    return cls(**values)

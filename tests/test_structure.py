@@ -1,0 +1,64 @@
+"""The package's shape: no import cycle (imports inside functions included), no private name used across modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pkd"
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {f"pkd.{p.stem}" if p.stem != "__init__" else "pkd": ast.parse(p.read_text(), str(p))
+            for p in sorted(PACKAGE.glob("*.py"))}
+
+
+def _imports(tree: ast.Module, modules: set[str]) -> list[tuple[str, str | None]]:
+    """(module, name) for every `import pkd.x` / `from pkd.x import y` / `from pkd import x`, anywhere in the file."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(a.name, None) for a in node.names if a.name in modules]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pkd"):
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                found.append((sub, None) if sub in modules else (node.module, a.name))
+    return found
+
+
+def test_the_import_graph_has_no_cycle():
+    trees = _modules()
+    names = set(trees)
+    graph = {m: {dep for dep, _ in _imports(t, names)} for m, t in trees.items()}
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for dep in sorted(graph.get(m, ())):
+            assert state.get(dep) != 1, "import cycle: " + " -> ".join([*path, m, dep])
+            if dep not in state:
+                visit(dep, [*path, m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+
+
+def test_no_private_name_crosses_a_module():
+    trees = _modules()
+    names = set(trees)
+    crossing = []
+    for m, tree in trees.items():
+        crossing += [f"{m}: from {dep} import {name}" for dep, name in _imports(tree, names)
+                     if name is not None and name.startswith("_") and not name.startswith("__") and dep != m]
+        aliases = {a.asname or a.name.rsplit(".", 1)[-1]: f"pkd.{a.name}" if not a.name.startswith("pkd") else a.name
+                   for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "pkd"
+                   for a in node.names}
+        aliases.update({a.asname or a.name: a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                        for a in node.names if a.name in names})
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                crossing.append(f"{m}: {node.value.id}.{node.attr}")
+    assert not crossing, crossing
