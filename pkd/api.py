@@ -261,6 +261,7 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
         teacher_score = evaluate_parts(d.teacher, dev, d.task, d.tokenizer, cfg.eval_batch_size)["score"]
     d.teacher = None  # free its memory: every student trains from the cache
     results: dict[str, list[float]] = {m: [] for m in methods}
+    deployed: dict[str, list[float]] = {m: [] for m in methods}
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     for seed_i in range(compare_cfg.seeds):
         seed = cfg.seed + seed_i
@@ -269,6 +270,7 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             done = run_dir / "result.json"
             if done.is_file():
                 results[method].append(json.loads(done.read_text())["score"])
+                _export_compared(run_dir, compare_cfg.export, run.data_dir, deployed[method])
                 continue
             student, projection = d.build_student(seed)
             info = {"command": "compare", "method": method, "teacher": d.teacher_path,
@@ -282,19 +284,37 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             if is_main():
                 write_json(done, best)
             results[method].append(best["score"])
+            _export_compared(run_dir, compare_cfg.export, run.data_dir, deployed[method])
     table = seed_statistics(results, teacher_score)
     if is_main():
         weights = distill_cfg.loss
-        write_json(out / "compare.json", {"task": d.task.name, "student_layers": distill_cfg.student_layers,
-                                          "teacher": d.teacher_path, "teacher_score": teacher_score,
-                                          "methods": table, "train": asdict(cfg),
-                                          "student_init": distill_cfg.student_init,
-                                          "loss": {"alpha": weights.alpha, "temperature": weights.temperature,
-                                                   "beta": weights.beta}})
-        write_text(out / "compare.md",
-                   compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, table))
+        summary = {"task": d.task.name, "student_layers": distill_cfg.student_layers, "teacher": d.teacher_path,
+                   "teacher_score": teacher_score, "methods": table, "train": asdict(cfg),
+                   "student_init": distill_cfg.student_init,
+                   "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta}}
+        markdown = compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, table)
+        if compare_cfg.export != "none":  # the same runs, deployed: ONNX Runtime, scored on dev
+            variant = "ort-int8" if compare_cfg.export == "int8" else "ort"
+            deployed_table = seed_statistics(deployed, teacher_score)
+            summary["deployed"] = {"variant": variant, "methods": deployed_table}
+            markdown += f"\nDeployed as {variant} (export-{compare_cfg.export}/ in each run):\n\n" + \
+                compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, deployed_table)
+        write_json(out / "compare.json", summary)
+        write_text(out / "compare.md", markdown)
     barrier()  # every rank returns once the tables exist
     return table
+
+
+def _export_compared(run_dir: Path, precision: str, data_dir: str | None, scores: list[float]) -> None:
+    """`compare --export`: the finished run as ONNX (fp32 or int8) in run_dir/export-<precision>, scored on dev
+    (kept when it exists, as the run is); its dev score joins `scores`."""
+    if precision == "none" or not is_main():
+        return
+    target = run_dir / f"export-{precision}"
+    if not deploy.is_export_dir(target):
+        run_export(run_dir, ExportConfig(out=str(target), quantize="int8" if precision == "int8" else "none",
+                                         evaluate=True, data_dir=data_dir))
+    scores.append(deploy.read_export(target)["dev"]["score"])
 
 
 def compare(teacher: str, task: str, student_layers: int, out: str | Path, **options) -> dict:

@@ -143,6 +143,13 @@ class CompareConfig:
     methods: tuple[str, ...] = field(default=METHODS[:4], metadata={
         "help": "comma-separated methods", "parse": parse_methods})
     teacher_score: float | None = field(default=None, metadata={"help": "skip re-scoring the teacher on dev"})
+    export: str = field(default="none", metadata={
+        "help": "also export each run to ONNX (fp32 or int8) in <run>/export-<precision>, scored on dev: the "
+                "deployed variants in compare.json and in pkd report", "choices": ("none", "fp32", "int8")})
+
+    def __post_init__(self) -> None:
+        if self.export not in ("none", "fp32", "int8"):
+            raise UsageError(f"--export {self.export}: choose none, fp32 or int8")
 
 
 @dataclass

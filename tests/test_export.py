@@ -250,3 +250,28 @@ def test_onnx_inputs_not_matching_the_tokenizer(capsys, exports, glue_dir, tmp_p
 def test_export_dir_for_the_wrong_task(capsys, exports, glue_dir):
     code, out, err = run_cli(capsys, ["evaluate", exports["onnx-none"], "--task", "mnli", "--data-dir", glue_dir])
     assert_one_error(code, out, err, "has 2 labels", "mnli needs 3")
+
+
+def test_compare_export_int8_then_report(tiny_teacher, glue_dir, tmp_path, capsys):
+    """`pkd compare --export int8`: each run also exported and scored on dev; compare.json and the report carry the
+    deployed rows, and --resume reuses the exports as it reuses the runs."""
+    out = tmp_path / "cmp"
+    args = ["compare", "--teacher", tiny_teacher, "--task", "sst2", "--student-layers", "2", "--seeds", "1",
+            "--methods", "kd", "--export", "int8", "--data-dir", glue_dir, "--cache-dir", tmp_path / "cache",
+            "--epochs", "1", "--batch-size", "16", "--lr", "2e-3", "--max-seq-len", "24", "--seed", "0",
+            "--out", out, "--quiet"]
+    code, printed, err = run_cli(capsys, args)
+    assert code == 0, err
+    summary = json.loads((out / "compare.json").read_text())
+    record = json.loads((out / "kd-seed0" / "export-int8" / "export.json").read_text())
+    assert record["quantize"] == "int8" and record["max_seq_len"] == 24
+    assert summary["deployed"]["variant"] == "ort-int8"
+    assert summary["deployed"]["methods"]["kd"]["scores"] == [record["dev"]["score"]]
+    assert "Deployed as ort-int8" in printed
+    mtime = (out / "kd-seed0" / "export-int8" / "export.json").stat().st_mtime_ns
+    assert run_cli(capsys, [*args, "--resume"])[0] == 0
+    assert (out / "kd-seed0" / "export-int8" / "export.json").stat().st_mtime_ns == mtime
+    code, _, err = run_cli(capsys, ["report", out, "--out", tmp_path / "report"])
+    assert code == 0, err
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert f"| kd ort-int8 | 2 | {record['dev']['score']:.2f} ± 0.00 |" in text and "| kd | 2 |" in text
