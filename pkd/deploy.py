@@ -187,6 +187,16 @@ def optimize_onnx(path: Path, config: PretrainedConfig) -> dict[str, int]:
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
 
 
+def operator_counts(path: Path) -> dict[str, int]:
+    """How many nodes of each operator the graph has: which MatMuls int8 reached, what the optimizer fused."""
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def quantize_onnx(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -326,6 +336,8 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
             _check_fp32(result, f"{out}: PyTorch export")
         record["parity"] = {**parity, **result}
         record["size_bytes"] = target.stat().st_size
+        if fmt == "onnx":
+            record["operators"] = operator_counts(target)
         model.config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
