@@ -189,6 +189,8 @@ class _Exported:
 
 def _load_export(path: str, threads: int | None = None) -> _Exported:
     model, _, record = deploy.load_exported(path, threads)
+    if record["kind"] != deploy.SEQUENCE:
+        raise UsageError(f"{path}: a {record['kind']} export; pkd bench times sequence classifiers on [batch, tokens]")
     with torch.device("meta"):  # the source architecture, for its parameter counts only
         counts = parameter_counts(deploy.HEADS[record["kind"]].from_config(model.config))
     engine = "ort" if record["format"] == "onnx" else "torch"
@@ -302,6 +304,8 @@ def _entries(models: Sequence[str], shape: str | None, layers: Sequence[int] | N
                 continue
             fmt, quantize, optimize = settings
             kind = deploy.classifier_kind(model.config, name) if shape is None else deploy.SEQUENCE
+            if kind != deploy.SEQUENCE:
+                raise UsageError(f"{name}: a {kind} model; --variants times sequence classifiers on [batch, tokens]")
             target = workdir / f"{i}-{variant}"
             cfg = ExportConfig(out=str(target), format=fmt, quantize=quantize, optimize=optimize)
             deploy.export_model(model, kind, None, deploy.random_batch(model.config, kind), cfg, {"source": name})

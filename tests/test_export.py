@@ -173,6 +173,8 @@ def test_race_multiple_choice_export(race_model, tmp_path, capsys):
         assert code == 0, err
         scores.append(json.loads(text))
     assert scores[0] == scores[1]
+    code, text, err = run_cli(capsys, ["bench", out, "--seq-len", "8", "--repeats", "1"])
+    assert_one_error(code, text, err, "a multiple-choice export")  # bench times [batch, tokens] inputs
 
 
 # --------------------------------------------------------------------------------------------- bad input
