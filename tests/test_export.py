@@ -277,3 +277,9 @@ def test_compare_export_int8_then_report(tiny_teacher, glue_dir, tmp_path, capsy
     assert code == 0, err
     text = (tmp_path / "report" / "report.md").read_text()
     assert f"| kd ort-int8 | 2 | {record['dev']['score']:.2f} ± 0.00 |" in text and "| kd | 2 |" in text
+
+
+def test_exporting_an_export_dir_is_refused(capsys, exports, glue_dir, tmp_path):
+    code, out, err = run_cli(capsys, ["export", exports["onnx-none"], "--out", tmp_path / "x", "--data-dir", glue_dir])
+    assert_one_error(code, out, err, "already an export directory")
+    assert not (tmp_path / "x").exists()
