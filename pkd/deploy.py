@@ -136,9 +136,10 @@ def random_batch(config: PretrainedConfig, kind: str, batch: int = 4, seq_len: i
 
 
 def _trace_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Two examples, at most 8 tokens, the last one padded: a shape unlike the parity batch's (checking the
-    dynamic axes), and a mask that is not all ones (so the traced graph keeps the masking)."""
-    small = {k: v[:2, ..., :8].clone() for k, v in batch.items()}
+    """Two examples, at most 8 tokens and fewer than the parity batch has, the last one padded: a shape unlike the
+    parity batch's (checking the dynamic axes), and a mask that is not all ones (the graph keeps the masking)."""
+    length = max(1, min(8, next(iter(batch.values())).shape[-1] - 1))
+    small = {k: v[:2, ..., :length].clone() for k, v in batch.items()}
     if "attention_mask" in small and small["attention_mask"].shape[-1] > 1:
         small["attention_mask"][-1, ..., -1] = 0
     return small

@@ -62,6 +62,10 @@ def test_onnx_fp32_parity(exports, tiny_teacher, glue_dir):
     batch = _dev_batch(tokenizer, glue_dir)
     assert tuple(batch["input_ids"].shape) != tuple(parity["shape"])
     np.testing.assert_allclose(deploy.logits_of(model, batch), deploy.logits_of(source, batch), atol=1e-5)
+    # 12 more padding positions: the sequence axis is dynamic and padding is masked out, as in PyTorch.
+    longer = {k: torch.nn.functional.pad(v, (0, 12)) for k, v in batch.items()}
+    np.testing.assert_allclose(deploy.logits_of(model, longer), deploy.logits_of(source, longer), atol=1e-5)
+    np.testing.assert_allclose(deploy.logits_of(model, longer), deploy.logits_of(model, batch), atol=1e-5)
 
 
 def _umask() -> int:
