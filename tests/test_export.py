@@ -287,3 +287,11 @@ def test_exporting_an_export_dir_is_refused(capsys, exports, glue_dir, tmp_path)
     code, out, err = run_cli(capsys, ["export", exports["onnx-none"], "--out", tmp_path / "x", "--data-dir", glue_dir])
     assert_one_error(code, out, err, "already an export directory")
     assert not (tmp_path / "x").exists()
+
+
+def test_optimize_fuses_attention_before_int8(tiny_teacher, glue_dir, tmp_path):
+    """--optimize: ONNX Runtime's transformer fusions on the eager-attention graph, checked at fp32, then int8."""
+    record = pkd.export(tiny_teacher, tmp_path / "opt", quantize="int8", optimize=True, data_dir=glue_dir)
+    assert record["fused"]["Attention"] == 4 and record["fused"]["SkipLayerNormalization"] == 8
+    assert record["operators"]["QAttention"] == 4 and "Softmax" not in record["operators"]
+    assert record["parity"]["fp32_max_abs_logit_diff"] <= 1e-3 and record["parity"]["agreement"] >= 0.9
