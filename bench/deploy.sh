@@ -16,7 +16,7 @@ THREADS=${THREADS:-2}
 REPEATS=${REPEATS:-5}
 SEQ=${SEQ:-128}
 SHAPE=${SHAPE-bert-base}  # SHAPE= skips part 2
-EXPORTS=(torch-int8 ort ort-int8 ort-opt-int8)
+read -r -a EXPORTS <<< "${EXPORTS:-torch-int8 ort ort-int8 ort-opt-int8}"  # variants besides PyTorch fp32
 if [ -z "${PKD_DATA:-}" ] && [ -d ../shared/data/glue ]; then export PKD_DATA=../shared/data/glue; fi
 mkdir -p "$OUT"
 SECONDS=0
