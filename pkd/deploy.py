@@ -17,7 +17,7 @@ Quantization (--quantize int8): weights stored as int8, activations quantized pe
          per tensor: MatMul -> MatMulInteger (with DynamicQuantizeLinear, an opset-11 op, on the activation, which
          is uint8) and the embedding Gather. Unsigned weights (U8U8) rather than signed (U8S8): on AVX2 CPUs
          without VNNI, like this one, ONNX Runtime's U8S8 kernel sums pairs of u8 x s8 products in int16 and can
-         saturate. Measured on a real 3-layer SST-2 student (docs/deploy.md): dev -0.35 points against fp32 with
+         saturate. Measured on a real 3-layer SST-2 student (docs/deploy.md): dev -0.34 points against fp32 with
          U8U8, -0.69 with U8S8, for 6% more time per batch.
   torch  torch.ao.quantization.quantize_dynamic of every nn.Linear (embeddings stay fp32); stored as int8
          tensors with their scale and zero point in model-int8.safetensors, never as a pickle.
