@@ -7,10 +7,11 @@ PYTHON ?= python3
 .PHONY: demo test lint bench clean
 
 # torch first, pinned to the CPU wheel: a bare torch requirement would pull a multi-GB CUDA build.
+# The export extra (onnx, onnxruntime) serves the demo's deploy step and the export tests.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,export]'
 	@touch $(STAMP)
 
 test: $(STAMP)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the default teacher (all-MiniLM-L6-v2, 6 layers) and SST-2, sized for ~10 minutes
 # on 2 CPU cores: fine-tune the teacher on an 8,000-example subset of SST-2 train, distill a 3-layer PKD-Skip
-# student from it, and compare accuracy on the full SST-2 dev set, parameters and speed.
+# student from it, export the student to ONNX int8, and compare accuracy on the full SST-2 dev set, size and speed
+# of teacher fp32 -> student fp32 -> student int8 (ONNX Runtime).
 set -euo pipefail
 PKD=${PKD:-.venv/bin/pkd}
 OUT=${DEMO_OUT:-runs/demo}
@@ -15,14 +16,26 @@ $PKD finetune --task sst2 --max-train-examples "$N" --max-seq-len 64 --epochs 1 
 echo "== 2/3 distill a 3-layer PKD-Skip student (2 epochs, teacher outputs cached once)"
 $PKD distill --teacher "$OUT/teacher" --task sst2 --student-layers 3 --method pkd-skip \
   --max-train-examples "$N" --max-seq-len 64 --epochs 2 --out "$OUT/student" --overwrite
-echo "== 3/3 compare on SST-2 dev (872 examples) and measure speed"
+echo "== 3/4 score teacher and student on SST-2 dev (872 examples)"
 teacher=$($PKD evaluate "$OUT/teacher" --task sst2 --json)
 student=$($PKD evaluate "$OUT/student" --task sst2 --json)
-$PKD bench "$OUT/teacher" "$OUT/student" --seq-len 64 --batch-sizes 1,32 --repeats 5 --threads "$(nproc)"
-python3 - "$teacher" "$student" <<'PY'
+echo "== 4/4 deploy: the student as ONNX int8 (ONNX Runtime), scored on the same dev set, timed beside the others"
+$PKD export "$OUT/student" --out "$OUT/student-int8" --quantize int8 --evaluate --overwrite >/dev/null
+$PKD bench "$OUT/teacher" "$OUT/student" "$OUT/student-int8" --seq-len 128 --batch-sizes 1,32 --repeats 5 \
+  --threads "$(nproc)" --json > "$OUT/bench.json"
+python3 - "$teacher" "$student" "$OUT/student-int8/export.json" "$OUT/bench.json" <<'PY'
 import json, sys
 t, s = (json.loads(x)["accuracy"] for x in sys.argv[1:3])
+q = json.load(open(sys.argv[3]))["dev"]["accuracy"]
+rows = json.load(open(sys.argv[4]))["models"]
+names = ["teacher fp32 (6 layers, PyTorch)", "PKD student fp32 (3 layers, PyTorch)",
+         "PKD student int8 (3 layers, ONNX Runtime)"]
+print("\n| model | SST-2 dev acc | size MB | latency ms (b=1, 128 tok) | speed-up | ex/s (b=32) | speed-up |")
+print("|---|---|---|---|---|---|---|")
+for name, acc, r in zip(names, (t, s, q), rows):
+    print(f"| {name} | {acc:.2f} | {r['size_bytes'] / 1e6:.1f} | {r['latency_ms']:.1f} | {r['latency_speedup']:.2f}x "
+          f"| {r['throughput']:.1f} | {r['throughput_speedup']:.2f}x |")
 print(f"\nSST-2 dev accuracy: teacher (6 layers) {t:.2f}%, student (3 layers, PKD-Skip) {s:.2f}% "
-      f"= {100 * s / t:.1f}% of the teacher")
+      f"= {100 * s / t:.1f}% of the teacher; int8 in ONNX Runtime {q:.2f}% ({q - s:+.2f} points)")
 PY
 echo "demo finished in $((SECONDS / 60)) min $((SECONDS % 60)) s; runs in $OUT"

@@ -7,16 +7,17 @@ The API (pkd.finetune, pkd.distill, ...) and the submodules load on first use (P
 import importlib
 
 from pkd.config import LossConfig
-from pkd.errors import DataError, PkdError, TrainingError, UsageError
+from pkd.errors import DataError, ExportError, PkdError, TrainingError, UsageError
 from pkd.version import __version__
 
 # name -> the module that defines it; everything else is looked up as a submodule (pkd.tasks, pkd.train, ...)
-_LAZY = {"build_cache": "api", "compare": "api", "distill": "api", "evaluate": "api", "finetune": "api",
-         "predict": "api", "make_student": "student", "pkd_loss": "losses", "skip_map": "losses",
+_LAZY = {"build_cache": "api", "compare": "api", "distill": "api", "evaluate": "api", "export": "api",
+         "finetune": "api", "predict": "api", "make_student": "student", "pkd_loss": "losses", "skip_map": "losses",
          "last_map": "losses"}
 
-__all__ = ["__version__", "build_cache", "compare", "distill", "evaluate", "finetune", "predict", "make_student",
-           "pkd_loss", "LossConfig", "skip_map", "last_map", "PkdError", "UsageError", "DataError", "TrainingError"]
+__all__ = ["__version__", "build_cache", "compare", "distill", "evaluate", "export", "finetune", "predict",
+           "make_student", "pkd_loss", "LossConfig", "skip_map", "last_map", "PkdError", "UsageError", "DataError",
+           "TrainingError", "ExportError"]
 
 
 def __getattr__(name: str):

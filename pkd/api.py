@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from pkd import deploy
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
-from pkd.config import CompareConfig, DistillConfig, RunConfig, TrainConfig, from_options
+from pkd.config import CompareConfig, DistillConfig, ExportConfig, RunConfig, TrainConfig, from_options
 from pkd.data import load_split, split_files
 from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
@@ -203,14 +204,25 @@ def evaluate(model: str, task: str, split: str = "dev", data_dir: str | Path | N
     if max_examples is not None and max_examples < 1:
         raise UsageError(f"--max-examples {max_examples}: must be at least 1")
     path = resolve_model(model)
-    net = load_classifier(path, task_, trust_remote_code, require_head=True)
-    tokenizer = load_tokenizer(path, trust_remote_code)
+    net, tokenizer = _load_scorer(path, task_, trust_remote_code)
     max_seq_len = max_seq_len or _run_max_len(path, task_)
     parts = _encode(task_, split, tokenizer, max_seq_len, data_dir, max_examples)
     return evaluate_parts(net, parts, task_, tokenizer, batch_size)
 
 
+def _load_scorer(path: str, task, trust_remote_code: bool):
+    """A run directory's or checkpoint's classifier, or an export directory's model (ONNX Runtime for ONNX), with
+    its tokenizer: evaluate and predict score both through the same code."""
+    if deploy.is_export_dir(path):
+        return deploy.load_for_task(path, task)
+    return (load_classifier(path, task, trust_remote_code, require_head=True),
+            load_tokenizer(path, trust_remote_code))
+
+
 def _run_max_len(path: str, task) -> int:
+    """The max_seq_len a run trained with (an export directory records its source run's)."""
+    if deploy.is_export_dir(path):
+        return deploy.read_export(path).get("max_seq_len") or task.default_max_seq_len
     run = Path(path) / "run.json"
     return json.loads(run.read_text())["train"]["max_seq_len"] if run.is_file() else task.default_max_seq_len
 
@@ -226,8 +238,7 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
         if target.is_dir():
             raise UsageError(f"--out {target}: is a directory")
     path = resolve_model(model)
-    net = load_classifier(path, task_, trust_remote_code, require_head=True)
-    tokenizer = load_tokenizer(path, trust_remote_code)
+    net, tokenizer = _load_scorer(path, task_, trust_remote_code)
     parts = _encode(task_, split, tokenizer, max_seq_len or _run_max_len(path, task_), data_dir)
     written = []
     for part, target in zip(parts, targets, strict=True):
@@ -238,6 +249,22 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
         write_text(target, "\n".join(rows) + "\n")
         written.append(target)
     return written
+
+
+def run_export(run: str | Path, cfg: ExportConfig) -> dict:
+    """pkd.deploy.export (ONNX or PyTorch, fp32 or int8, parity-checked); with cfg.evaluate, the export directory
+    is also scored on the full dev split by `evaluate` - the code that scores runs - before it is renamed into
+    place, and export.json records the metrics as "dev"."""
+    def score(directory: Path, task_name: str) -> dict:
+        return evaluate(str(directory), task_name, "dev", data_dir=cfg.data_dir, max_seq_len=cfg.max_seq_len)
+
+    return deploy.export(run, cfg, score=score if cfg.evaluate else None)
+
+
+def export(run: str | Path, out: str | Path, **options) -> dict:
+    """run_export from keywords: each option is a field of ExportConfig (format, quantize, opset, optimize,
+    evaluate, task, data_dir, max_seq_len, overwrite)."""
+    return run_export(run, *from_options({"out": str(out), **options}, ExportConfig))
 
 
 def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig, compare_cfg: CompareConfig) -> dict:
@@ -277,6 +304,7 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     d.teacher = None  # free its memory: every student trains from the cache
     results: dict[str, list[float]] = {m: [] for m in methods}
     epochs: dict[str, list[int]] = {m: [] for m in methods}  # the selected epochs, whose predictions are compared
+    deployed: dict[str, list[float]] = {m: [] for m in methods}
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     initial: dict[int, tuple] = {}  # this seed's student, built once and copied for each method (the same for all)
     for method, seed in runs:
@@ -286,6 +314,7 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             record = selected_record(run_dir, compare_cfg.select)
             results[method].append(record["score"])
             epochs[method].append(record["epoch"])
+            _export_compared(run_dir, compare_cfg.export, run.data_dir, deployed[method])
             continue
         if seed not in initial:
             initial = {seed: d.build_student(seed)}  # runs go seed by seed: the previous seed's is freed
@@ -300,24 +329,41 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
         record = selected_record(run_dir, compare_cfg.select)
         results[method].append(record["score"])
         epochs[method].append(record["epoch"])
+        _export_compared(run_dir, compare_cfg.export, run.data_dir, deployed[method])
     table = seed_statistics(results, teacher_score)
     labels = np.array([e.label for e in dev[0].split.examples])
     pairs = verdicts(lambda p, y: compute_metrics(d.task, p, y)["score"], labels,
                      selected_predictions(out, methods, cfg.seed, epochs))
     if is_main():
         weights = distill_cfg.loss
-        write_json(out / "compare.json", {"task": d.task.name, "student_layers": distill_cfg.student_layers,
-                                          "teacher": d.teacher_path, "teacher_score": teacher_score,
-                                          "select": compare_cfg.select, "methods": table, "train": asdict(cfg),
-                                          "student_init": distill_cfg.student_init, "dev_examples": len(labels),
-                                          "verdicts": pairs,
-                                          "loss": {"alpha": weights.alpha, "temperature": weights.temperature,
-                                                   "beta": weights.beta}})
-        paired = "\nPaired differences on the dev examples, seeds pooled (pkd.stats):\n\n" + verdicts_markdown(pairs)
-        write_text(out / "compare.md", compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score,
-                                                        table, compare_cfg.select) + paired)
+        summary = {"task": d.task.name, "student_layers": distill_cfg.student_layers, "teacher": d.teacher_path,
+                   "teacher_score": teacher_score, "select": compare_cfg.select, "methods": table, "train": asdict(cfg),
+                   "student_init": distill_cfg.student_init, "dev_examples": len(labels), "verdicts": pairs,
+                   "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta}}
+        markdown = compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, table, compare_cfg.select)
+        markdown += "\nPaired differences on the dev examples, seeds pooled (pkd.stats):\n\n" + verdicts_markdown(pairs)
+        if compare_cfg.export != "none":  # the same runs, deployed: ONNX Runtime, scored on dev
+            variant = "ort-int8" if compare_cfg.export == "int8" else "ort"
+            deployed_table = seed_statistics(deployed, teacher_score)
+            summary["deployed"] = {"variant": variant, "methods": deployed_table}
+            markdown += f"\nDeployed as {variant} (export-{compare_cfg.export}/ in each run):\n\n" + \
+                compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, deployed_table)
+        write_json(out / "compare.json", summary)
+        write_text(out / "compare.md", markdown)
     barrier()  # every rank returns once the tables exist
     return table
+
+
+def _export_compared(run_dir: Path, precision: str, data_dir: str | None, scores: list[float]) -> None:
+    """`compare --export`: the finished run as ONNX (fp32 or int8) in run_dir/export-<precision>, scored on dev
+    (kept when it exists, as the run is); its dev score joins `scores`."""
+    if precision == "none" or not is_main():
+        return
+    target = run_dir / f"export-{precision}"
+    if not deploy.is_export_dir(target):
+        run_export(run_dir, ExportConfig(out=str(target), quantize="int8" if precision == "int8" else "none",
+                                         evaluate=True, data_dir=data_dir))
+    scores.append(deploy.read_export(target)["dev"]["score"])
 
 
 def compare(teacher: str, task: str, student_layers: int, out: str | Path, **options) -> dict:

@@ -12,6 +12,7 @@ import datetime
 import os
 import platform
 import statistics
+import tempfile
 import time
 import weakref
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from transformers import (
     PreTrainedModel,
 )
 
+from pkd import deploy
+from pkd.config import ExportConfig
 from pkd.errors import DataError, UsageError
 from pkd.models import resolve_model
 
@@ -40,6 +43,16 @@ SHAPES: dict[str, dict[str, int]] = {
                        "num_hidden_layers": 6},
 }
 _SHAPE_COMMON = {"vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2, "num_labels": 2}
+
+# What a user deploys, per model: (format, quantize, optimize) of `pkd export`; "torch" is the model as it is.
+VARIANTS: dict[str, tuple[str, str, bool] | None] = {
+    "torch": None,
+    "torch-int8": ("torch", "int8", False),
+    "ort": ("onnx", "none", False),
+    "ort-int8": ("onnx", "int8", False),
+    "ort-opt": ("onnx", "none", True),
+    "ort-opt-int8": ("onnx", "int8", True),
+}
 
 DESCRIPTION = """\
 Measures each model (a run directory, a checkpoint, or a random-weight --shape) on random token ids of
@@ -59,6 +72,14 @@ length --seq-len with an all-ones attention mask, in eval mode under torch.infer
   throughput   median examples/s at the largest batch size (32 by default)
   speed-up     the first model's time over this model's, at that batch size
 
+--variants adds, per model, what `pkd export` makes of it, exported into a temporary directory and timed in the
+same interleaved rounds: torch (the model as it is, fp32), torch-int8 (dynamic int8 nn.Linear), ort / ort-int8
+(ONNX Runtime, fp32 / int8 weights), ort-opt / ort-opt-int8 (ONNX Runtime's transformer fusions first). An
+export directory given as a model is timed as it is. For these, size is the model file on disk, parameters
+are the source architecture's, and peak memory is not measured ("-"): ONNX Runtime's and the quantized
+kernels' allocations are invisible to the tracker. ONNX Runtime runs with --threads intra-op threads and
+spinning off, so its idle threads do not steal the CPU from the next model.
+
 Each model first runs --warmup forwards per batch size; then each of --repeats rounds times one forward of
 every model in turn (round-robin, starting from a different model each round) and medians are taken.
 On a CPU shared with other work, pass --threads so that torch does not oversubscribe the cores: busy
@@ -77,6 +98,15 @@ def parse_int_list(text: str) -> list[int]:
     return values
 
 
+def parse_variants(text: str) -> list[str]:
+    """'torch,ort-int8' -> ['torch', 'ort-int8']; an argparse type, so a bad name is a one-line usage error."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in VARIANTS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(VARIANTS)}")
+    return list(dict.fromkeys(names))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL_OR_RUN", help="run directories or checkpoints")
     p.add_argument("--shape", choices=sorted(SHAPES), default=None,
@@ -89,7 +119,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="latency at the smallest, throughput at the largest (default 1,32)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch and ONNX Runtime CPU threads (default: torch's own)")
+    p.add_argument("--variants", type=parse_variants, default=["torch"],
+                   help=f"per model, comma-separated: {', '.join(VARIANTS)} (default torch)")
     p.add_argument("--json", action="store_true", help="print JSON (for `pkd report --bench`)")
 
 
@@ -97,12 +130,12 @@ def run_cli(args: argparse.Namespace) -> str:
     """The text `pkd bench` prints."""
     results = bench_models(args.models, shape=args.shape, layers=args.layers, device=args.device,
                            seq_len=args.seq_len, batch_sizes=args.batch_sizes, repeats=args.repeats,
-                           warmup=args.warmup, threads=args.threads)
+                           warmup=args.warmup, threads=args.threads, variants=args.variants)
     if args.json:
         import json
 
         settings = {"seq_len": args.seq_len, "batch_sizes": sorted(set(args.batch_sizes)),
-                    "repeats": args.repeats, "warmup": args.warmup}
+                    "repeats": args.repeats, "warmup": args.warmup, "variants": args.variants}
         report = {**environment(args.device, args.threads), **settings, "models": results}
         return json.dumps(report, indent=2) + "\n"
     return bench_markdown(results)
@@ -144,9 +177,33 @@ def build_shape_model(shape: str, layers: int | None = None) -> PreTrainedModel:
     return AutoModelForSequenceClassification.from_config(shape_config(shape, layers))
 
 
-def load_model(name_or_path: str) -> tuple[PreTrainedModel, str]:
-    """A classifier if the checkpoint is one, else the bare encoder; safetensors weights only."""
+@dataclass
+class _Exported:
+    """An export directory given as a model: timed as it is."""
+
+    model: torch.nn.Module
+    size_bytes: int
+    counts: dict[str, int | None]
+    variant: str
+
+
+def _load_export(path: str, threads: int | None = None) -> _Exported:
+    model, _, record = deploy.load_exported(path, threads)
+    if record["kind"] != deploy.SEQUENCE:
+        raise UsageError(f"{path}: a {record['kind']} export; pkd bench times sequence classifiers on [batch, tokens]")
+    with torch.device("meta"):  # the source architecture, for its parameter counts only
+        counts = parameter_counts(deploy.HEADS[record["kind"]].from_config(model.config))
+    engine = "ort" if record["format"] == "onnx" else "torch"
+    variant = engine + ("-opt" if record.get("optimize") else "") + ("-int8" if record["quantize"] == "int8" else "")
+    return _Exported(model, (Path(path) / record["model_file"]).stat().st_size, counts, variant)
+
+
+def load_model(name_or_path: str, threads: int | None = None) -> tuple[PreTrainedModel | _Exported, str]:
+    """A classifier if the checkpoint is one, else the bare encoder; safetensors weights only. An export directory
+    gives its model as deploy.load_exported loads it."""
     path = resolve_model(name_or_path)
+    if deploy.is_export_dir(path):
+        return _load_export(path, threads), path
     try:
         config = AutoConfig.from_pretrained(path)
         archs = config.architectures or []
@@ -197,32 +254,64 @@ def _weights_bytes(model: torch.nn.Module) -> int:
 @dataclass
 class _Entry:
     name: str
-    model: PreTrainedModel
+    model: torch.nn.Module  # a Hugging Face model, or what deploy.load_exported gives
     path: str | None
     size_bytes: int
-    size_source: str
+    size_source: str  # files, estimate, or export (the model file of an export directory)
+    counts: dict[str, int | None]
+    variant: str = "torch"
+
+    @property
+    def traced(self) -> bool:
+        """Whether the peak-memory tracker sees this model's tensors: plain fp32 PyTorch only."""
+        return self.variant == "torch"
 
 
-def _entries(models: Sequence[str], shape: str | None, layers: Sequence[int] | None) -> list[_Entry]:
+def _entries(models: Sequence[str], shape: str | None, layers: Sequence[int] | None,
+             variants: Sequence[str] = ("torch",), threads: int | None = None, workdir: Path | None = None
+             ) -> list[_Entry]:
     if shape and models:
         raise UsageError("give models or --shape, not both")
     if layers and not shape:
         raise UsageError("--layers needs --shape")
     if not shape and not models:
         raise UsageError("nothing to benchmark: give run directories or checkpoints, or --shape")
+    sources = []  # (name, fp32 model or an export directory's, path, size, size source)
     if shape:
-        out = []
         for n in layers or [None]:
-            model = build_shape_model(shape, n)
-            depth = model.config.num_hidden_layers
-            out.append(_Entry(f"{shape}-L{depth}", model, None, state_dict_bytes(model), "estimate"))
-        return out
+            model = build_shape_model(shape, n).eval()
+            name = f"{shape}-L{model.config.num_hidden_layers}"
+            sources.append((name, model, None, state_dict_bytes(model), "estimate"))
+    else:
+        for name in models:
+            model, path = load_model(name, threads)
+            if isinstance(model, _Exported):
+                sources.append((name, model, path, 0, "export"))
+                continue
+            on_disk = weight_files_bytes(path) if Path(path).is_dir() else 0
+            size, source = (on_disk, "files") if on_disk else (state_dict_bytes(model), "estimate")
+            sources.append((name, model.eval(), path if Path(path).is_dir() else None, size, source))
     out = []
-    for name in models:
-        model, path = load_model(name)
-        on_disk = weight_files_bytes(path) if Path(path).is_dir() else 0
-        size, source = (on_disk, "files") if on_disk else (state_dict_bytes(model), "estimate")
-        out.append(_Entry(name, model, path if Path(path).is_dir() else None, size, source))
+    for i, (name, model, path, size, source) in enumerate(sources):
+        if isinstance(model, _Exported):
+            out.append(_Entry(name, model.model, path, model.size_bytes, "export", model.counts, model.variant))
+            continue
+        counts = parameter_counts(model)
+        for variant in variants:
+            settings = VARIANTS[variant]
+            if settings is None:
+                out.append(_Entry(name, model, path, size, source, counts))
+                continue
+            fmt, quantize, optimize = settings
+            kind = deploy.classifier_kind(model.config, name) if shape is None else deploy.SEQUENCE
+            if kind != deploy.SEQUENCE:
+                raise UsageError(f"{name}: a {kind} model; --variants times sequence classifiers on [batch, tokens]")
+            target = workdir / f"{i}-{variant}"
+            cfg = ExportConfig(out=str(target), format=fmt, quantize=quantize, optimize=optimize)
+            deploy.export_model(model, kind, None, deploy.random_batch(model.config, kind), cfg, {"source": name})
+            exported, _, record = deploy.load_exported(target, threads)
+            file_size = (target / record["model_file"]).stat().st_size
+            out.append(_Entry(f"{name} {variant}", exported, None, file_size, "export", counts, variant))
     return out
 
 
@@ -293,15 +382,23 @@ def _check(device: str, seq_len: int, batch_sizes: Sequence[int], repeats: int, 
 
 def bench_models(models: Sequence[str] = (), shape: str | None = None, layers: Sequence[int] | None = None,
                  device: str = "cpu", seq_len: int = 128, batch_sizes: Sequence[int] = (1, 32),
-                 repeats: int = 5, warmup: int = 1, threads: int | None = None) -> list[dict]:
-    """Measure each model; see DESCRIPTION for what each number is. Ratios are relative to the first."""
+                 repeats: int = 5, warmup: int = 1, threads: int | None = None,
+                 variants: Sequence[str] = ("torch",)) -> list[dict]:
+    """Measure each model (and each of its variants); see DESCRIPTION for what each number is. Ratios are
+    relative to the first row."""
     _check(device, seq_len, batch_sizes, repeats, warmup, threads)
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        raise UsageError(f"--variants {','.join(variants)}: choose from {', '.join(VARIANTS)}")
+    if device != "cpu" and any(v != "torch" for v in variants):
+        raise UsageError("--variants other than torch run on the CPU: pass --device cpu")
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        entries = _entries(models, shape, layers)
-        return _bench(entries, shape, device, seq_len, sorted(set(batch_sizes)), repeats, warmup)
+        with tempfile.TemporaryDirectory(prefix="pkd-bench-") as workdir:
+            entries = _entries(models, shape, layers, variants, threads, Path(workdir))
+            return _bench(entries, shape, device, seq_len, sorted(set(batch_sizes)), repeats, warmup)
     finally:
         torch.set_num_threads(previous_threads)  # an API caller's own setting survives the benchmark
 
@@ -331,7 +428,8 @@ def _bench(entries: list[_Entry], shape: str | None, device: str, seq_len: int, 
                     entries[i].model(**inputs[i, b])
                     _sync(device)
                     times[i, b].append(time.perf_counter() - start)
-        peaks = [_peak_memory(e.model, inputs[i, batch_sizes[-1]], device) for i, e in enumerate(entries)]
+        peaks = [_peak_memory(e.model, inputs[i, batch_sizes[-1]], device) if e.traced else None
+                 for i, e in enumerate(entries)]
 
     results = []
     for i, e in enumerate(entries):
@@ -341,8 +439,8 @@ def _bench(entries: list[_Entry], shape: str | None, device: str, seq_len: int, 
             timings.append({"batch_size": b, "median_ms": 1000 * median, "throughput": b / median,
                             "speedup": statistics.median(times[0, b]) / median})
         results.append({
-            "name": e.name, "path": e.path, "shape": shape, "layers": e.model.config.num_hidden_layers,
-            "hidden_size": e.model.config.hidden_size, **parameter_counts(e.model),
+            "name": e.name, "path": e.path, "shape": shape, "variant": e.variant,
+            "layers": e.model.config.num_hidden_layers, "hidden_size": e.model.config.hidden_size, **e.counts,
             "size_bytes": e.size_bytes, "size_source": e.size_source,
             "peak_memory_bytes": peaks[i], "peak_memory_batch_size": batch_sizes[-1], "timings": timings,
             "latency_ms": timings[0]["median_ms"], "latency_speedup": timings[0]["speedup"],
@@ -377,7 +475,7 @@ def bench_markdown(results: Sequence[dict]) -> str:
         cells = [r["name"], str(r["layers"]), human_count(r["params"]),
                  human_count(r["params_non_embedding"]), human_count(r["params_layers"]),
                  f"{r['size_bytes'] / 1e6:.1f}", f"{r['size_ratio']:.2f}",
-                 f"{r['peak_memory_bytes'] / 1e6:.0f}",
+                 "-" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 1e6:.0f}",
                  f"{r['latency_ms']:.1f}", f"{r['latency_speedup']:.2f}x",
                  f"{r['throughput']:.1f}", f"{r['throughput_speedup']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")

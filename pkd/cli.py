@@ -16,6 +16,7 @@ from pathlib import Path
 from pkd.config import (
     CompareConfig,
     DistillConfig,
+    ExportConfig,
     RunConfig,
     SweepConfig,
     TrainConfig,
@@ -216,6 +217,20 @@ def _predict(args: argparse.Namespace) -> str:
     return "".join(f"{p}\n" for p in paths)
 
 
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "See pkd.deploy: formats, quantization, the parity check and why this exporter."
+    p.add_argument("run", help="run directory or checkpoint (a sequence classifier or a multiple-choice model)")
+    add_fields(p, ExportConfig)
+
+
+def _export(args: argparse.Namespace) -> str:
+    from pkd import api
+
+    record = api.run_export(args.run, *configs(args, ExportConfig))
+    shown = {"out": args.out, "size_bytes": record["size_bytes"], "parity": record["parity"]}
+    return json.dumps({**shown, **({"dev": record["dev"]} if "dev" in record else {})}) + "\n"
+
+
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
     from pkd import bench
 
@@ -249,6 +264,7 @@ COMMANDS: dict[str, Command] = {
     "cache": Command("build the teacher-output cache for a task", _cache, _cache_arguments),
     "evaluate": Command("score a model on a labelled split", _evaluate, _evaluate_arguments),
     "predict": Command("write a submission file (index, prediction)", _predict, _predict_arguments),
+    "export": Command("a run as ONNX or PyTorch, fp32 or int8, checked against it", _export, _export_arguments),
     "bench": Command("parameters, size, memory and speed of models, side by side", _bench, _bench_arguments),
     "report": Command("Markdown and HTML report with tables and plots over runs", _report, _report_arguments),
     "sweep": Command("grid or random search over distillation hyperparameters", _sweep, _sweep_arguments),

@@ -162,6 +162,13 @@ class CompareConfig:
     select: str = field(default="best", metadata={
         "help": "which epoch's dev score the table shows: the best one (the epoch picked on dev, whose model is "
                 "saved: optimistic) or the last one", "choices": ("best", "last")})
+    export: str = field(default="none", metadata={
+        "help": "also export each run to ONNX (fp32 or int8) in <run>/export-<precision>, scored on dev: the "
+                "deployed variants in compare.json and in pkd report", "choices": ("none", "fp32", "int8")})
+
+    def __post_init__(self) -> None:
+        if self.export not in ("none", "fp32", "int8"):
+            raise UsageError(f"--export {self.export}: choose none, fp32 or int8")
 
 
 @dataclass
@@ -173,6 +180,54 @@ class SweepConfig:
         "help": "run N combinations drawn from the grid (seeded by --seed) instead of all of it", "metavar": "N",
         "flag": "--random"})
     jobs: int = field(default=1, metadata={"help": "trials run at a time, each in its own process"})
+
+
+FORMATS = ("onnx", "torch")
+QUANTIZATIONS = ("none", "int8")
+DEFAULT_OPSET = 17
+OPSETS = range(11, 21)  # eager attention exports from 11 (10 and below fail on a dynamic Slice); TorchScript: <= 20
+INT8_MIN_OPSET = 11  # DynamicQuantizeLinear, which ONNX Runtime's dynamic quantization inserts
+
+
+@dataclass
+class ExportConfig:
+    """`pkd export`: what to write for serving (pkd.deploy), and the data of its parity check."""
+
+    out: str = field(metadata={"help": "the export directory"})
+    format: str = field(default="onnx", metadata={"help": "onnx (ONNX Runtime) or torch (default onnx)"})
+    quantize: str = field(default="none", metadata={
+        "help": "none or int8 (dynamic: int8 weights, activations quantized per batch; default none)"})
+    opset: int | None = field(default=None, metadata={
+        "help": f"ONNX opset, {OPSETS.start}-{OPSETS.stop - 1} (default {DEFAULT_OPSET})"})
+    optimize: bool = field(default=False, metadata={
+        "help": "ONNX Runtime's transformer fusions (attention, LayerNorm, GELU) before quantization"})
+    evaluate: bool = field(default=False, metadata={
+        "help": "also score the export on the dev split, recorded in export.json (for pkd report)"})
+    task: str | None = field(default=None, metadata={
+        "help": "task of the parity batch and --evaluate (default: the run's)"})
+    data_dir: str | None = field(default=None, metadata={"help": "as for training (default: $PKD_DATA, else the Hub)"})
+    max_seq_len: int | None = field(default=None, metadata={"help": "tokens per input (default: the run's)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a non-empty --out"})
+
+    def __post_init__(self) -> None:
+        if self.max_seq_len is not None and self.max_seq_len < 1:
+            raise UsageError(f"--max-seq-len {self.max_seq_len}: must be at least 1")
+        if self.format not in FORMATS:
+            raise UsageError(f"--format {self.format}: choose one of {', '.join(FORMATS)}")
+        if self.quantize not in QUANTIZATIONS:
+            raise UsageError(f"--quantize {self.quantize}: choose one of {', '.join(QUANTIZATIONS)}")
+        if self.format == "torch":
+            for name in ("opset", "optimize"):
+                if getattr(self, name):
+                    raise UsageError(f"--{name} applies to --format onnx only")
+            return
+        if self.opset is None:
+            self.opset = DEFAULT_OPSET
+        if self.quantize == "int8" and self.opset < INT8_MIN_OPSET:
+            raise UsageError(f"--opset {self.opset}: --quantize int8 needs opset {INT8_MIN_OPSET} or higher "
+                             "(ONNX Runtime's dynamic quantization uses DynamicQuantizeLinear)")
+        if self.opset not in OPSETS:
+            raise UsageError(f"--opset {self.opset}: the exporter supports opsets {OPSETS.start}-{OPSETS.stop - 1}")
 
 
 def from_options(options: dict[str, Any], *classes: type, strict: bool = True) -> list:

@@ -18,3 +18,9 @@ class TrainingError(PkdError):
     """A failure while running, such as a non-finite loss."""
 
     exit_code = 1
+
+
+class ExportError(PkdError):
+    """An export that does not reproduce its source (the parity check)."""
+
+    exit_code = 1

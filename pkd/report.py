@@ -41,6 +41,7 @@ class Run:
     teacher_score: float | None
     history: list[dict] = field(default_factory=list)
     last_score: float | None = None  # the last epoch's dev score
+    variant: str = "torch"  # an export directory: ort-int8, torch-int8, ... (see pkd bench --variants)
 
     def selected(self, select: str) -> float | None:
         return self.score if select == "best" or self.score is None else self.last_score
@@ -116,10 +117,35 @@ def read_compare(compare_dir: Path) -> list[Run]:
     meta = _read_json(compare_dir / "compare.json")
     subs = sorted(d for d in compare_dir.iterdir() if d.is_dir() and _kind(d) == "run")
     task, layers, teacher = meta.get("task"), meta.get("student_layers"), meta.get("teacher_score")
-    return [read_run(d, task, layers, teacher, in_compare=True) for d in subs]
+    runs = [read_run(d, task, layers, teacher, in_compare=True) for d in subs]
+    # Deployed variants exported into a sub-run (`pkd export RUN --out RUN/export-int8 --evaluate`).
+    return runs + [read_exported(e) for d in subs for e in sorted(d.iterdir()) if _kind(e) == "export"]
+
+
+def export_variant(record: dict) -> str:
+    """The name `pkd bench --variants` gives the same kind of model: ort, ort-int8, ort-opt-int8, torch-int8..."""
+    engine = "ort" if record.get("format") == "onnx" else "torch"
+    return engine + ("-opt" if record.get("optimize") else "") + ("-int8" if record.get("quantize") == "int8" else "")
+
+
+def read_exported(export_dir: Path) -> Run:
+    """An export directory: its dev score (export --evaluate; None, and listed apart, without it), and the method,
+    seed and teacher score of the run it came from, the method suffixed with the variant ("pkd-skip ort-int8")."""
+    record = _read_json(export_dir / "export.json")
+    source = Path(record.get("source", ""))
+    origin = read_run(source) if _kind(source) == "run" else None
+    variant = export_variant(record)
+    config = export_dir / "config.json"
+    layers = _read_json(config).get("num_hidden_layers") if config.is_file() else None
+    return Run(path=export_dir, task=record.get("task") or (origin.task if origin else "?"),
+               method=f"{origin.method if origin else 'export'} {variant}", layers=layers,
+               seed=origin.seed if origin else None, score=record.get("dev", {}).get("score"),
+               teacher_score=origin.teacher_score if origin else None, variant=variant)
 
 
 def _kind(path: Path) -> str | None:
+    if (path / "export.json").is_file():
+        return "export"
     if (path / "compare.json").is_file():
         return "compare"
     if (path / "sweep.json").is_file():
@@ -143,14 +169,19 @@ def collect_runs(patterns: Sequence[str]) -> list[Run]:
             if not path.is_dir():
                 raise UsageError(f"{pattern}: {'not a directory' if path.exists() else 'no such directory'}")
             if not _kind(path):
-                raise DataError(f"{pattern}: not a run (no run.json), comparison (no compare.json) or sweep")
+                raise DataError(f"{pattern}: not a run (no run.json), comparison (no compare.json), sweep "
+                                "or export directory")
             paths = [path]
         for p in paths:
             # The same run reached twice (a comparison and one of its sub-runs) counts once.
             if _kind(p) == "sweep":  # `pkd sweep`: each trial is a plain run directory inside it
                 found = [read_run(d) for d in sorted(p.iterdir()) if d.is_dir() and _kind(d) == "run"]
+            elif _kind(p) == "compare":
+                found = read_compare(p)
+            elif _kind(p) == "export":
+                found = [read_exported(p)]
             else:
-                found = read_compare(p) if _kind(p) == "compare" else [read_run(p)]
+                found = [read_run(p)]
             for run in found:
                 runs.setdefault(run.path.resolve(), run)
     return list(runs.values())
@@ -181,6 +212,7 @@ def accuracy_rows(runs: Sequence[Run], select: str = "best") -> list[dict]:
             groups.setdefault((run.task, run.method, run.layers), []).append(run)
     rows = []
     for (task, method, layers), members in groups.items():
+        variant = members[0].variant
         scores = [r.selected(select) for r in sorted(members, key=lambda r: (r.seed is None, r.seed))]
         teachers = [r.teacher_score for r in members if r.teacher_score is not None]
         teacher = statistics.fmean(teachers) if teachers else None
@@ -188,13 +220,14 @@ def accuracy_rows(runs: Sequence[Run], select: str = "best") -> list[dict]:
         rows.append({"task": task, "method": method, "layers": layers, "scores": scores, "mean": mean,
                      "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,  # as `pkd compare` reports
                      "teacher_score": teacher, "retention": 100.0 * mean / teacher if teacher else None,
-                     "seeds": [r.seed for r in members]})
+                     "seeds": [r.seed for r in members], "variant": variant})
     rows.sort(key=lambda r: (r["task"], -(r["layers"] or 0), _method_key(r["method"])))
     return rows
 
 
-def _bench_for(layers: int | None, bench: Sequence[dict]) -> dict | None:
-    return next((b for b in bench if b["layers"] == layers), None)
+def _bench_for(layers: int | None, bench: Sequence[dict], variant: str = "torch") -> dict | None:
+    """The benchmarked model of this depth and variant (fp32 PyTorch unless the row is a deployed export)."""
+    return next((b for b in bench if b["layers"] == layers and b.get("variant", "torch") == variant), None)
 
 
 SELECTED = {"best": "best-epoch dev score", "last": "last-epoch dev score"}
@@ -241,7 +274,7 @@ def plot_pareto(rows: Sequence[dict], bench: Sequence[dict], path: Path) -> str:
                 if r["method"] != method:
                     continue
                 if bench:
-                    b = _bench_for(r["layers"], bench)
+                    b = _bench_for(r["layers"], bench, r.get("variant", "torch"))
                     if b is not None:
                         points.append((b["throughput_speedup"], r["mean"], r["std"]))
                 elif r["layers"] is not None:
@@ -350,8 +383,9 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
 
         sections.append(("Speed and size", bench_markdown(bench_rows), []))
     if rows:
-        note = ("Each row sits at the throughput speed-up of the benchmarked model with as many layers; "
-                "rows without one are left out.\n" if bench_rows else None)
+        note = ("Each row sits at the throughput speed-up of the benchmarked model with as many layers (and, for a "
+                "deployed export, the same variant: ort-int8, ...); rows without one are left out.\n"
+                if bench_rows else None)
         sections.append(("Accuracy vs speed-up" if bench_rows else "Accuracy vs student layers", note,
                          [plot_pareto(rows, bench_rows, out / f"{prefix}pareto.png")]))
     curves = [plot_curves(group, out / f"{prefix}{name}.png") for name, group in curve_groups(runs).items()]
