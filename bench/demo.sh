@@ -11,9 +11,9 @@ if [ -z "${PKD_DATA:-}" ] && [ -d ../shared/data/glue ]; then export PKD_DATA=..
 echo "data: ${PKD_DATA:-the Hugging Face Hub (nyu-mll/glue)}; SST-2 train subset: first $N examples, max_seq_len 64"
 export PKD_CACHE=${PKD_CACHE:-$OUT/cache}
 SECONDS=0
-echo "== 1/3 fine-tune the teacher (1 epoch)"
+echo "== 1/4 fine-tune the teacher (1 epoch)"
 $PKD finetune --task sst2 --max-train-examples "$N" --max-seq-len 64 --epochs 1 --out "$OUT/teacher" --overwrite
-echo "== 2/3 distill a 3-layer PKD-Skip student (2 epochs, teacher outputs cached once)"
+echo "== 2/4 distill a 3-layer PKD-Skip student (2 epochs, teacher outputs cached once)"
 $PKD distill --teacher "$OUT/teacher" --task sst2 --student-layers 3 --method pkd-skip \
   --max-train-examples "$N" --max-seq-len 64 --epochs 2 --out "$OUT/student" --overwrite
 echo "== 3/4 score teacher and student on SST-2 dev (872 examples)"
