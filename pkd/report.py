@@ -155,13 +155,19 @@ def _kind(path: Path) -> str | None:
     return None
 
 
+def matches(pattern: str) -> list[Path]:
+    """The paths a glob matches (sorted), or the one path a plain name gives."""
+    if any(c in pattern for c in "*?["):  # a glob the shell left unexpanded, or quoted on purpose
+        return [Path(p) for p in sorted(glob.glob(pattern))]
+    return [Path(pattern)]
+
+
 def collect_runs(patterns: Sequence[str]) -> list[Run]:
     """Expand globs; a glob may also match non-run entries (logs, caches), which are left out."""
     runs: dict[Path, Run] = {}
     for pattern in patterns:
-        if any(c in pattern for c in "*?["):  # a glob the shell left unexpanded, or quoted on purpose
-            paths = [Path(p) for p in sorted(glob.glob(pattern))]
-            paths = [p for p in paths if p.is_dir() and _kind(p)]
+        if any(c in pattern for c in "*?["):
+            paths = [p for p in matches(pattern) if p.is_dir() and _kind(p)]
             if not paths:
                 raise UsageError(f"{pattern}: matches no run or compare directory")
         else:
@@ -339,10 +345,8 @@ def curve_groups(runs: Sequence[Run]) -> dict[str, list[Run]]:
 
 def verdict_sections(patterns: Sequence[str]) -> str:
     """The paired-bootstrap verdicts (pkd.stats) of each comparison among `patterns`, as Markdown."""
-    dirs = [Path(p) for pattern in patterns for p in (sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[")
-                                                        else [pattern])]
     text = []
-    for d in dirs:
+    for d in (p for pattern in patterns for p in matches(pattern)):
         if _kind(d) != "compare":
             continue
         meta = _read_json(d / "compare.json")

@@ -57,9 +57,10 @@ def select_layers(state_dict: dict[str, torch.Tensor], num_layers: int, keep: li
 CONSTANT_CLS = 0.99
 
 
-def cls_similarity(encoder: PreTrainedModel, tokenizer, layer: int, probes: int = 16, length: int = 16) -> float:
-    """The mean pairwise cosine similarity of the [CLS] state after `layer` (0 = embeddings) over `probes`
-    inputs of `length` random vocabulary tokens (fixed seed; any language). 1.0: the same for every input."""
+def cls_similarities(encoder: PreTrainedModel, tokenizer, probes: int = 16, length: int = 16) -> list[float]:
+    """For each layer (0 = embeddings), the mean pairwise cosine similarity of the [CLS] state over `probes`
+    inputs of `length` random vocabulary tokens (fixed seed; any language), from one forward pass.
+    1.0: the same for every input."""
     g = torch.Generator().manual_seed(0)
     special = set(tokenizer.all_special_ids)
     vocab = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
@@ -69,10 +70,18 @@ def cls_similarity(encoder: PreTrainedModel, tokenizer, layer: int, probes: int 
     was_training = encoder.training
     encoder.eval()
     with torch.no_grad():
-        cls = encoder(**batch, output_hidden_states=True).hidden_states[layer][:, 0].float()
+        states = encoder(**batch, output_hidden_states=True).hidden_states
     encoder.train(was_training)
-    unit = torch.nn.functional.normalize(cls, dim=-1)
-    return float(((unit @ unit.T).sum() - probes) / (probes * (probes - 1)))
+    sims = []
+    for h in states:
+        unit = torch.nn.functional.normalize(h[:, 0].float(), dim=-1)
+        sims.append(float(((unit @ unit.T).sum() - probes) / (probes * (probes - 1))))
+    return sims
+
+
+def cls_similarity(encoder: PreTrainedModel, tokenizer, layer: int) -> float:
+    """cls_similarities of one layer."""
+    return cls_similarities(encoder, tokenizer)[layer]
 
 
 def default_init_layers(encoder: PreTrainedModel, tokenizer, num_layers: int) -> list[int]:
@@ -80,9 +89,10 @@ def default_init_layers(encoder: PreTrainedModel, tokenizer, num_layers: int) ->
     constant over inputs and the top layer's is not (see the module docstring)."""
     first = list(range(1, num_layers + 1))
     depth = encoder.config.num_hidden_layers
-    if num_layers < depth and cls_similarity(encoder, tokenizer, num_layers) > CONSTANT_CLS >= \
-            cls_similarity(encoder, tokenizer, depth):
-        return first[:-1] + [depth]
+    if num_layers < depth:
+        sims = cls_similarities(encoder, tokenizer)
+        if sims[num_layers] > CONSTANT_CLS >= sims[depth]:
+            return first[:-1] + [depth]
     return first
 
 
