@@ -46,10 +46,10 @@ def _encode(task, split: str, tokenizer, cfg_len: int, data_dir, limit=None) -> 
     return [EncodedSplit(part, tokenizer, cfg_len) for part in load_split(task, split, data_dir, limit)]
 
 
-def train_config(task: Task, train_cfg: TrainConfig) -> TrainConfig:
-    """`train_cfg` with the task's default max_seq_len (128; 512 for RACE) when none is given, checked before any work
-    against this device and process count (precision, batch sizes)."""
-    cfg = train_cfg.for_task(task.default_max_seq_len)
+def train_config(task: Task, train_cfg: TrainConfig, student: bool) -> TrainConfig:
+    """`train_cfg` with the task's recipe (pkd.tasks.Recipe) where it gives no max_seq_len, epochs or lr, checked
+    before any work against this device and process count (precision, batch sizes)."""
+    cfg = train_cfg.for_task(task.recipe, student)
     check_device(cfg)
     return cfg
 
@@ -57,7 +57,7 @@ def train_config(task: Task, train_cfg: TrainConfig) -> TrainConfig:
 def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = None) -> dict:
     """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a task; returns the best dev metrics."""
     task = get_task(run.task)
-    cfg = train_config(task, train_cfg)
+    cfg = train_config(task, train_cfg, student=False)
     check_out_dir(run.out, run.overwrite, run.resume)
     source = resolve_model(model)
     tokenizer = load_tokenizer(source, run.trust_remote_code)
@@ -149,7 +149,7 @@ def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remot
 
 def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
     """Distill a student from a fine-tuned teacher; returns the best dev metrics."""
-    cfg = train_config(get_task(run.task), train_cfg)
+    cfg = train_config(get_task(run.task), train_cfg, student=True)
     loss_cfg = loss_for(distill_cfg.method, distill_cfg.loss)
     check_out_dir(run.out, run.overwrite, run.resume)
     d = prepare_distillation(run.task, distill_cfg, run.trust_remote_code)
@@ -272,7 +272,7 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
 
     Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
     """
-    cfg = train_config(get_task(run.task), train_cfg)
+    cfg = train_config(get_task(run.task), train_cfg, student=True)
     loss_for("pkd-skip", distill_cfg.loss)  # validates the weights before any work
     check_out_dir(run.out, run.overwrite, run.resume)
     # One load of the teacher and one student builder serve every method; only the layer map differs.

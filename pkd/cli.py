@@ -112,14 +112,10 @@ def _finetune(args: argparse.Namespace) -> str:
                        args.out)
 
 
-# Students train for 4 epochs from the command line (the API's TrainConfig default is 3).
-_STUDENT_TRAINING = TrainConfig(epochs=4)
-
-
 def _distill_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, RunConfig)
     add_fields(p, DistillConfig, "distillation")
-    add_fields(p, TrainConfig, "training", _STUDENT_TRAINING)
+    add_fields(p, TrainConfig, "training")
 
 
 def _distill(args: argparse.Namespace) -> str:
@@ -132,7 +128,7 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, RunConfig)
     add_fields(p, DistillConfig, "distillation", skip=("method", "layer_map", "live_teacher"))
     add_fields(p, CompareConfig, "comparison")
-    add_fields(p, TrainConfig, "training", _STUDENT_TRAINING)
+    add_fields(p, TrainConfig, "training")
 
 
 def _compare(args: argparse.Namespace) -> str:
@@ -149,7 +145,7 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, RunConfig)
     add_fields(p, DistillConfig, "distillation", skip=("live_teacher",))
     add_fields(p, SweepConfig, f"search (NAME is one of {', '.join(sweep.PARAMS)})")
-    add_fields(p, TrainConfig, "training", _STUDENT_TRAINING)
+    add_fields(p, TrainConfig, "training")
 
 
 def _sweep(args: argparse.Namespace) -> str:

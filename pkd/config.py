@@ -9,9 +9,12 @@ Nothing here imports torch: `pkd --help` reads this module.
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pkd.errors import UsageError
+
+if TYPE_CHECKING:
+    from pkd.tasks import Recipe
 
 METHODS = ("ft", "kd", "pkd-skip", "pkd-last", "pkd")  # "pkd" takes an explicit --layer-map
 
@@ -32,11 +35,15 @@ def parse_methods(text: str) -> tuple[str, ...]:
 class TrainConfig:
     """The training loop's settings: the same for fine-tuning and every distillation method."""
 
-    epochs: int = field(default=3, metadata={"help": "passes over the training data"})
+    epochs: int | None = field(default=None, metadata={
+        "help": "passes over the training data (default: the task's recipe, docs/recipes.md: 3 for teachers, "
+                "4 for students)"})
     batch_size: int = field(default=32, metadata={
         "help": "global batch size (split across processes, so results do not depend on their number)"})
     eval_batch_size: int = field(default=128, metadata={"help": "batch size for dev evaluation"})
-    lr: float = field(default=5e-5, metadata={"help": "peak learning rate of AdamW"})
+    lr: float | None = field(default=None, metadata={
+        "help": "peak learning rate of AdamW (default: the task's recipe, docs/recipes.md: 5e-5 for teachers, "
+                "2e-4 for GLUE students)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and LayerNorm)"})
     adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of the steps with a linear warm-up"})
@@ -66,14 +73,19 @@ class TrainConfig:
         for name in ("keep_checkpoints", "save_every"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 0")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise UsageError(f"--lr {self.lr}: must be > 0")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise UsageError(f"--precision {self.precision}: choose fp32, bf16 or fp16")
 
-    def for_task(self, default_max_seq_len: int) -> TrainConfig:
-        """This config with max_seq_len filled in from the task when none was given."""
-        return self if self.max_seq_len is not None else replace(self, max_seq_len=default_max_seq_len)
+    def for_task(self, recipe: Recipe, student: bool) -> TrainConfig:
+        """This config with what was not given (max_seq_len, epochs, lr) filled in from the task's recipe, for a
+        student or for a fine-tuned teacher."""
+        return replace(
+            self,
+            max_seq_len=self.max_seq_len or recipe.max_seq_len,
+            epochs=self.epochs or (recipe.student_epochs if student else recipe.teacher_epochs),
+            lr=self.lr or (recipe.student_lr if student else recipe.teacher_lr))
 
 
 @dataclass(frozen=True)

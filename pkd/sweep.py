@@ -129,9 +129,9 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
         trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
         records[trial_name(params)] = {
             "method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
-            "student_init": distill_cfg.student_init, "train": asdict(api.train_config(task, trial_train)),
+            "student_init": distill_cfg.student_init, "train": asdict(api.train_config(task, trial_train, student=True)),
             "loss": asdict(loss_for(distill_cfg.method, trial_distill.loss))}
-    cfg = api.train_config(task, train_cfg)
+    cfg = api.train_config(task, train_cfg, student=True)
     check_out_dir(run.out, run.overwrite, run.resume)
     if run.resume:  # a kept trial, finished or not, made with other settings would mix them into the tables
         for name, record in records.items():
@@ -152,7 +152,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
                                     "student_layers": distill_cfg.student_layers, "method": distill_cfg.method,
                                     "student_init": distill_cfg.student_init, "grid": grid,
                                     "random": search.random_trials, "jobs": search.jobs,
-                                    "loss": asdict(distill_cfg.loss), "train": asdict(train_cfg),
+                                    "loss": asdict(distill_cfg.loss), "train": asdict(cfg),
                                     "cache_dir": distill_cfg.cache_dir, "trials": names})
 
     todo = [(name, params) for name, params in zip(names, trials, strict=True)

@@ -132,10 +132,10 @@ def test_data_dir_layouts(race_dir, tmp_path, monkeypatch):
 
 
 def test_max_seq_len_defaults_per_task():
-    assert train_config(get_task("race"), TrainConfig(max_seq_len=None)).max_seq_len == 512
-    assert train_config(get_task("race-high"), TrainConfig()).max_seq_len == 512
-    assert train_config(get_task("sst2"), TrainConfig(max_seq_len=None)).max_seq_len == 128
-    assert train_config(get_task("race"), TrainConfig(max_seq_len=256)).max_seq_len == 256
+    assert train_config(get_task("race"), TrainConfig(max_seq_len=None), student=False).max_seq_len == 512
+    assert train_config(get_task("race-high"), TrainConfig(), student=True).max_seq_len == 512
+    assert train_config(get_task("sst2"), TrainConfig(max_seq_len=None), student=True).max_seq_len == 128
+    assert train_config(get_task("race"), TrainConfig(max_seq_len=256), student=True).max_seq_len == 256
 
 
 # --- bad records --------------------------------------------------------------------------------------------
