@@ -127,9 +127,10 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     records = {}
     for params in trials:  # every trial's settings are checked before any work
         trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
+        trial_cfg = api.train_config(task, trial_train, student=True)
         records[trial_name(params)] = {
             "method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
-            "student_init": distill_cfg.student_init, "train": asdict(api.train_config(task, trial_train, student=True)),
+            "student_init": distill_cfg.student_init, "train": asdict(trial_cfg),
             "loss": asdict(loss_for(distill_cfg.method, trial_distill.loss))}
     cfg = api.train_config(task, train_cfg, student=True)
     check_out_dir(run.out, run.overwrite, run.resume)
