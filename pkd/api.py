@@ -19,7 +19,7 @@ from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
 from pkd.io import check_out_dir, check_resume, library_versions, read_jsonl, write_json, write_text
 from pkd.losses import Projection, layer_map_for, loss_for
-from pkd.metrics import compute_metrics, predictions_from_logits
+from pkd.metrics import compute_metrics, floor_score, gain_retention, predictions_from_logits
 from pkd.models import (
     EncodedSplit,
     load_classifier,
@@ -302,6 +302,7 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     if teacher_score is None:
         teacher_score = evaluate_parts(d.teacher, dev, d.task, d.tokenizer, cfg.eval_batch_size)["score"]
     d.teacher = None  # free its memory: every student trains from the cache
+    floor = floor_score(d.task, [e.label for e in train_data.split.examples], dev[0].split.examples)
     results: dict[str, list[float]] = {m: [] for m in methods}
     epochs: dict[str, list[int]] = {m: [] for m in methods}  # the selected epochs, whose predictions are compared
     deployed: dict[str, list[float]] = {m: [] for m in methods}
@@ -323,31 +324,34 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
         best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
                      loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],
                      projection, resume=True, run_info={**info(method), "cache": str(cache.path),
-                                                        "teacher_score": teacher_score}, quiet=run.quiet)
+                                                        "teacher_score": teacher_score, "floor_score": floor},
+                     quiet=run.quiet)
         if is_main():
             write_json(done, best)
         record = selected_record(run_dir, compare_cfg.select)
         results[method].append(record["score"])
         epochs[method].append(record["epoch"])
         _export_compared(run_dir, compare_cfg.export, run.data_dir, deployed[method])
-    table = seed_statistics(results, teacher_score)
+    table = seed_statistics(results, teacher_score, floor)
     labels = np.array([e.label for e in dev[0].split.examples])
     pairs = verdicts(lambda p, y: compute_metrics(d.task, p, y)["score"], labels,
                      selected_predictions(out, methods, cfg.seed, epochs))
     if is_main():
         weights = distill_cfg.loss
         summary = {"task": d.task.name, "student_layers": distill_cfg.student_layers, "teacher": d.teacher_path,
-                   "teacher_score": teacher_score, "select": compare_cfg.select, "methods": table, "train": asdict(cfg),
+                   "teacher_score": teacher_score, "floor_score": floor, "select": compare_cfg.select,
+                   "methods": table, "train": asdict(cfg),
                    "student_init": distill_cfg.student_init, "dev_examples": len(labels), "verdicts": pairs,
                    "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta}}
-        markdown = compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, table, compare_cfg.select)
+        markdown = compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, floor, table,
+                                    compare_cfg.select)
         markdown += "\nPaired differences on the dev examples, seeds pooled (pkd.stats):\n\n" + verdicts_markdown(pairs)
         if compare_cfg.export != "none":  # the same runs, deployed: ONNX Runtime, scored on dev
             variant = "ort-int8" if compare_cfg.export == "int8" else "ort"
-            deployed_table = seed_statistics(deployed, teacher_score)
+            deployed_table = seed_statistics(deployed, teacher_score, floor)
             summary["deployed"] = {"variant": variant, "methods": deployed_table}
             markdown += f"\nDeployed as {variant} (export-{compare_cfg.export}/ in each run):\n\n" + \
-                compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, deployed_table)
+                compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, floor, deployed_table)
         write_json(out / "compare.json", summary)
         write_text(out / "compare.md", markdown)
     barrier()  # every rank returns once the tables exist
@@ -386,14 +390,17 @@ def selected_predictions(out: Path, methods: tuple[str, ...], first_seed: int,
     return found
 
 
-def seed_statistics(results: dict[str, list[float]], teacher_score: float) -> dict[str, dict]:
-    """Per method: its scores over seeds, their mean and sample std, and the mean's retention of the teacher's."""
+def seed_statistics(results: dict[str, list[float]], teacher_score: float,
+                    floor: float | None = None) -> dict[str, dict]:
+    """Per method: its scores over seeds, their mean and sample std, the mean's retention of the teacher's score,
+    and its retention of the teacher's gain over the majority-class floor (pkd.metrics.gain_retention)."""
     table = {}
     for method, scores in results.items():
         mean = float(np.mean(scores))
         table[method] = {"scores": scores, "mean": mean,
                          "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
-                         "retention": 100.0 * mean / teacher_score}
+                         "retention": 100.0 * mean / teacher_score,
+                         "gain_retention": gain_retention(mean, teacher_score, floor)}
     return table
 
 
@@ -410,12 +417,16 @@ def selected_record(run_dir: Path, select: str) -> dict:
 SELECTED = {"best": "best-epoch dev score", "last": "last-epoch dev score"}
 
 
-def compare_markdown(task: str, layers: int, teacher_score: float, table: dict[str, dict],
+def compare_markdown(task: str, layers: int, teacher_score: float, floor: float | None, table: dict[str, dict],
                      select: str = "best") -> str:
-    """compare.md: one row per method, as `pkd compare` prints it; the header says which epoch's score it shows."""
-    lines = [f"{task}, {layers}-layer students (teacher {teacher_score:.2f})", "",
-             f"| method | {SELECTED[select]} (mean ± std) | retention | runs |", "|---|---|---|---|"]
+    """compare.md: one row per method, as `pkd compare` prints it; the header says which epoch's score it shows,
+    and retention is given of the teacher's score and of its gain over the majority-class floor."""
+    floor_text = f", majority-class floor {floor:.2f}" if floor is not None else ""
+    lines = [f"{task}, {layers}-layer students (teacher {teacher_score:.2f}{floor_text})", "",
+             f"| method | {SELECTED[select]} (mean ± std) | retention | gain over floor retained | runs |",
+             "|---|---|---|---|---|"]
     for method, row in table.items():
+        gain = row.get("gain_retention")
         lines.append(f"| {method} | {row['mean']:.2f} ± {row['std']:.2f} | {row['retention']:.1f}% | "
-                     f"{len(row['scores'])} |")
+                     f"{'-' if gain is None else f'{gain:.1f}%'} | {len(row['scores'])} |")
     return "\n".join(lines) + "\n"

@@ -110,8 +110,8 @@ def atomic_files(directory: str | Path) -> Iterator[Path]:
 
 # run.json entries that do not change what a run computes, so a resumed run may differ in them: bookkeeping, where
 # the cache and data files lie (the data's content is data_fingerprint), and checkpoint and evaluation batching.
-RESUME_FREE = ("versions", "cache", "num_processes", "command", "teacher_score", "sweep", "result", "data",
-               "train.keep_checkpoints", "train.save_every", "train.eval_batch_size")
+RESUME_FREE = ("versions", "cache", "num_processes", "command", "teacher_score", "floor_score", "sweep", "result",
+               "data", "train.keep_checkpoints", "train.save_every", "train.eval_batch_size")
 
 
 def _flat(record: dict, prefix: str = "") -> dict[str, Any]:

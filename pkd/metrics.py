@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
@@ -37,6 +39,27 @@ def score_examples(task: Task, examples: list, predictions: np.ndarray) -> dict[
         if mask.any():
             scores[f"accuracy_{level}"] = compute_metrics(task, predictions[mask], labels[mask])["accuracy"]
     return scores
+
+
+def floor_score(task: Task, train_labels: list, dev_examples: list) -> float:
+    """The score of a model that ignores its input: the training set's most frequent label for every dev example
+    (regression: its mean, whose correlations are 0). Retention of the gain over this floor,
+    (student - floor) / (teacher - floor), still means something when a teacher is near chance (RTE)."""
+    if task.is_regression:
+        guess = float(np.mean(train_labels))
+    else:
+        values, counts = np.unique(np.asarray(train_labels), return_counts=True)
+        guess = values[counts.argmax()]
+    with warnings.catch_warnings():  # a constant prediction's correlation is undefined: compute_metrics makes it 0
+        warnings.simplefilter("ignore")
+        return score_examples(task, dev_examples, np.full(len(dev_examples), guess))["score"]
+
+
+def gain_retention(score: float, teacher_score: float, floor: float | None) -> float | None:
+    """100 * (score - floor) / (teacher_score - floor), in %; None without a floor or when the teacher is at it."""
+    if floor is None or teacher_score - floor <= 0:
+        return None
+    return 100.0 * (score - floor) / (teacher_score - floor)
 
 
 def predictions_from_logits(task: Task, logits: np.ndarray) -> np.ndarray:

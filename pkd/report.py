@@ -25,6 +25,7 @@ from markdown_it import MarkdownIt
 
 from pkd.errors import DataError, UsageError
 from pkd.io import atomic_path, read_jsonl, write_text
+from pkd.metrics import gain_retention
 from pkd.stats import verdicts_markdown
 
 _METHOD_ORDER = ("finetune", "ft", "kd", "pkd-skip", "pkd-last", "pkd")
@@ -42,6 +43,7 @@ class Run:
     history: list[dict] = field(default_factory=list)
     last_score: float | None = None  # the last epoch's dev score
     variant: str = "torch"  # an export directory: ort-int8, torch-int8, ... (see pkd bench --variants)
+    floor_score: float | None = None  # the majority-class floor on dev (pkd.metrics.floor_score), from compare
 
     def selected(self, select: str) -> float | None:
         return self.score if select == "best" or self.score is None else self.last_score
@@ -82,7 +84,7 @@ def _depth(run_dir: Path, info: dict) -> int | None:
 
 
 def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
-             teacher_score: float | None = None, in_compare: bool = False) -> Run:
+             teacher_score: float | None = None, in_compare: bool = False, floor_score: float | None = None) -> Run:
     """One training run; a comparison passes what its compare.json knows.
 
     A comparison's run counts once its result.json exists; a plain run by its best logged epoch so far.
@@ -110,14 +112,15 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
         method += ", teacher init"
     return Run(path=run_dir, task=task or info.get("task", "?"), method=method,
                layers=layers or _depth(run_dir, info), seed=seed, score=score,
-               teacher_score=info.get("teacher_score", teacher_score), history=history, last_score=last)
+               teacher_score=info.get("teacher_score", teacher_score), history=history, last_score=last,
+               floor_score=info.get("floor_score", floor_score))
 
 
 def read_compare(compare_dir: Path) -> list[Run]:
     meta = _read_json(compare_dir / "compare.json")
     subs = sorted(d for d in compare_dir.iterdir() if d.is_dir() and _kind(d) == "run")
     task, layers, teacher = meta.get("task"), meta.get("student_layers"), meta.get("teacher_score")
-    runs = [read_run(d, task, layers, teacher, in_compare=True) for d in subs]
+    runs = [read_run(d, task, layers, teacher, in_compare=True, floor_score=meta.get("floor_score")) for d in subs]
     # Deployed variants exported into a sub-run (`pkd export RUN --out RUN/export-int8 --evaluate`).
     return runs + [read_exported(e) for d in subs for e in sorted(d.iterdir()) if _kind(e) == "export"]
 
@@ -140,7 +143,8 @@ def read_exported(export_dir: Path) -> Run:
     return Run(path=export_dir, task=record.get("task") or (origin.task if origin else "?"),
                method=f"{origin.method if origin else 'export'} {variant}", layers=layers,
                seed=origin.seed if origin else None, score=record.get("dev", {}).get("score"),
-               teacher_score=origin.teacher_score if origin else None, variant=variant)
+               teacher_score=origin.teacher_score if origin else None, variant=variant,
+               floor_score=origin.floor_score if origin else None)
 
 
 def _kind(path: Path) -> str | None:
@@ -211,7 +215,7 @@ def _method_key(method: str) -> tuple[int, str]:
 
 def accuracy_rows(runs: Sequence[Run], select: str = "best") -> list[dict]:
     """One row per (task, method, depth): mean ± sample std over seeds of the best (or last) epoch's dev score,
-    and retention of the teacher score."""
+    retention of the teacher score, and retention of the teacher's gain over the majority-class floor."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         if run.score is not None:
@@ -222,10 +226,13 @@ def accuracy_rows(runs: Sequence[Run], select: str = "best") -> list[dict]:
         scores = [r.selected(select) for r in sorted(members, key=lambda r: (r.seed is None, r.seed))]
         teachers = [r.teacher_score for r in members if r.teacher_score is not None]
         teacher = statistics.fmean(teachers) if teachers else None
+        floors = [r.floor_score for r in members if r.floor_score is not None]
         mean = statistics.fmean(scores)
         rows.append({"task": task, "method": method, "layers": layers, "scores": scores, "mean": mean,
                      "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,  # as `pkd compare` reports
                      "teacher_score": teacher, "retention": 100.0 * mean / teacher if teacher else None,
+                     "gain_retention": gain_retention(mean, teacher, statistics.fmean(floors))
+                     if teacher and floors else None, "floor_score": statistics.fmean(floors) if floors else None,
                      "seeds": [r.seed for r in members], "variant": variant})
     rows.sort(key=lambda r: (r["task"], -(r["layers"] or 0), _method_key(r["method"])))
     return rows
@@ -244,13 +251,17 @@ def accuracy_markdown(rows: Sequence[dict], select: str = "best") -> str:
     for task in dict.fromkeys(r["task"] for r in rows):
         task_rows = [r for r in rows if r["task"] == task]
         teachers = {r["teacher_score"] for r in task_rows if r["teacher_score"] is not None}
-        title = f"### {task}" + (f" (teacher {teachers.pop():.2f})" if len(teachers) == 1 else "")
-        out += [title, "", f"| method | layers | {SELECTED[select]} (mean ± std) | retention | seeds |",
-                "|---|---|---|---|---|"]
+        floors = {round(r["floor_score"], 4) for r in task_rows if r.get("floor_score") is not None}
+        title = f"### {task}" + (f" (teacher {teachers.pop():.2f}" if len(teachers) == 1 else "") + (
+            f", majority-class floor {floors.pop():.2f}" if len(floors) == 1 else "")
+        title += ")" if "(" in title else ""
+        out += [title, "", f"| method | layers | {SELECTED[select]} (mean ± std) | retention "
+                           "| gain over floor retained | seeds |", "|---|---|---|---|---|---|"]
         for r in task_rows:
             retention = f"{r['retention']:.1f}%" if r["retention"] is not None else "-"
+            gain = f"{r['gain_retention']:.1f}%" if r.get("gain_retention") is not None else "-"
             out.append(f"| {r['method']} | {r['layers'] or '?'} | {r['mean']:.2f} ± {r['std']:.2f} "
-                       f"| {retention} | {len(r['scores'])} |")
+                       f"| {retention} | {gain} | {len(r['scores'])} |")
         out.append("")
     return "\n".join(out)
 

@@ -170,6 +170,13 @@ def test_compare_table_and_resume(tiny_teacher, glue_dir, tmp_path, capsys):
         assert row["scores"] == [r["score"] for r in runs]
         assert row["mean"] == pytest.approx(sum(row["scores"]) / 2)
         assert row["retention"] == pytest.approx(100 * row["mean"] / table["teacher_score"])
+        assert row["gain_retention"] == pytest.approx(
+            100 * (row["mean"] - table["floor_score"]) / (table["teacher_score"] - table["floor_score"]))
+    # The floor: the training set's majority label for every dev example, scored by the task's metric.
+    train_labels = [line.split("\t")[1] for line in (glue_dir / "SST-2" / "train.tsv").read_text().splitlines()[1:]]
+    dev_labels = [line.split("\t")[1] for line in (glue_dir / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
+    majority = max(set(train_labels), key=train_labels.count)
+    assert table["floor_score"] == pytest.approx(100 * dev_labels.count(majority) / len(dev_labels))
     printed = capsys.readouterr().out
     assert "| pkd-skip |" in printed and "| pkd-skip vs kd |" in printed
     assert table["select"] == "best" and "| method | best-epoch dev score (mean ± std) |" in printed

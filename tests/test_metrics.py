@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from pkd.metrics import compute_metrics, predictions_from_logits
-from pkd.tasks import GLUE_TASKS, get_task
+from pkd.metrics import compute_metrics, floor_score, gain_retention, predictions_from_logits
+from pkd.tasks import GLUE_TASKS, Example, get_task
 
 # One fixed binary case, counted by hand:
 #   idx    0  1  2  3  4  5
@@ -179,3 +179,20 @@ def test_predictions_from_logits():
     logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5], [0.0, 0.1, 0.2]])
     assert predictions_from_logits(get_task("mnli"), logits).tolist() == [1, 0, 2]
     assert predictions_from_logits(get_task("stsb"), np.array([[1.5], [-0.25]])).tolist() == [1.5, -0.25]
+
+
+def test_the_floor_is_the_majority_training_label_scored_on_dev():
+    dev = [Example(("x", "y"), label, str(i)) for i, label in enumerate(GOLD)]  # four 1s, two 0s
+    mrpc = get_task("mrpc")
+    floor = floor_score(mrpc, [0, 0, 0, 1], dev)  # the training majority is 0: accuracy 2/6, F1 0
+    assert floor == pytest.approx((100 * 2 / 6 + 0.0) / 2)
+    floor = floor_score(mrpc, [1, 1, 0], dev)  # majority 1: accuracy 4/6, F1 = 2 * 4 / (2 * 4 + 2)
+    assert floor == pytest.approx((100 * 4 / 6 + 100 * 8 / 10) / 2)
+    stsb = [Example(("x", "y"), float(v), str(i)) for i, v in enumerate([0.5, 2.0, 4.5])]
+    assert floor_score(get_task("stsb"), [1.0, 3.0], stsb) == 0.0  # a constant has no correlation
+
+
+def test_gain_retention():
+    assert gain_retention(70.0, 80.0, 60.0) == pytest.approx(50.0)
+    assert gain_retention(70.0, 80.0, None) is None
+    assert gain_retention(70.0, 55.0, 60.0) is None  # a teacher at or below the floor has no gain to retain

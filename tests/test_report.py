@@ -15,6 +15,7 @@ from pkd.errors import UsageError
 from pkd.report import accuracy_rows, collect_runs, curve_groups, write_report
 
 TEACHER = 90.0
+FLOOR = 50.0  # the majority-class floor that compare.json records
 # (method, seed) -> best dev score of a 3-layer student in the comparison
 COMPARE = {("kd", 42): 84.0, ("kd", 43): 86.5, ("pkd-skip", 42): 87.0, ("pkd-skip", 43): 88.0}
 
@@ -35,7 +36,7 @@ def runs_root(tmp_path) -> Path:
     root = tmp_path / "out"
     compare = root / "compare-sst2-L3"
     _write(compare / "compare.json",
-           {"task": "sst2", "student_layers": 3, "teacher_score": TEACHER, "methods": {}})
+           {"task": "sst2", "student_layers": 3, "teacher_score": TEACHER, "floor_score": FLOOR, "methods": {}})
     for (method, seed), score in COMPARE.items():
         run = compare / f"{method}-seed{seed}"
         _write(run / "run.json", {"command": "compare", "method": method, "task": "sst2", "student_layers": 3,
@@ -80,6 +81,7 @@ def test_table_values(runs_root):
         assert row["mean"] == pytest.approx(statistics.mean(scores))
         assert row["std"] == pytest.approx(statistics.stdev(scores))
         assert row["retention"] == pytest.approx(100 * statistics.mean(scores) / TEACHER)
+        assert row["gain_retention"] == pytest.approx(100 * (statistics.mean(scores) - FLOOR) / (TEACHER - FLOOR))
     single = _row(rows, "pkd-skip", 6)
     assert single["scores"] == [89.0] and single["std"] == 0.0  # the best epoch, not the last
     assert _row(rows, "finetune", 12)["retention"] is None  # a teacher run records no teacher score
@@ -92,7 +94,9 @@ def test_report_files(runs_root, tmp_path):
     md = (out / "report.md").read_text()
     kd = [COMPARE["kd", 42], COMPARE["kd", 43]]
     mean, std = statistics.mean(kd), statistics.stdev(kd)
-    assert f"| kd | 3 | {mean:.2f} ± {std:.2f} | {100 * mean / TEACHER:.1f}% | 2 |" in md
+    gain = 100 * (mean - FLOOR) / (TEACHER - FLOOR)
+    assert f"| kd | 3 | {mean:.2f} ± {std:.2f} | {100 * mean / TEACHER:.1f}% | {gain:.1f}% | 2 |" in md
+    assert f"### sst2 (teacher {TEACHER:.2f}, majority-class floor {FLOOR:.2f})" in md
     assert "| method | layers | best-epoch dev score (mean ± std) |" in md and "so they are optimistic" in md
     assert "### sst2" in md and "Accuracy vs student layers" in md and "Speed and size" not in md
 
