@@ -422,7 +422,8 @@ def _check_finite(loss: torch.Tensor, run: TrainingState) -> None:
 
 def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, tokenizer, cfg: TrainConfig,
                start: float, quiet: bool) -> None:
-    """Score dev, log the epoch, keep the model if it is the best so far, and checkpoint."""
+    """Score dev, log the epoch, keep the model if it is the best so far, and checkpoint (but for the last epoch,
+    unless checkpoints are kept)."""
     progress, accelerator = run.progress, run.accelerator
     epoch = progress.epoch + 1
     train_loss = progress.loss_sum / max(progress.loss_batches, 1)  # the epoch's mean
@@ -441,7 +442,10 @@ def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, to
             save_best_model(accelerator.unwrap_model(run.model), tokenizer, run.out)
         if not quiet:
             tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
+    # The last epoch's checkpoint would be deleted right away by _finish unless some are kept: a run killed
+    # before run.json records its result resumes from the previous epoch's and recomputes the same last epoch.
+    if epoch < cfg.epochs or cfg.keep_checkpoints > 0:
+        save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
 
 
 def batch_loss(model, batch: dict, task: Task, loss_cfg: LossConfig, teacher=None, layer_map: list[int] = (),

@@ -307,5 +307,40 @@ def test_no_step_is_checkpointed_twice(tiny_bert, glue_dir, tmp_path, monkeypatc
     pkd.finetune("sst2", tmp_path / "r", model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=4,
                  **{**TINY_TRAIN, "epochs": 2})
     steps = [step for step, _ in saved]
-    assert steps == [4, 8, 12, 16, 20, 24, 28, 32]  # 16 steps an epoch; 16 and 32 by the epochs' ends
-    assert [epoch for step, epoch in saved if step in (16, 32)] == [1, 2]  # written after the epoch: resumable
+    # 16 steps an epoch; 16 by the first epoch's end (written after the epoch: resumable). The last epoch's end
+    # writes none: a finished run deletes its checkpoints unless --keep-checkpoints asks for some.
+    assert steps == [4, 8, 12, 16, 20, 24, 28]
+    assert [epoch for step, epoch in saved if step == 16] == [1]
+    saved.clear()
+    pkd.finetune("sst2", tmp_path / "k", model=str(tiny_bert), data_dir=glue_dir, quiet=True, save_every=4,
+                 keep_checkpoints=1, **{**TINY_TRAIN, "epochs": 2})
+    assert [step for step, _ in saved] == [4, 8, 12, 16, 20, 24, 28, 32]
+    assert [p.name for p in (tmp_path / "k" / "checkpoints").iterdir()] == ["step-00000032"]
+
+
+def test_a_run_stopped_before_recording_its_result_resumes_to_the_same_model(tiny_bert, glue_dir, tmp_path,
+                                                                             monkeypatch):
+    """Without a checkpoint of the last epoch, a run that stops after it, before run.json records the result,
+    resumes from the previous epoch's checkpoint and recomputes the same last epoch."""
+    opts = dict(model=str(tiny_bert), data_dir=glue_dir, quiet=True, **{**TINY_TRAIN, "epochs": 2})
+    full = pkd.finetune("sst2", tmp_path / "full", **opts)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(pkd.train, "_finish", stop)
+        with pytest.raises(KeyboardInterrupt):
+            pkd.finetune("sst2", tmp_path / "stopped", **opts)
+    assert [p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()] == ["step-00000016"]
+    resumed = pkd.finetune("sst2", tmp_path / "stopped", resume=True, **opts)
+
+    def untimed(metrics: dict) -> dict:
+        return {k: untimed(v) if isinstance(v, dict) else v for k, v in metrics.items() if k != "epoch_seconds"}
+
+    assert untimed(resumed) == untimed(full)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "stopped" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+    assert [untimed(m) for m in read_jsonl(tmp_path / "stopped" / "metrics.jsonl")] == [
+        untimed(m) for m in read_jsonl(tmp_path / "full" / "metrics.jsonl")]
