@@ -2,12 +2,13 @@
 # pkd vs TextBrewer end to end (issue 15): a 3-layer PKD-Skip student distilled from the demo's teacher on the
 # first N SST-2 training sentences (2 epochs, batch 32, max_seq_len 64, dynamic padding, lr 5e-5 with 10% linear
 # warm-up, alpha 0.7, T 10, beta 1.3), the same student initialisation for both, dev accuracy on all of SST-2
-# dev after every epoch. pkd and TextBrewer alternate ROUNDS times each; every pkd run builds its teacher cache
-# anew (an empty --cache-dir), so its time includes the cache. Wall times are from start-up to the end of the
-# process (pkd: model saved; TextBrewer: last dev score). Prints each run and the ratios TextBrewer / pkd.
+# dev after every epoch. Each round runs pkd, TextBrewer, pkd with --group-by-length and pkd's FT student (the
+# floor: no teacher at all), ROUNDS times; every pkd run builds its teacher cache anew (an empty --cache-dir), so
+# its time includes the cache. Wall times are from start-up to the end of the process (pkd: model saved;
+# TextBrewer: last dev score). Prints each run and the ratios TextBrewer / pkd and pkd / pkd FT.
 #
 # TextBrewer gets its own throw-away venv under $OUT (torch==2.13.0 first, then textbrewer and pkd's
-# transformers version); remove $OUT to start from scratch. Long: about 4 x 2 minutes on 2 cores, plus the venv.
+# transformers version); remove $OUT to start from scratch. Long: about 8 x 2 minutes on 2 cores, plus the venv.
 #   TEACHER=runs/demo/teacher PKD_DATA=../shared/data/glue bash bench/vs_textbrewer.sh
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -48,15 +49,22 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 results=$OUT/results.tsv
 printf "round\ttool\tseconds\tdev_accuracy\n" > "$results"
-for round in $(seq "$ROUNDS"); do
-  rm -rf "$OUT/pkd-$round" "$OUT/cache-$round" "$OUT/textbrewer-$round"
+pkd_run() {  # pkd_run ROUND NAME ARGS...: one pkd distill, from a fresh cache, timed
+  local round=$1 name=$2; shift 2
+  rm -rf "$OUT/$name-$round" "$OUT/cache-$round"
+  local t0 t1 acc
   t0=$(now)
-  $PKD distill --teacher "$TEACHER" --task sst2 --student-layers 3 --method pkd-skip --data-dir "$DATA" \
-    --cache-dir "$OUT/cache-$round" "${TRAIN[@]}" "${LOSS[@]}" --out "$OUT/pkd-$round" --quiet > "$OUT/pkd-$round.json"
+  $PKD distill --teacher "$TEACHER" --task sst2 --student-layers 3 --data-dir "$DATA" \
+    --cache-dir "$OUT/cache-$round" "${TRAIN[@]}" "${LOSS[@]}" --out "$OUT/$name-$round" --quiet "$@" \
+    > "$OUT/$name-$round.json"
   t1=$(now)
-  acc=$($PY -c 'import json, sys; print("%.2f" % json.load(open(sys.argv[1]))["best"]["accuracy"])' "$OUT/pkd-$round.json")
-  printf "%s\tpkd\t%s\t%s\n" "$round" "$(elapsed "$t0" "$t1")" "$acc" | tee -a "$results"
-
+  acc=$($PY -c 'import json, sys; print("%.2f" % json.load(open(sys.argv[1]))["best"]["accuracy"])' \
+    "$OUT/$name-$round.json")
+  printf "%s\t%s\t%s\t%s\n" "$round" "$name" "$(elapsed "$t0" "$t1")" "$acc" | tee -a "$results"
+}
+for round in $(seq "$ROUNDS"); do
+  pkd_run "$round" pkd --method pkd-skip
+  rm -rf "$OUT/textbrewer-$round"
   t0=$(now)
   "$TB/bin/python" bench/textbrewer_pkd.py --teacher "$TEACHER" --student-init "$OUT/student-init" \
     --data-dir "$DATA" --out "$OUT/textbrewer-$round" --max-train-examples "$N" > "$OUT/textbrewer-$round.json"
@@ -64,15 +72,24 @@ for round in $(seq "$ROUNDS"); do
   acc=$($PY -c 'import json, sys; print("%.2f" % json.load(open(sys.argv[1]))["dev_accuracy"])' \
     "$OUT/textbrewer-$round.json")
   printf "%s\ttextbrewer\t%s\t%s\n" "$round" "$(elapsed "$t0" "$t1")" "$acc" | tee -a "$results"
+  pkd_run "$round" pkd-grouped --method pkd-skip --group-by-length
+  pkd_run "$round" pkd-ft --method ft  # the floor of a run's time: a student that learns from labels alone
 done
 
 $PY - "$results" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-times = {tool: [float(r["seconds"]) for r in rows if r["tool"] == tool] for tool in ("pkd", "textbrewer")}
-for p, t in zip(times["pkd"], times["textbrewer"], strict=True):
-    print(f"round: pkd {p:.1f} s, TextBrewer {t:.1f} s, TextBrewer / pkd = {t / p:.2f}x")
-mp, mt = statistics.mean(times["pkd"]), statistics.mean(times["textbrewer"])
-print(f"mean: pkd {mp:.1f} s, TextBrewer {mt:.1f} s, TextBrewer / pkd = {mt / mp:.2f}x "
-      f"(range {min(times['textbrewer']) / max(times['pkd']):.2f}-{max(times['textbrewer']) / min(times['pkd']):.2f}x)")
+tools = list(dict.fromkeys(r["tool"] for r in rows))
+times = {t: [float(r["seconds"]) for r in rows if r["tool"] == t] for t in tools}
+accs = {t: [float(r["dev_accuracy"]) for r in rows if r["tool"] == t] for t in tools}
+tb = statistics.mean(times["textbrewer"])
+print("| run | wall s (each round) | mean | TextBrewer / it | dev acc. (each round) |")
+print("|---|---|---|---|---|")
+for t in tools:
+    m = statistics.mean(times[t])
+    print(f"| {t} | {', '.join(f'{x:.1f}' for x in times[t])} | {m:.1f} | {tb / m:.2f}x "
+          f"| {', '.join(f'{a:.2f}' for a in accs[t])} |")
+ft = statistics.mean(times["pkd-ft"])
+for t in ("pkd", "pkd-grouped"):
+    print(f"{t} / pkd-ft wall time: {statistics.mean(times[t]) / ft:.2f}x (target <= 1.2x)")
 PY
