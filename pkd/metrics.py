@@ -1,29 +1,61 @@
-"""GLUE metrics, as GLUE defines them, from scikit-learn and scipy."""
+"""GLUE metrics, as GLUE defines them, in numpy.
+
+accuracy; F1 of the positive class (label 1; MRPC, QQP); Matthews correlation (CoLA):
+(c*s - t.p) / sqrt((s^2 - p.p)(s^2 - t.t)) over the confusion matrix (c correct, s total, t and p the true and
+predicted counts per class), which is (TP*TN - FP*FN) / sqrt(...) for two classes; Pearson's r; Spearman's rho,
+Pearson's r of the ranks with ties given their average rank (STS-B). Each is what scikit-learn and scipy compute
+(tests/test_metrics.py checks hand-worked values), without importing them: together they took 2.7 s of every
+pkd command's start-up. An undefined value (a constant prediction's correlation, F1 with no positives) is 0.
+"""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from pkd.tasks import Task
 
+
+def _f1(p: np.ndarray, y: np.ndarray) -> float:
+    tp, fp, fn = np.sum((p == 1) & (y == 1)), np.sum((p == 1) & (y != 1)), np.sum((p != 1) & (y == 1))
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0
+
+
+def _mcc(p: np.ndarray, y: np.ndarray) -> float:
+    classes, index = np.unique(np.concatenate([y, p]), return_inverse=True)
+    k, n = len(classes), len(y)
+    confusion = np.bincount(index[:n] * k + index[n:], minlength=k * k).reshape(k, k).astype(float)
+    t, q, c, s = confusion.sum(1), confusion.sum(0), np.trace(confusion), confusion.sum()
+    denominator = np.sqrt((s * s - q @ q) * (s * s - t @ t))
+    return float((c * s - t @ q) / denominator) if denominator else 0.0
+
+
+def _pearson(p: np.ndarray, y: np.ndarray) -> float:
+    if np.ptp(p) == 0 or np.ptp(y) == 0:  # constant: undefined (and rounding in the mean would make it noise)
+        return 0.0
+    dp, dy = p - p.mean(), y - y.mean()
+    return float(dp @ dy / np.sqrt((dp @ dp) * (dy @ dy)))
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # the rank of each distinct value's last copy
+    return (last - (counts - 1) / 2)[inverse]
+
+
 _METRICS = {
-    "accuracy": lambda p, y: accuracy_score(y, p),
-    "f1": lambda p, y: f1_score(y, p),
-    "mcc": lambda p, y: matthews_corrcoef(y, p),
-    "pearson": lambda p, y: pearsonr(p, y)[0],
-    "spearman": lambda p, y: spearmanr(p, y)[0],
+    "accuracy": lambda p, y: float(np.mean(p == y)),
+    "f1": _f1,
+    "mcc": _mcc,
+    "pearson": lambda p, y: _pearson(p.astype(float), y.astype(float)),
+    "spearman": lambda p, y: _pearson(_ranks(p), _ranks(y)),
 }
 
 
 def compute_metrics(task: Task, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Scores in [0, 100] (correlations in [-100, 100]) plus "score", the mean of the task's metrics."""
     predictions, labels = np.asarray(predictions), np.asarray(labels)
-    out = {name: 100.0 * float(_METRICS[name](predictions, labels)) for name in task.metrics}
-    out = {k: (0.0 if np.isnan(v) else v) for k, v in out.items()}  # constant predictions: correlation 0
+    out = {name: 100.0 * _METRICS[name](predictions, labels) for name in task.metrics}
     out["score"] = float(np.mean([out[name] for name in task.metrics]))
     return out
 
@@ -50,9 +82,7 @@ def floor_score(task: Task, train_labels: list, dev_examples: list) -> float:
     else:
         values, counts = np.unique(np.asarray(train_labels), return_counts=True)
         guess = values[counts.argmax()]
-    with warnings.catch_warnings():  # a constant prediction's correlation is undefined: compute_metrics makes it 0
-        warnings.simplefilter("ignore")
-        return score_examples(task, dev_examples, np.full(len(dev_examples), guess))["score"]
+    return score_examples(task, dev_examples, np.full(len(dev_examples), guess))["score"]
 
 
 def gain_retention(score: float, teacher_score: float, floor: float | None) -> float | None:

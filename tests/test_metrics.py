@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pkd.metrics import compute_metrics, floor_score, gain_retention, predictions_from_logits
 from pkd.tasks import GLUE_TASKS, Example, get_task
@@ -140,7 +142,7 @@ def test_anti_correlation_is_negative():
 def test_constant_predictions_give_zero_not_nan():
     gold = np.array([0.0, 1.5, 3.0, 4.5])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns about constant input; the result is what matters
+        warnings.simplefilter("error")  # an undefined correlation is 0, without a warning
         out = compute_metrics(get_task("stsb"), np.full(4, 2.0), gold)
     assert out == {"pearson": 0.0, "spearman": 0.0, "score": 0.0}
     assert not any(math.isnan(v) for v in out.values())
@@ -149,7 +151,7 @@ def test_constant_predictions_give_zero_not_nan():
 def test_constant_predictions_classification():
     gold = np.array([0, 1, 1, 0, 1])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("error")
         cola = compute_metrics(get_task("cola"), np.zeros(5, int), gold)
         mrpc = compute_metrics(get_task("mrpc"), np.zeros(5, int), gold)
     assert cola == {"mcc": 0.0, "score": 0.0}
@@ -196,3 +198,26 @@ def test_gain_retention():
     assert gain_retention(70.0, 80.0, 60.0) == pytest.approx(50.0)
     assert gain_retention(70.0, 80.0, None) is None
     assert gain_retention(70.0, 55.0, 60.0) is None  # a teacher at or below the floor has no gain to retain
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=3, max_size=40))
+def test_correlations_match_the_definitions_with_ties(pairs):
+    """Small integer values: many ties, the case where rank averaging matters."""
+    pred, gold = (np.array(v, float) for v in zip(*pairs, strict=True))
+    out = compute_metrics(get_task("stsb"), pred, gold)
+    defined = np.ptp(pred) > 0 and np.ptp(gold) > 0
+    assert out["pearson"] == pytest.approx(100 * _pearson(pred, gold) if defined else 0.0, abs=1e-9)
+    assert out["spearman"] == pytest.approx(100 * _pearson(_ranks(pred), _ranks(gold)) if defined else 0.0, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=2, max_size=40))
+def test_matthews_correlation_of_any_labels_matches_its_definition(pairs):
+    pred, gold = (np.array(v) for v in zip(*pairs, strict=True))
+    classes = sorted(set(pred) | set(gold))
+    c = np.array([[np.sum((gold == a) & (pred == b)) for b in classes] for a in classes], float)
+    t, p, s = c.sum(1), c.sum(0), c.sum()
+    denominator = math.sqrt((s * s - p @ p) * (s * s - t @ t))
+    expected = (np.trace(c) * s - t @ p) / denominator if denominator else 0.0
+    assert compute_metrics(get_task("cola"), pred, gold)["mcc"] == pytest.approx(100 * expected, abs=1e-9)
