@@ -68,7 +68,10 @@ def main() -> None:
                    args.max_seq_len)
     dev = encode(read_sst2(f"{args.data_dir}/SST-2/dev.tsv"), tokenizer, args.max_seq_len)
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-    loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
+    # A plain dict: TextBrewer unpacks a batch as keyword arguments only when `type(batch) is dict`, and the
+    # collator returns a BatchEncoding (a dict subclass), which it would pass as positional strings.
+    loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True,
+                                         collate_fn=lambda rows: dict(collate(rows)),
                                          generator=torch.Generator().manual_seed(args.seed))
     teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
     student = AutoModelForSequenceClassification.from_pretrained(args.student_init)
