@@ -33,13 +33,13 @@ pair_teachers() {
     --out "$OUT/$1-teacher-lr1e-4" --resume
   step "$1-teacher" $PKD finetune --task "$1" --data-dir "$DATA" --quiet --out "$OUT/$1-teacher" --resume
 }
-step stsb-teacher $PKD finetune --task stsb --data-dir "$DATA" --quiet --out "$OUT/stsb-teacher" --resume
-compare stsb "$OUT/stsb-teacher"
 # SST-2, the issue's short budget: the first 4,000 examples, 1 epoch, max_seq_len 64 (teacher on the same budget).
 short=(--task sst2 --data-dir "$DATA" --max-train-examples 4000 --max-seq-len 64 --epochs 1 --quiet)
 step sst2-4k-teacher $PKD finetune "${short[@]}" --out "$OUT/sst2-4k-teacher" --resume
 step sst2-4k-compare $PKD compare --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --seeds 3 \
   --out "$OUT/sst2-4k-compare" --resume
+step stsb-teacher $PKD finetune --task stsb --data-dir "$DATA" --quiet --out "$OUT/stsb-teacher" --resume
+compare stsb "$OUT/stsb-teacher"
 pair_teachers mrpc
 compare mrpc "$(best_of "$OUT/mrpc-teacher" "$OUT/mrpc-teacher-lr1e-4")"
 pair_teachers rte
