@@ -298,7 +298,7 @@ def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: lis
     accelerator = make_accelerator(cfg)
     seed_everything(cfg.seed)
     loader = _setup_loader(train_data, tokenizer, cfg)
-    optimizer, scheduler = _setup_optimizer(model, projection, cfg, len(loader))
+    optimizer, scheduler = _setup_optimizer(model, projection, cfg, len(loader), accelerator.device.type)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     projection = accelerator.prepare(projection) if projection is not None else None
     run = TrainingState(out, accelerator, model, projection, optimizer, scheduler)
@@ -389,15 +389,21 @@ def _setup_loader(train_data: EncodedSplit, tokenizer, cfg: TrainConfig) -> torc
                                        generator=torch.Generator().manual_seed(cfg.seed))
 
 
-def _setup_optimizer(model, projection: torch.nn.Module | None, cfg: TrainConfig, batches_per_epoch: int):
-    """AdamW (no weight decay on biases and LayerNorm weights) and a linear schedule with warm-up."""
+def _setup_optimizer(model, projection: torch.nn.Module | None, cfg: TrainConfig, batches_per_epoch: int,
+                     device_type: str = "cpu"):
+    """AdamW (no weight decay on biases and LayerNorm weights) and a linear schedule with warm-up.
+
+    The fused AdamW kernel on CPU and CUDA (elsewhere the default): the same update, 3.7x faster than the default
+    multi-tensor one for a 17M-parameter student on 2 cores, where the optimizer step was 16% of a run
+    (docs/performance.md). Its rounding differs from the default's in the last bit (2e-7 after 20 steps)."""
     params = list(model.named_parameters())
     if projection is not None:
         params += [(f"projection.{n}", p) for n, p in projection.named_parameters()]
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
     optimizer = torch.optim.AdamW([
         {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0}], lr=cfg.lr, eps=cfg.adam_eps)
+        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0}], lr=cfg.lr, eps=cfg.adam_eps,
+        fused=device_type in ("cpu", "cuda"))
     total_steps = math.ceil(batches_per_epoch / cfg.grad_accum) * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     return optimizer, scheduler
