@@ -50,7 +50,8 @@ class TrainConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: no clipping)"})
     seed: int = field(default=42, metadata={"help": "seed of the initialisation, data order and dropout"})
     max_seq_len: int | None = field(default=None, metadata={
-        "help": "tokens per input, longer ones truncated (default: 128; 512 for the RACE tasks)"})
+        "help": "tokens per input, longer ones truncated (default: the task's recipe, docs/recipes.md: 128 for GLUE, "
+                "512 for RACE)"})
     max_train_examples: int | None = field(default=None, metadata={
         "help": "use only the first N training examples (RACE: N questions from a fixed sample of passages)"})
     max_eval_examples: int | None = field(default=None, metadata={
