@@ -227,12 +227,12 @@ def accuracy_rows(runs: Sequence[Run], select: str = "best") -> list[dict]:
         teachers = [r.teacher_score for r in members if r.teacher_score is not None]
         teacher = statistics.fmean(teachers) if teachers else None
         floors = [r.floor_score for r in members if r.floor_score is not None]
+        floor = statistics.fmean(floors) if floors else None
         mean = statistics.fmean(scores)
         rows.append({"task": task, "method": method, "layers": layers, "scores": scores, "mean": mean,
                      "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,  # as `pkd compare` reports
                      "teacher_score": teacher, "retention": 100.0 * mean / teacher if teacher else None,
-                     "gain_retention": gain_retention(mean, teacher, statistics.fmean(floors))
-                     if teacher and floors else None, "floor_score": statistics.fmean(floors) if floors else None,
+                     "floor_score": floor, "gain_retention": gain_retention(mean, teacher, floor) if teacher else None,
                      "seeds": [r.seed for r in members], "variant": variant})
     rows.sort(key=lambda r: (r["task"], -(r["layers"] or 0), _method_key(r["method"])))
     return rows
@@ -252,9 +252,9 @@ def accuracy_markdown(rows: Sequence[dict], select: str = "best") -> str:
         task_rows = [r for r in rows if r["task"] == task]
         teachers = {r["teacher_score"] for r in task_rows if r["teacher_score"] is not None}
         floors = {round(r["floor_score"], 4) for r in task_rows if r.get("floor_score") is not None}
-        title = f"### {task}" + (f" (teacher {teachers.pop():.2f}" if len(teachers) == 1 else "") + (
-            f", majority-class floor {floors.pop():.2f}" if len(floors) == 1 else "")
-        title += ")" if "(" in title else ""
+        notes = ([f"teacher {teachers.pop():.2f}"] if len(teachers) == 1 else []) + (
+            [f"majority-class floor {floors.pop():.2f}"] if len(floors) == 1 else [])
+        title = f"### {task}" + (f" ({', '.join(notes)})" if notes else "")
         out += [title, "", f"| method | layers | {SELECTED[select]} (mean ± std) | retention "
                            "| gain over floor retained | seeds |", "|---|---|---|---|---|---|"]
         for r in task_rows:
