@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 16, step 3: teachers and 3-layer student comparisons (FT, KD, PKD-Skip, PKD-Last x 3 seeds, paired
 # verdicts) on STS-B, MRPC, RTE and the short-budget SST-2 subset, each with its task's recipe (pkd.tasks:
-# nothing but data, teacher and student depth is given), then a loss-weight sweep on RTE.
+# nothing but data, teacher and student depth is given), then a loss-weight sweep on the short SST-2 budget.
 # Resumable: a finished step is skipped (bench/steps.sh), and `compare --resume` keeps its finished runs.
 # Usage: bash bench/recipes.sh [DATA_DIR]; outputs under bench/out/recipes/ (docs/recipes.md has the tables).
 set -euo pipefail
@@ -38,6 +38,9 @@ short=(--task sst2 --data-dir "$DATA" --max-train-examples 4000 --max-seq-len 64
 step sst2-4k-teacher $PKD finetune "${short[@]}" --out "$OUT/sst2-4k-teacher" --resume
 step sst2-4k-compare $PKD compare --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --seeds 3 \
   --out "$OUT/sst2-4k-compare" --resume
+# The loss weights on the same budget: the defaults (alpha 0.7, T 10, beta 0.65) and less KD, a lower T, no PT.
+step sst2-4k-sweep $PKD sweep --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --method pkd-skip \
+  --grid alpha=0.3,0.7 temperature=5,10 beta=0,0.65 --out "$OUT/sst2-4k-sweep" --resume
 step stsb-teacher $PKD finetune --task stsb --data-dir "$DATA" --quiet --out "$OUT/stsb-teacher" --resume
 compare stsb "$OUT/stsb-teacher"
 pair_teachers mrpc
