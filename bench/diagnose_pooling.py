@@ -8,7 +8,13 @@ inputs of a task:
   - spread: the std across inputs, averaged over hidden units, divided by the mean vector norm;
   - sat: for the pooler (tanh) output, the fraction of values with |value| > 0.99 (saturated: ~zero gradient).
 It also prints the [CLS] cosine after every layer, and for 3-layer students built from other choices of the
-checkpoint's layers. Usage: python bench/diagnose_pooling.py [--task sst2] [--n 256] [--depths 6,3]
+checkpoint's layers.
+
+For a multiple-choice task (--task race) the head scores each option's sequence, so what matters is how much
+the representation varies between the options of one question, not between questions: it prints, after every
+layer, the mean cosine between the four options' [CLS] states of the same question ("within") beside the
+mean pairwise cosine across questions, and the same for the mean-pooled state.
+Usage: python bench/diagnose_pooling.py [--task sst2] [--n 256] [--depths 6,3] [--max-seq-len 128]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from transformers import AutoConfig, AutoModel
 
 from pkd.data import load_split
 from pkd.models import load_tokenizer, resolve_model
+from pkd.race import choice_pairs
 from pkd.student import select_layers
 from pkd.tasks import get_task
 
@@ -41,11 +48,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--depths", default="6,3")
     ap.add_argument("--data-dir", default="../shared/data/glue")
+    ap.add_argument("--max-seq-len", type=int, default=128)
     args = ap.parse_args()
     task = get_task(args.task)
     path = resolve_model(None)
     tok = load_tokenizer(path)
     examples = load_split(task, "train", args.data_dir, args.n)[0].examples
+    if task.is_multiple_choice:
+        return options(task, path, tok, examples, args.max_seq_len)
     columns = list(zip(*(e.texts for e in examples), strict=True))
     enc = tok(*columns, truncation=True, max_length=128, padding=True, return_tensors="pt")
     model = AutoModel.from_pretrained(path).eval()
@@ -74,6 +84,30 @@ def main() -> None:
         with torch.no_grad():
             top = student(**enc).last_hidden_state[:, 0]
         print(f"3-layer student from layers {keep}: top [CLS] cos {mean_cosine(top):.3f}")
+
+
+def within(x: torch.Tensor, choices: int) -> float:
+    """Mean cosine between the options of the same question: x is [questions * choices, H], options adjacent."""
+    unit = torch.nn.functional.normalize(x.float(), dim=-1).view(-1, choices, x.shape[-1])
+    sims = unit @ unit.transpose(1, 2)
+    return float((sims.sum((1, 2)) - choices).mean() / (choices * (choices - 1)))
+
+
+def options(task, path: str, tok, examples: list, max_seq_len: int) -> None:
+    pairs = [pair for ex in examples for pair in choice_pairs(ex)]
+    enc = tok([a for a, _ in pairs], [b for _, b in pairs], truncation="only_first", max_length=max_seq_len,
+              padding=True, return_tensors="pt")
+    model = AutoModel.from_pretrained(path).eval()
+    with torch.no_grad():
+        hidden = model(**enc, output_hidden_states=True).hidden_states
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    print(f"{task.name}: {len(examples)} training questions x {task.choices} options, {max_seq_len} tokens, "
+          f"checkpoint {path}")
+    print("layer | [CLS] within a question | [CLS] across questions | mean-pooled within | mean-pooled across")
+    for depth, h in enumerate(hidden):
+        cls, mean = h[:, 0], (h * mask).sum(1) / mask.sum(1)
+        print(f"{depth} | {within(cls, task.choices):.4f} | {mean_cosine(cls[::task.choices]):.4f} | "
+              f"{within(mean, task.choices):.4f} | {mean_cosine(mean[::task.choices]):.4f}")
 
 
 if __name__ == "__main__":
