@@ -1,4 +1,4 @@
-"""TextBrewer's side of bench/vs_textbrewer.sh: PKD-Skip with GeneralDistiller, the teacher run on every batch.
+"""TextBrewer's side of bench/vs_textbrewer.sh: one student distilled by GeneralDistiller, the teacher run every batch.
 
 Runs in TextBrewer's own venv (torch, transformers, textbrewer; no pkd), on what pkd distill gets: the first N
 SST-2 training sentences, the same student initialisation (saved by pkd beforehand), tokenizer, max_seq_len,
@@ -8,6 +8,8 @@ steps, gradient clipping at 1.0, and dev accuracy on all of SST-2 dev after ever
 The loss is pkd's: (1 - alpha) CE + alpha T^2 KL + beta * mean over the mapped layers of the normalised
 [CLS] distance. TextBrewer's KD term is the soft cross-entropy without T^2 (the same gradient as the KL), so
 its weight is alpha T^2; its "pkd" match is one layer's term, so each of the L matches weighs beta / L.
+--method: pkd (the [CLS] matches of --layer-map: 2,4 for PKD-Skip, 4,5 for PKD-Last), kd (no matches), or ft:
+TextBrewer's side at its fastest, a plain PyTorch loop on the labels with no teacher loaded (the issue allows it).
 Prints one JSON line: {"dev_accuracy": best over epochs, "per_epoch": [...], "seconds": wall from start-up}.
 """
 
@@ -59,6 +61,7 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=10.0)
     p.add_argument("--beta", type=float, default=1.3)
     p.add_argument("--layer-map", default="2,4", help="teacher layers for student layers 1..M-1 (PKD-Skip: 2,4)")
+    p.add_argument("--method", choices=("pkd", "kd", "ft"), default="pkd")
     p.add_argument("--seed", type=int, default=42)
     args = p.parse_args()
     torch.manual_seed(args.seed)
@@ -73,7 +76,6 @@ def main() -> None:
     loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True,
                                          collate_fn=lambda rows: dict(collate(rows)),
                                          generator=torch.Generator().manual_seed(args.seed))
-    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
     student = AutoModelForSequenceClassification.from_pretrained(args.student_init)
 
     no_decay = ("bias", "LayerNorm.weight")
@@ -82,17 +84,7 @@ def main() -> None:
         {"params": [q for n, q in params if not n.endswith(no_decay)], "weight_decay": 0.01},
         {"params": [q for n, q in params if n.endswith(no_decay)], "weight_decay": 0.0}], lr=args.lr)
     total = len(loader) * args.epochs
-
-    def adaptor(batch, outputs):
-        return {"logits": outputs.logits, "hidden": outputs.hidden_states, "losses": outputs.loss}
-
-    layer_map = [int(k) for k in args.layer_map.split(",")]
-    matches = [{"layer_T": k, "layer_S": j, "feature": "hidden", "loss": "pkd", "weight": args.beta / len(layer_map)}
-               for j, k in enumerate(layer_map, start=1)]
-    distill_config = DistillationConfig(temperature=args.temperature, hard_label_weight=1 - args.alpha,
-                                        kd_loss_type="ce", kd_loss_weight=args.alpha * args.temperature ** 2,
-                                        intermediate_matches=matches)
-    train_config = TrainingConfig(device="cpu", output_dir=args.out, log_dir=None)
+    scheduler_args = {"num_warmup_steps": int(0.1 * total), "num_training_steps": total}
     scores = []
 
     def evaluate(model, step):
@@ -105,14 +97,42 @@ def main() -> None:
                 correct += (model(**batch).logits.argmax(-1) == labels).sum().item()
         scores.append(100.0 * correct / len(dev))
 
+    if args.method == "ft":
+        scheduler = get_linear_schedule_with_warmup(optimizer, **scheduler_args)
+        for epoch in range(args.epochs):
+            student.train()
+            for batch in loader:
+                student(**batch).loss.backward()
+                torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            evaluate(student, epoch)
+    else:
+        distill(args, student, optimizer, loader, scheduler_args, evaluate)
+    print(json.dumps({"dev_accuracy": max(scores), "per_epoch": scores,
+                      "seconds": round(time.perf_counter() - START, 1)}))
+
+
+def distill(args, student, optimizer, loader, scheduler_args, evaluate) -> None:
+    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
+
+    def adaptor(batch, outputs):
+        return {"logits": outputs.logits, "hidden": outputs.hidden_states, "losses": outputs.loss}
+
+    layer_map = [int(k) for k in args.layer_map.split(",")] if args.method == "pkd" else []
+    matches = [{"layer_T": k, "layer_S": j, "feature": "hidden", "loss": "pkd", "weight": args.beta / len(layer_map)}
+               for j, k in enumerate(layer_map, start=1)]
+    distill_config = DistillationConfig(temperature=args.temperature, hard_label_weight=1 - args.alpha,
+                                        kd_loss_type="ce", kd_loss_weight=args.alpha * args.temperature ** 2,
+                                        intermediate_matches=matches)
+    train_config = TrainingConfig(device="cpu", output_dir=args.out, log_dir=None)
     distiller = GeneralDistiller(train_config=train_config, distill_config=distill_config, model_T=teacher,
                                  model_S=student, adaptor_T=adaptor, adaptor_S=adaptor)
     with distiller:
         distiller.train(optimizer, loader, args.epochs, scheduler_class=get_linear_schedule_with_warmup,
-                        scheduler_args={"num_warmup_steps": int(0.1 * total), "num_training_steps": total},
-                        max_grad_norm=1.0, callback=evaluate, output_hidden_states=True)
-    print(json.dumps({"dev_accuracy": max(scores), "per_epoch": scores,
-                      "seconds": round(time.perf_counter() - START, 1)}))
+                        scheduler_args=scheduler_args, max_grad_norm=1.0, callback=evaluate,
+                        output_hidden_states=bool(matches))  # KD needs no hidden states
 
 
 if __name__ == "__main__":

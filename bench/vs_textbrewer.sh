@@ -10,6 +10,11 @@
 # TextBrewer gets its own throw-away venv under $OUT (torch==2.13.0 first, then textbrewer and pkd's
 # transformers version); remove $OUT to start from scratch. Long: about 8 x 2 minutes on 2 cores, plus the venv.
 #   TEACHER=runs/demo/teacher PKD_DATA=../shared/data/glue bash bench/vs_textbrewer.sh
+#
+# MODE=compare: the issue's second target instead. `pkd compare` (FT, KD, PKD-Skip, PKD-Last x seeds 42-44, one
+# cache built from empty), then the same with --group-by-length, then TextBrewer running the same 12 trainings one
+# process each (its FT runs a plain loop with no teacher; each seed starts from pkd's student for that seed).
+# Prints the totals, the ratios and each method's mean dev accuracy per tool. About 100 minutes on 2 cores.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 PKD=${PKD:-.venv/bin/pkd}
@@ -31,22 +36,26 @@ if [ ! -x "$TB/bin/python" ]; then
   "$TB/bin/pip" install -q textbrewer "transformers==$($PY -c 'import transformers; print(transformers.__version__)')"
 fi
 
-# The student exactly as `pkd distill` builds it (pre-trained first 3 layers, head seeded by --seed 42).
-if [ ! -f "$OUT/student-init/config.json" ]; then
-  $PY - "$TEACHER" "$OUT/student-init" <<'PY'
+# The student exactly as `pkd distill --seed S` builds it (pre-trained layers 1, 2, 6, head seeded by S), for
+# TextBrewer to start from: student-init/ for seed 42, student-init-S/ for the others.
+student_init() {  # student_init SEED DIR
+  [ -f "$2/config.json" ] && return
+  $PY - "$TEACHER" "$2" "$1" <<'PY'
 import sys
 from pkd.api import prepare_distillation
 from pkd.config import DistillConfig
 d = prepare_distillation("sst2", DistillConfig(teacher=sys.argv[1], student_layers=3, method="pkd-skip"))
-student, _ = d.build_student(42)
+student, _ = d.build_student(int(sys.argv[3]))
 student.save_pretrained(sys.argv[2])
 d.tokenizer.save_pretrained(sys.argv[2])
 print(f"student init: {d.student_source}, layers {student.config.pkd_init['layers']}, map {d.layer_map}")
 PY
-fi
+}
+student_init 42 "$OUT/student-init"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+[ "${MODE:-distill}" = compare ] && { source "$(dirname "$0")/vs_textbrewer_compare.sh"; exit; }
 results=$OUT/results.tsv
 printf "round\ttool\tseconds\tdev_accuracy\n" > "$results"
 pkd_run() {  # pkd_run ROUND NAME ARGS...: one pkd distill, from a fresh cache, timed

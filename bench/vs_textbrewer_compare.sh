@@ -1,0 +1,53 @@
+# Sourced by bench/vs_textbrewer.sh with MODE=compare (its variables and helpers set): issue 15's second target,
+# `pkd compare` (4 methods x 3 seeds) against TextBrewer running the same 12 trainings. Results in
+# $OUT/compare-results.tsv, one line per timed unit: pkd's two compares as a whole, TextBrewer per training.
+results=$OUT/compare-results.tsv
+printf "tool\tmethod\tseed\tseconds\tdev_accuracy\n" > "$results"
+for grouped in "" --group-by-length; do
+  name=pkd-compare${grouped:+-grouped}
+  rm -rf "$OUT/$name" "$OUT/cache-$name"
+  t0=$(now)
+  $PKD compare --teacher "$TEACHER" --task sst2 --student-layers 3 --data-dir "$DATA" --seeds 3 \
+    --methods ft,kd,pkd-skip,pkd-last --cache-dir "$OUT/cache-$name" "${TRAIN[@]}" "${LOSS[@]}" $grouped \
+    --out "$OUT/$name" --quiet > "$OUT/$name.log" 2>&1
+  t1=$(now)
+  for run in "$OUT/$name"/*-seed*/; do  # each run's best-epoch dev accuracy, from its metrics
+    run=$(basename "$run")
+    acc=$($PY -c 'import json, sys; print("%.2f" % max(json.loads(l)["accuracy"] for l in open(sys.argv[1])))' \
+      "$OUT/$name/$run/metrics.jsonl")
+    printf "%s\t%s\t%s\t-\t%s\n" "$name" "${run%-seed*}" "${run##*-seed}" "$acc" >> "$results"
+  done
+  printf "%s\tall\t-\t%s\t-\n" "$name" "$(elapsed "$t0" "$t1")" | tee -a "$results"
+done
+for seed in 42 43 44; do
+  student_init "$seed" "$OUT/student-init-$seed"
+  for method in ft kd pkd-skip pkd-last; do
+    case $method in
+      pkd-skip) tb=(--method pkd --layer-map 2,4) ;;
+      pkd-last) tb=(--method pkd --layer-map 4,5) ;;
+      *) tb=(--method "$method") ;;
+    esac
+    rm -rf "$OUT/tb-$method-$seed"
+    t0=$(now)
+    "$TB/bin/python" bench/textbrewer_pkd.py --teacher "$TEACHER" --student-init "$OUT/student-init-$seed" \
+      --data-dir "$DATA" --out "$OUT/tb-$method-$seed" --max-train-examples "$N" --seed "$seed" "${tb[@]}" \
+      > "$OUT/tb-$method-$seed.json"
+    t1=$(now)
+    acc=$($PY -c 'import json, sys; print("%.2f" % json.load(open(sys.argv[1]))["dev_accuracy"])' \
+      "$OUT/tb-$method-$seed.json")
+    printf "textbrewer\t%s\t%s\t%s\t%s\n" "$method" "$seed" "$(elapsed "$t0" "$t1")" "$acc" | tee -a "$results"
+  done
+done
+$PY - "$results" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+total = {t: sum(float(r["seconds"]) for r in rows if r["tool"] == t and r["seconds"] != "-")
+         for t in ("pkd-compare", "pkd-compare-grouped", "textbrewer")}
+print("| tool | wall s, 12 trainings | TextBrewer / it | FT | KD | PKD-Skip | PKD-Last (mean dev acc., 3 seeds) |")
+print("|---|---|---|---|---|---|---|")
+for tool, seconds in total.items():
+    accs = [statistics.mean(float(r["dev_accuracy"]) for r in rows if r["tool"] == tool and r["method"] == m)
+            for m in ("ft", "kd", "pkd-skip", "pkd-last")]
+    print(f"| {tool} | {seconds:.1f} | {total['textbrewer'] / seconds:.2f}x | "
+          + " | ".join(f"{a:.2f}" for a in accs) + " |")
+PY
