@@ -32,8 +32,10 @@ def demo_tables(out: Path) -> list[str]:
     if bench is None:
         return ["Demo models: not measured (no runs/demo/{teacher,student}; `make demo`, then bench/deploy.sh).", ""]
     rows = bench["models"]
-    lines = [f"Measured {bench['date']}, {bench['machine']}, {bench['threads']} threads, {bench['seq_len']} tokens, "
-             f"{bench['repeats']} interleaved rounds (medians); ratios against the fp32 PyTorch teacher.", "",
+    features = f" ({bench['cpu_features']})" if "cpu_features" in bench else ""
+    lines = [f"Measured {bench['date']}, {bench['machine']}{features}, {bench['threads']} threads, "
+             f"{bench['seq_len']} tokens, {bench['repeats']} interleaved rounds (medians); ratios against the fp32 "
+             "PyTorch teacher.", "",
              "| model | variant | SST-2 dev acc | size MB | latency ms (b=1) | latency x | ex/s (b=32) | throughput x "
              "| max abs dlogit (parity batch) |", "|---|---|---|---|---|---|---|---|---|"]
     found: dict[tuple[str, str], dict] = {}

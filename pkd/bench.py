@@ -146,10 +146,31 @@ def environment(device: str, threads: int | None = None) -> dict:
     env = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "device": device,
            "torch": torch.__version__, "threads": threads or torch.get_num_threads(),
            "cpu_count": os.cpu_count(),
-           "machine": f"{platform.machine()} {_cpu_name()}".strip()}
+           "machine": f"{platform.machine()} {_cpu_name()}".strip(), "cpu_features": cpu_features()}
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()
     return env
+
+
+# The CPU flags that decide int8 and bf16 speed: without VNNI, x86 int8 kernels (FBGEMM, ONNX Runtime's MLAS)
+# multiply u8 x s8 in three instructions where VNNI takes one, so int8's gain over fp32 differs by about 2x
+# between hosts of the same core count (docs/deploy.md).
+_SPEED_FLAGS = ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """torch's CPU kernel level and the int8/bf16 flags the CPU has, e.g. "AVX2; none of avx512f, ... amx_bf16"."""
+    flags: set[str] = set()
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    have = [f for f in _SPEED_FLAGS if f in flags]
+    return f"{torch.backends.cpu.get_cpu_capability()}; " + (" ".join(have) if have else
+                                                             "none of " + ", ".join(_SPEED_FLAGS))
 
 
 def _cpu_name() -> str:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
-from pkd.bench import bench_models, build_shape_model, parameter_counts
+from pkd.bench import bench_models, build_shape_model, cpu_features, parameter_counts
 from pkd.cli import main
 
 FAST = dict(seq_len=16, batch_sizes=[1, 4], repeats=2, warmup=1, threads=1)
@@ -93,12 +93,23 @@ def test_shape_mode_from_the_cli(capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["device"] == "cpu" and out["threads"] == 1 and out["seq_len"] == 8
+    assert out["cpu_features"].startswith(torch.backends.cpu.get_cpu_capability() + "; ")
     names = [m["name"] for m in out["models"]]
     assert names == ["minilm-l6-h384-L2", "minilm-l6-h384-L1"]
     for m in out["models"]:
         assert m["hidden_size"] == 384 and m["size_source"] == "estimate"
         assert m["size_bytes"] == 4 * m["params"]  # fp32, no persistent buffers
     assert torch.get_num_threads() == threads  # --threads applies to the benchmark only
+
+
+def test_cpu_features_name_the_int8_flags(tmp_path):
+    """The record says which int8/bf16 instructions the timings had, read from the CPU's flag line."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n\nprocessor\t: 1\nflags\t: fpu\n")
+    assert cpu_features(info).split("; ")[1] == "avx512f avx512_vnni"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
+    assert cpu_features(info).endswith("; none of avx512f, avx512_vnni, avx_vnni, avx512_bf16, amx_int8, amx_bf16")
+    assert cpu_features(tmp_path / "missing").split("; ")[1].startswith("none of")
 
 
 def test_table_output(checkpoints, capsys):
