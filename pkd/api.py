@@ -42,7 +42,8 @@ from pkd.train import (
 )
 
 
-def _encode(task, split: str, tokenizer, cfg_len: int, data_dir, limit=None) -> list[EncodedSplit]:
+def _encode(task: Task, split: str, tokenizer: PreTrainedTokenizerBase, cfg_len: int, data_dir: str | Path | None,
+            limit: int | None = None) -> list[EncodedSplit]:
     return [EncodedSplit(part, tokenizer, cfg_len) for part in load_split(task, split, data_dir, limit)]
 
 
@@ -210,7 +211,7 @@ def evaluate(model: str, task: str, split: str = "dev", data_dir: str | Path | N
     return evaluate_parts(net, parts, task_, tokenizer, batch_size)
 
 
-def _load_scorer(path: str, task, trust_remote_code: bool):
+def _load_scorer(path: str, task: Task, trust_remote_code: bool):
     """A run directory's or checkpoint's classifier, or an export directory's model (ONNX Runtime for ONNX), with
     its tokenizer: evaluate and predict score both through the same code."""
     if deploy.is_export_dir(path):
@@ -219,7 +220,7 @@ def _load_scorer(path: str, task, trust_remote_code: bool):
             load_tokenizer(path, trust_remote_code))
 
 
-def _run_max_len(path: str, task) -> int:
+def _run_max_len(path: str, task: Task) -> int:
     """The max_seq_len a run trained with (an export directory records its source run's)."""
     if deploy.is_export_dir(path):
         return deploy.read_export(path).get("max_seq_len") or task.default_max_seq_len

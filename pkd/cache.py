@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ from pkd.models import (
     tokenizer_fingerprint,
 )
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 FORMAT_VERSION = 2  # 2: an array may be float32 where fp16 overflows
 FP16_MAX = float(np.finfo(np.float16).max)
 
@@ -43,7 +47,8 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("PKD_CACHE", Path.home() / ".cache" / "pkd" / "teacher"))
 
 
-def _key_inputs(teacher: torch.nn.Module, tokenizer, data_fingerprint: str, max_seq_len: int) -> dict:
+def _key_inputs(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data_fingerprint: str,
+                max_seq_len: int) -> dict:
     return {"version": FORMAT_VERSION, "teacher": model_fingerprint(teacher),
             "tokenizer": tokenizer_fingerprint(tokenizer), "data": data_fingerprint, "max_seq_len": max_seq_len}
 
@@ -131,7 +136,8 @@ class LiveTeacher:
         return teacher_forward(self.teacher, batch, layers)
 
 
-def teacher_forward(teacher: torch.nn.Module, batch: dict, layers: list[int]):
+def teacher_forward(teacher: torch.nn.Module, batch: dict,
+                    layers: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
     inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
     out = teacher(**inputs, output_hidden_states=bool(layers))
     if not layers:
@@ -139,9 +145,9 @@ def teacher_forward(teacher: torch.nn.Module, batch: dict, layers: list[int]):
     return out.logits.float(), cls_states(out.hidden_states, layers, batch["input_ids"]).float()
 
 
-def ensure_cache(teacher: torch.nn.Module, tokenizer, data: EncodedSplit, max_seq_len: int, layers: list[int],
-                 cache_root: str | Path | None = None, batch_size: int = 128, device: str | None = None,
-                 rebuild: bool = False) -> TeacherCache:
+def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data: EncodedSplit, max_seq_len: int,
+                 layers: list[int], cache_root: str | Path | None = None, batch_size: int = 128,
+                 device: str | None = None, rebuild: bool = False) -> TeacherCache:
     """Open the cache for these inputs, building it first if it does not exist yet.
 
     Under `accelerate launch` the build is sharded: each rank runs the teacher over its own contiguous slice of
@@ -184,8 +190,9 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer, data: EncodedSplit, max_se
     return TeacherCache(path)
 
 
-def _write_shard(teacher: torch.nn.Module, tokenizer, data: torch.utils.data.Dataset, layers: list[int], device,
-                 batch_size: int, tmp: Path, suffix: str, progress: bool) -> None:
+def _write_shard(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data: torch.utils.data.Dataset,
+                 layers: list[int], device: str | torch.device, batch_size: int, tmp: Path, suffix: str,
+                 progress: bool) -> None:
     """The teacher's outputs for `data` as logits<suffix>.npy and cls<suffix>.npy; nothing for an empty slice.
 
     The examples run longest first, in batches of similar length (far less padding than in file order), and

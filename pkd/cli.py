@@ -74,7 +74,7 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, title: str | None = N
         group.add_argument(flag, dest=f.name, **kwargs)
 
 
-def _scalar(annotation) -> Callable[[str], object]:
+def _scalar(annotation: str | type) -> Callable[[str], object]:
     """The argparse type of a field annotated int, float or str (optionally `| None`)."""
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
     return {"int": int, "float": float}.get(text.split("|")[0].strip().removeprefix("list[").rstrip("]"), str)
@@ -95,7 +95,7 @@ class Command:
     arguments: Callable[[argparse.ArgumentParser], None]
 
 
-def _print_best(best: dict, out) -> str:
+def _print_best(best: dict, out: str | Path) -> str:
     return json.dumps({"best": best, "out": str(out)}) + "\n"
 
 

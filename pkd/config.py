@@ -9,12 +9,14 @@ Nothing here imports torch: `pkd --help` reads this module.
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pkd.errors import UsageError
 
 if TYPE_CHECKING:
     from pkd.tasks import Recipe
+
+_Config = TypeVar("_Config")
 
 METHODS = ("ft", "kd", "pkd-skip", "pkd-last", "pkd")  # "pkd" takes an explicit --layer-map
 
@@ -265,7 +267,7 @@ def from_options(options: dict[str, Any], *classes: type, strict: bool = True) -
     return built
 
 
-def config_from_dict(cls: type, data: dict[str, Any]):
+def config_from_dict(cls: type[_Config], data: dict[str, Any]) -> _Config:
     """The inverse of dataclasses.asdict for these configs (a nested config from its own dict)."""
     values = {}
     for f in fields(cls):

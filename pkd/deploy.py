@@ -40,7 +40,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -61,6 +62,9 @@ from pkd.io import atomic_dir, check_out_dir, library_versions, write_json
 from pkd.models import EncodedSplit, load_tokenizer, make_collator, resolve_model
 from pkd.tasks import Task, get_task
 
+if TYPE_CHECKING:
+    import onnxruntime
+
 PARITY_LIMIT = 1e-3
 PARITY_EXAMPLES = 16
 EXPORT_FILE = "export.json"
@@ -75,7 +79,7 @@ def model_file(fmt: str, quantize: str) -> str:
     return "model-int8.safetensors" if quantize == "int8" else "model.safetensors"
 
 
-def require_onnxruntime():
+def require_onnxruntime() -> ModuleType:
     """onnxruntime (and onnx), or a one-line error naming the install command."""
     try:
         import onnx  # noqa: F401  (the quantizer and the optimizer need it)
@@ -448,7 +452,7 @@ def load_for_task(path: str | Path, task: Task, threads: int | None = None
     return model, tokenizer
 
 
-def ort_session(path: str | Path, threads: int | None = None):
+def ort_session(path: str | Path, threads: int | None = None) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU session with `threads` intra-op threads (default: torch's) and spinning off: spinning
     idle threads steal the CPU from whatever runs next (measured: PyTorch rows 20-30% slower)."""
     ort = require_onnxruntime()

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
+
+_T = TypeVar("_T")
 
 
 def launched() -> bool:
@@ -15,7 +21,7 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def state():
+def state() -> PartialState:
     """Accelerate's PartialState; call this before anything else creates it (pkd's own code does)."""
     from accelerate import PartialState  # imported late: `pkd --help` need not load torch
     from accelerate.utils import parse_flag_from_env
@@ -39,7 +45,7 @@ def barrier() -> None:
         state().wait_for_everyone()
 
 
-def broadcast(obj):
+def broadcast(obj: _T) -> _T:
     """Rank 0's value of `obj` on every rank."""
     if not launched():
         return obj

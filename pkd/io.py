@@ -14,9 +14,12 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pkd.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    import datasets
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -206,7 +209,7 @@ def read_lines(path: Path, gzipped: bool = False) -> tuple[bytes, list[bytes]]:
     return raw, lines
 
 
-def load_hub_split(name: str, config: str, part: str, hub_split: str):
+def load_hub_split(name: str, config: str, part: str, hub_split: str) -> datasets.Dataset:
     """datasets.load_dataset, with any failure (no network, no such dataset) as one line naming our split."""
     import datasets
 

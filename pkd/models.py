@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -67,12 +69,12 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
         raise DataError(f"{name_or_path}: cannot load tokenizer ({type(e).__name__}: {_first_line(e)})") from None
 
 
-def head_class(task: Task):
+def head_class(task: Task) -> type[AutoModelForMultipleChoice] | type[AutoModelForSequenceClassification]:
     """The Auto class of the task's model: a multiple-choice head for RACE, a sequence classifier otherwise."""
     return AutoModelForMultipleChoice if task.is_multiple_choice else AutoModelForSequenceClassification
 
 
-def has_head(config, task: Task) -> bool:
+def has_head(config: PretrainedConfig, task: Task) -> bool:
     """Whether a checkpoint's config is already a model of the task's kind."""
     suffix = "ForMultipleChoice" if task.is_multiple_choice else "ForSequenceClassification"
     return any(a.endswith(suffix) for a in (config.architectures or []))
@@ -102,7 +104,7 @@ def load_classifier(name_or_path: str, task: Task, trust_remote_code: bool = Fal
         raise DataError(f"{name_or_path}: cannot load model ({type(e).__name__}: {_first_line(e)})") from None
 
 
-def load_config(name_or_path: str, trust_remote_code: bool = False):
+def load_config(name_or_path: str, trust_remote_code: bool = False) -> PretrainedConfig:
     """The checkpoint's config, or a one-line DataError."""
     try:
         return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
@@ -204,7 +206,7 @@ def cls_states(hidden_states: tuple[torch.Tensor, ...], layers: list[int], input
     return stack.view(*input_ids.shape[:-1], len(layers), -1)
 
 
-def make_collator(tokenizer: PreTrainedTokenizerBase):
+def make_collator(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict]:
     """Dynamic padding to the longest sequence of the batch; multiple-choice batches become [B, choices, T]."""
     return _Collator(tokenizer)
 

@@ -18,12 +18,16 @@ import json
 import random
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pkd.errors import DataError
 from pkd.io import load_hub_split, read_lines
 from pkd.tasks import Example, Split, Task
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 LETTERS = ("A", "B", "C", "D")
 NUM_CHOICES = len(LETTERS)
@@ -69,7 +73,7 @@ def read_race(task: Task, path: str | Path, part: str = "train", limit: int | No
     return _make_split(task, part, passages, str(path), fingerprint, limit)
 
 
-def _check_passage(record, where: str) -> dict:
+def _check_passage(record: object, where: str) -> dict:
     """A validated passage; `where` is the file and line (or the Hub split) for error messages."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, found {type(record).__name__}")
@@ -203,7 +207,8 @@ def choice_pairs(example: Example) -> list[tuple[str, str]]:
     return [(article, fill(question, option)) for option in options]
 
 
-def encode_choices(examples: list[Example], tokenizer, max_seq_len: int, chunk: int = 512) -> list[dict]:
+def encode_choices(examples: list[Example], tokenizer: PreTrainedTokenizerBase, max_seq_len: int,
+                   chunk: int = 512) -> list[dict]:
     """Per example: each tokenizer field as a list of NUM_CHOICES int32 arrays (compact for long inputs).
 
     Only the article is truncated ("only_first"), so the question and option are always whole; when they

@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
 
@@ -27,6 +28,9 @@ from pkd.errors import DataError, UsageError
 from pkd.io import atomic_path, read_jsonl, write_text
 from pkd.metrics import gain_retention
 from pkd.stats import verdicts_markdown
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _METHOD_ORDER = ("finetune", "ft", "kd", "pkd-skip", "pkd-last", "pkd")
 
@@ -269,7 +273,7 @@ def accuracy_markdown(rows: Sequence[dict], select: str = "best") -> str:
 # ---------------------------------------------------------------------------------------------- plots
 
 
-def _save_png(fig, path: Path) -> None:
+def _save_png(fig: Figure, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
 

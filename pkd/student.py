@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 import torch
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from pkd.errors import DataError, UsageError
 from pkd.models import has_head, head_class, load_classifier, load_config, load_tokenizer
@@ -57,7 +57,8 @@ def select_layers(state_dict: dict[str, torch.Tensor], num_layers: int, keep: li
 CONSTANT_CLS = 0.99
 
 
-def cls_similarities(encoder: PreTrainedModel, tokenizer, probes: int = 16, length: int = 16) -> list[float]:
+def cls_similarities(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, probes: int = 16,
+                     length: int = 16) -> list[float]:
     """For each layer (0 = embeddings), the mean pairwise cosine similarity of the [CLS] state over `probes`
     inputs of `length` random vocabulary tokens (fixed seed; any language), from one forward pass.
     1.0: the same for every input."""
@@ -79,12 +80,12 @@ def cls_similarities(encoder: PreTrainedModel, tokenizer, probes: int = 16, leng
     return sims
 
 
-def cls_similarity(encoder: PreTrainedModel, tokenizer, layer: int) -> float:
+def cls_similarity(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, layer: int) -> float:
     """cls_similarities of one layer."""
     return cls_similarities(encoder, tokenizer)[layer]
 
 
-def default_init_layers(encoder: PreTrainedModel, tokenizer, num_layers: int) -> list[int]:
+def default_init_layers(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, num_layers: int) -> list[int]:
     """The first M layers (the paper), or the first M-1 and the top one when the [CLS] state after layer M is
     constant over inputs and the top layer's is not (see the module docstring)."""
     first = list(range(1, num_layers + 1))

@@ -93,7 +93,7 @@ def expand(grid: dict[str, list], random_trials: int | None = None, seed: int = 
     return trials
 
 
-def _text(value) -> str:
+def _text(value: float) -> str:
     text = repr(value)
     return text[:-2] if text.endswith(".0") else text
 

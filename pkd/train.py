@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from pkd import dist
 from pkd.config import LossConfig, TrainConfig
@@ -30,6 +31,9 @@ from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import EncodedSplit, cls_states, feature_length, make_collator
 from pkd.tasks import Task
+
+if TYPE_CHECKING:
+    from pkd.cache import LiveTeacher, TeacherCache
 
 
 class EpochShuffle(torch.utils.data.Sampler):
@@ -194,7 +198,7 @@ def load_checkpoint(path: Path, run: TrainingState) -> Progress:
     return Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
 
 
-def save_best_model(model, tokenizer, out: Path) -> None:
+def save_best_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:
     """The best epoch's model and tokenizer into the run directory: save_pretrained into a temporary directory,
     then each file moved into place."""
     with atomic_files(out) as tmp:
@@ -205,7 +209,7 @@ def save_best_model(model, tokenizer, out: Path) -> None:
 # ---------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def predict_logits(model, data: EncodedSplit, tokenizer, batch_size: int,
+def predict_logits(model: torch.nn.Module, data: EncodedSplit, tokenizer: PreTrainedTokenizerBase, batch_size: int,
                    accelerator: Accelerator | None = None) -> np.ndarray:
     """The model's logits for every example of `data`, in the data's order.
 
@@ -238,8 +242,8 @@ def predict_logits(model, data: EncodedSplit, tokenizer, batch_size: int,
     return restored
 
 
-def score_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_size: int,
-                accelerator: Accelerator | None = None) -> tuple[dict[str, float], list[np.ndarray]]:
+def score_parts(model: torch.nn.Module, parts: list[EncodedSplit], task: Task, tokenizer: PreTrainedTokenizerBase,
+                batch_size: int, accelerator: Accelerator | None = None) -> tuple[dict[str, float], list[np.ndarray]]:
     """Metrics on each dev part, and the predictions behind them ([n] class ids, or values for regression), one
     array per part. MNLI's second (mismatched) part gets the suffix _mm. RACE adds the accuracy on each level's
     questions (accuracy_high, accuracy_middle)."""
@@ -256,8 +260,8 @@ def score_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_s
     return result, predictions
 
 
-def evaluate_parts(model, parts: list[EncodedSplit], task: Task, tokenizer, batch_size: int,
-                   accelerator: Accelerator | None = None) -> dict[str, float]:
+def evaluate_parts(model: torch.nn.Module, parts: list[EncodedSplit], task: Task, tokenizer: PreTrainedTokenizerBase,
+                   batch_size: int, accelerator: Accelerator | None = None) -> dict[str, float]:
     """The metrics of score_parts."""
     return score_parts(model, parts, task, tokenizer, batch_size, accelerator)[0]
 
@@ -275,8 +279,9 @@ def save_predictions(path: Path, predictions: np.ndarray) -> None:
 
 # ---------------------------------------------------------------- training
 
-def train(model, tokenizer, task: Task, train_data: EncodedSplit, dev_parts: list[EncodedSplit], cfg: TrainConfig,
-          out: Path, loss_cfg: LossConfig | None = None, teacher=None, layer_map: list[int] | None = None,
+def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task, train_data: EncodedSplit,
+          dev_parts: list[EncodedSplit], cfg: TrainConfig, out: Path, loss_cfg: LossConfig | None = None,
+          teacher: TeacherCache | LiveTeacher | None = None, layer_map: list[int] | None = None,
           projection: torch.nn.Module | None = None, resume: bool = False, run_info: dict | None = None,
           quiet: bool = False) -> dict:
     """Train `model` and keep its best dev epoch in `out`. Returns the best epoch's metrics, with "best_epoch" and
@@ -377,7 +382,8 @@ def prune_checkpoints(out: Path, keep: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _setup_loader(train_data: EncodedSplit, tokenizer, cfg: TrainConfig) -> torch.utils.data.DataLoader:
+def _setup_loader(train_data: EncodedSplit, tokenizer: PreTrainedTokenizerBase,
+                  cfg: TrainConfig) -> torch.utils.data.DataLoader:
     """Batches in an order that depends only on (seed, epoch), dynamically padded."""
     sampler = (LengthGroupedShuffle([feature_length(train_data[i]) for i in range(len(train_data))], cfg.seed,
                                     cfg.batch_size)
@@ -389,8 +395,8 @@ def _setup_loader(train_data: EncodedSplit, tokenizer, cfg: TrainConfig) -> torc
                                        generator=torch.Generator().manual_seed(cfg.seed))
 
 
-def _setup_optimizer(model, projection: torch.nn.Module | None, cfg: TrainConfig, batches_per_epoch: int,
-                     device_type: str):
+def _setup_optimizer(model: torch.nn.Module, projection: torch.nn.Module | None, cfg: TrainConfig,
+                     batches_per_epoch: int, device_type: str):
     """AdamW (no weight decay on biases and LayerNorm weights) and a linear schedule with warm-up.
 
     The fused AdamW kernel on CPU and CUDA (elsewhere the default): the same update, 3.7x faster than the default
@@ -426,8 +432,8 @@ def _check_finite(loss: torch.Tensor, run: TrainingState) -> None:
                             f"{last[-1] if last else 'none'}")
 
 
-def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, tokenizer, cfg: TrainConfig,
-               start: float, quiet: bool) -> None:
+def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, tokenizer: PreTrainedTokenizerBase,
+               cfg: TrainConfig, start: float, quiet: bool) -> None:
     """Score dev, log the epoch, keep the model if it is the best so far, and checkpoint (but for the last epoch,
     unless checkpoints are kept)."""
     progress, accelerator = run.progress, run.accelerator
@@ -454,7 +460,8 @@ def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, to
         save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
 
 
-def batch_loss(model, batch: dict, task: Task, loss_cfg: LossConfig, teacher=None, layer_map: list[int] = (),
+def batch_loss(model: torch.nn.Module, batch: dict, task: Task, loss_cfg: LossConfig,
+               teacher: TeacherCache | LiveTeacher | None = None, layer_map: list[int] = (),
                projection: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The student's forward pass and its PKD loss on one batch (CE alone when there is no teacher)."""
     use_pt = bool(layer_map) and loss_cfg.beta > 0
@@ -472,5 +479,5 @@ def batch_loss(model, batch: dict, task: Task, loss_cfg: LossConfig, teacher=Non
                     teacher_cls)
 
 
-def optimizer_params(optimizer) -> list[torch.nn.Parameter]:
+def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
     return [p for group in optimizer.param_groups for p in group["params"]]
