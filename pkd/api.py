@@ -309,52 +309,65 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     deployed: dict[str, list[float]] = {m: [] for m in methods}
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     initial: dict[int, tuple] = {}  # this seed's student, built once and copied for each method (the same for all)
-    for method, seed in runs:
-        run_dir = out / f"{method}-seed{seed}"
-        done = run_dir / "result.json"
-        if done.is_file():
-            record = selected_record(run_dir, compare_cfg.select)
-            results[method].append(record["score"])
-            epochs[method].append(record["epoch"])
-            _export_compared(run_dir, compare_cfg.export, run.data_dir, deployed[method])
-            continue
-        if seed not in initial:
-            initial = {seed: d.build_student(seed)}  # runs go seed by seed: the previous seed's is freed
-        student, projection = copy.deepcopy(initial[seed])
-        prepare_out_dir_once(run_dir, resume=True)  # an interrupted run continues from its checkpoint
-        best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
-                     loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],
-                     projection, resume=True, run_info={**info(method), "cache": str(cache.path),
-                                                        "teacher_score": teacher_score, "floor_score": floor},
-                     quiet=run.quiet)
-        if is_main():
-            write_json(done, best)
-        record = selected_record(run_dir, compare_cfg.select)
-        results[method].append(record["score"])
-        epochs[method].append(record["epoch"])
-        _export_compared(run_dir, compare_cfg.export, run.data_dir, deployed[method])
-    table = seed_statistics(results, teacher_score, floor)
     labels = np.array([e.label for e in dev[0].split.examples])
-    pairs = verdicts(lambda p, y: compute_metrics(d.task, p, y)["score"], labels,
-                     selected_predictions(out, methods, cfg.seed, epochs))
-    if is_main():
+
+    def summarise() -> dict:
+        """compare.json and compare.md over the runs finished so far (all of them at the end), so that a long
+        comparison shows its results as they come and an interrupted one keeps them."""
+        finished = sum(len(v) for v in results.values())
+        done_methods = tuple(m for m in methods if results[m])
+        table = seed_statistics({m: results[m] for m in done_methods}, teacher_score, floor)
+        if not is_main():
+            return table
+        common = min(len(results[m]) for m in done_methods)  # paired verdicts need the same seeds on both sides
+        selected = {m: epochs[m][:common] for m in done_methods}
+        pairs = verdicts(lambda p, y: compute_metrics(d.task, p, y)["score"], labels,
+                         selected_predictions(out, done_methods, cfg.seed, selected))
         weights = distill_cfg.loss
         summary = {"task": d.task.name, "student_layers": distill_cfg.student_layers, "teacher": d.teacher_path,
                    "teacher_score": teacher_score, "floor_score": floor, "select": compare_cfg.select,
+                   "runs_finished": finished, "runs_planned": len(runs),
                    "methods": table, "train": asdict(cfg),
                    "student_init": distill_cfg.student_init, "dev_examples": len(labels), "verdicts": pairs,
                    "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta}}
-        markdown = compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, floor, table,
-                                    compare_cfg.select)
+        markdown = "" if finished == len(runs) else (
+            f"Partial: {finished} of {len(runs)} runs finished (`--resume` continues); verdicts over the first "
+            f"{common} seed(s).\n\n")
+        markdown += compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, floor, table,
+                                     compare_cfg.select)
         markdown += "\nPaired differences on the dev examples, seeds pooled (pkd.stats):\n\n" + verdicts_markdown(pairs)
         if compare_cfg.export != "none":  # the same runs, deployed: ONNX Runtime, scored on dev
             variant = "ort-int8" if compare_cfg.export == "int8" else "ort"
-            deployed_table = seed_statistics(deployed, teacher_score, floor)
+            deployed_table = seed_statistics({m: deployed[m] for m in done_methods}, teacher_score, floor)
             summary["deployed"] = {"variant": variant, "methods": deployed_table}
             markdown += f"\nDeployed as {variant} (export-{compare_cfg.export}/ in each run):\n\n" + \
                 compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, floor, deployed_table)
         write_json(out / "compare.json", summary)
         write_text(out / "compare.md", markdown)
+        return table
+
+    for method, seed in runs:
+        run_dir = out / f"{method}-seed{seed}"
+        fresh = not (run_dir / "result.json").is_file()  # finished runs are kept and reused
+        if fresh:
+            if seed not in initial:
+                initial = {seed: d.build_student(seed)}  # runs go seed by seed: the previous seed's is freed
+            student, projection = copy.deepcopy(initial[seed])
+            prepare_out_dir_once(run_dir, resume=True)  # an interrupted run continues from its checkpoint
+            best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
+                         loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],
+                         projection, resume=True, run_info={**info(method), "cache": str(cache.path),
+                                                            "teacher_score": teacher_score, "floor_score": floor},
+                         quiet=run.quiet)
+            if is_main():
+                write_json(run_dir / "result.json", best)
+        record = selected_record(run_dir, compare_cfg.select)
+        results[method].append(record["score"])
+        epochs[method].append(record["epoch"])
+        _export_compared(run_dir, compare_cfg.export, run.data_dir, deployed[method])
+        if fresh and (method, seed) != runs[-1]:
+            summarise()  # the tables so far, rewritten after every run
+    table = summarise()
     barrier()  # every rank returns once the tables exist
     return table
 

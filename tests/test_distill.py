@@ -319,6 +319,40 @@ def test_pt_pairs_each_student_layer_with_its_teacher_layer(tmp_path, monkeypatc
         torch.testing.assert_close(got["teacher"][:, i], teacher_seen[k - 1], atol=0, rtol=0)
 
 
+def test_compare_writes_its_tables_as_runs_finish(tiny_teacher, glue_dir, tmp_path, monkeypatch):
+    """A long comparison shows what it has so far: after every run compare.json and compare.md are rewritten, so a
+    comparison stopped part-way keeps a partial table (and verdicts over the seeds both sides have)."""
+    import pkd.api
+
+    real_train, calls = pkd.api.train, []
+
+    def stopping_train(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the third run is stopped
+        return real_train(*a, **k)
+
+    options = dict(seeds=2, methods=("ft", "kd"), data_dir=glue_dir, cache_dir=tmp_path / "cache", quiet=True,
+                   **{**STUDENT, "epochs": 1})
+    monkeypatch.setattr(pkd.api, "train", stopping_train)
+    with pytest.raises(KeyboardInterrupt):
+        pkd.compare(str(tiny_teacher), "sst2", 2, tmp_path / "cmp", **options)
+    partial = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert partial["runs_finished"] == 2 and partial["runs_planned"] == 4
+    assert {m: len(row["scores"]) for m, row in partial["methods"].items()} == {"ft": 1, "kd": 1}
+    first = {m: json.loads((tmp_path / "cmp" / f"{m}-seed0" / "result.json").read_text())["score"]
+             for m in ("ft", "kd")}
+    [verdict] = partial["verdicts"]
+    assert verdict["seeds"] == 1 and verdict["diff"] == pytest.approx(first["kd"] - first["ft"])
+    assert (tmp_path / "cmp" / "compare.md").read_text().startswith("Partial: 2 of 4 runs finished")
+    monkeypatch.setattr(pkd.api, "train", real_train)
+    pkd.compare(str(tiny_teacher), "sst2", 2, tmp_path / "cmp", resume=True, **options)
+    final = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert final["runs_finished"] == 4 and final["verdicts"][0]["seeds"] == 2
+    assert final["methods"]["kd"]["scores"][0] == first["kd"]  # the finished runs were kept
+    assert not (tmp_path / "cmp" / "compare.md").read_text().startswith("Partial")
+
+
 def test_compare_builds_each_seeds_student_once(tiny_teacher, glue_dir, tmp_path, monkeypatch):
     """Tokenization, the teacher cache and the student's initialisation are shared by every method of a seed."""
     import pkd.api
