@@ -55,9 +55,10 @@ def main() -> None:
     tok = load_tokenizer(path)
     examples = load_split(task, "train", args.data_dir, args.n)[0].examples
     if task.is_multiple_choice:
-        return options(task, path, tok, examples, args.max_seq_len)
+        option_spread(task, path, tok, examples, args.max_seq_len)
+        return
     columns = list(zip(*(e.texts for e in examples), strict=True))
-    enc = tok(*columns, truncation=True, max_length=128, padding=True, return_tensors="pt")
+    enc = tok(*columns, truncation=True, max_length=args.max_seq_len, padding=True, return_tensors="pt")
     model = AutoModel.from_pretrained(path).eval()
     with torch.no_grad():
         out = model(**enc, output_hidden_states=True)
@@ -93,7 +94,7 @@ def within(x: torch.Tensor, choices: int) -> float:
     return float((sims.sum((1, 2)) - choices).mean() / (choices * (choices - 1)))
 
 
-def options(task, path: str, tok, examples: list, max_seq_len: int) -> None:
+def option_spread(task, path: str, tok, examples: list, max_seq_len: int) -> None:
     pairs = [pair for ex in examples for pair in choice_pairs(ex)]
     enc = tok([a for a, _ in pairs], [b for _, b in pairs], truncation="only_first", max_length=max_seq_len,
               padding=True, return_tensors="pt")
