@@ -55,6 +55,9 @@ student_init 42 "$OUT/student-init"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+tb_accuracy() {  # tb_accuracy JSON: the best dev accuracy bench/textbrewer_pkd.py printed
+  $PY -c 'import json, sys; print("%.2f" % json.load(open(sys.argv[1]))["dev_accuracy"])' "$1"
+}
 [ "${MODE:-distill}" = compare ] && { source "$(dirname "$0")/vs_textbrewer_compare.sh"; exit; }
 results=$OUT/results.tsv
 printf "round\ttool\tseconds\tdev_accuracy\n" > "$results"
@@ -78,8 +81,7 @@ for round in $(seq "$ROUNDS"); do
   "$TB/bin/python" bench/textbrewer_pkd.py --teacher "$TEACHER" --student-init "$OUT/student-init" \
     --data-dir "$DATA" --out "$OUT/textbrewer-$round" --max-train-examples "$N" > "$OUT/textbrewer-$round.json"
   t1=$(now)
-  acc=$($PY -c 'import json, sys; print("%.2f" % json.load(open(sys.argv[1]))["dev_accuracy"])' \
-    "$OUT/textbrewer-$round.json")
+  acc=$(tb_accuracy "$OUT/textbrewer-$round.json")
   printf "%s\ttextbrewer\t%s\t%s\n" "$round" "$(elapsed "$t0" "$t1")" "$acc" | tee -a "$results"
   pkd_run "$round" pkd-grouped --method pkd-skip --group-by-length
   pkd_run "$round" pkd-ft --method ft  # the floor of a run's time: a student that learns from labels alone

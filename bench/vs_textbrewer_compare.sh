@@ -33,8 +33,7 @@ for seed in 42 43 44; do
       --data-dir "$DATA" --out "$OUT/tb-$method-$seed" --max-train-examples "$N" --seed "$seed" "${tb[@]}" \
       > "$OUT/tb-$method-$seed.json"
     t1=$(now)
-    acc=$($PY -c 'import json, sys; print("%.2f" % json.load(open(sys.argv[1]))["dev_accuracy"])' \
-      "$OUT/tb-$method-$seed.json")
+    acc=$(tb_accuracy "$OUT/tb-$method-$seed.json")
     printf "textbrewer\t%s\t%s\t%s\t%s\n" "$method" "$seed" "$(elapsed "$t0" "$t1")" "$acc" | tee -a "$results"
   done
 done

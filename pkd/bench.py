@@ -160,27 +160,26 @@ _SPEED_FLAGS = ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
 
 def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """torch's CPU kernel level and the int8/bf16 flags the CPU has, e.g. "AVX2; none of avx512f, ... amx_bf16"."""
-    flags: set[str] = set()
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    flags = set(_cpuinfo_field(cpuinfo, ("flags", "Features")).split())
     have = [f for f in _SPEED_FLAGS if f in flags]
     return f"{torch.backends.cpu.get_cpu_capability()}; " + (" ".join(have) if have else
                                                              "none of " + ", ".join(_SPEED_FLAGS))
 
 
 def _cpu_name() -> str:
-    try:  # platform.processor() is empty on most Linux systems
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+    # platform.processor() is empty on most Linux systems
+    return _cpuinfo_field(Path("/proc/cpuinfo"), ("model name",)) or platform.processor()
+
+
+def _cpuinfo_field(cpuinfo: Path, names: tuple[str, ...]) -> str:
+    """The value of the first line of `cpuinfo` that starts with one of `names` ("" when none, or no file)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(names):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor()
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------- models
