@@ -13,7 +13,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pkd import deploy
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
-from pkd.config import CompareConfig, DistillConfig, ExportConfig, RunConfig, TrainConfig, from_options
+from pkd.config import (
+    SELECTIONS,
+    CompareConfig,
+    DistillConfig,
+    ExportConfig,
+    RunConfig,
+    TrainConfig,
+    from_options,
+)
 from pkd.data import load_split, split_files
 from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
@@ -428,16 +436,13 @@ def selected_record(run_dir: Path, select: str) -> dict:
     return result.get("last") or read_jsonl(run_dir / "metrics.jsonl")[-1]
 
 
-SELECTED = {"best": "best-epoch dev score", "last": "last-epoch dev score"}
-
-
 def compare_markdown(task: str, layers: int, teacher_score: float, floor: float | None, table: dict[str, dict],
                      select: str = "best") -> str:
     """compare.md: one row per method, as `pkd compare` prints it; the header says which epoch's score it shows,
     and retention is given of the teacher's score and of its gain over the majority-class floor."""
     floor_text = f", majority-class floor {floor:.2f}" if floor is not None else ""
     lines = [f"{task}, {layers}-layer students (teacher {teacher_score:.2f}{floor_text})", "",
-             f"| method | {SELECTED[select]} (mean ± std) | retention | gain over floor retained | runs |",
+             f"| method | {SELECTIONS[select]} (mean ± std) | retention | gain over floor retained | runs |",
              "|---|---|---|---|---|"]
     for method, row in table.items():
         gain = row.get("gain_retention")

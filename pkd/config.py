@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 _Config = TypeVar("_Config")
 
 METHODS = ("ft", "kd", "pkd-skip", "pkd-last", "pkd")  # "pkd" takes an explicit --layer-map
+# --select (compare, report): which epoch's dev score a table shows, and the column header that says so.
+SELECTIONS = {"best": "best-epoch dev score", "last": "last-epoch dev score"}
 
 
 def parse_layer_map(text: str) -> list[int]:
@@ -176,7 +178,7 @@ class CompareConfig:
     teacher_score: float | None = field(default=None, metadata={"help": "skip re-scoring the teacher on dev"})
     select: str = field(default="best", metadata={
         "help": "which epoch's dev score the table shows: the best one (the epoch picked on dev, whose model is "
-                "saved: optimistic) or the last one", "choices": ("best", "last")})
+                "saved: optimistic) or the last one", "choices": tuple(SELECTIONS)})
     export: str = field(default="none", metadata={
         "help": "also export each run to ONNX (fp32 or int8) in <run>/export-<precision>, scored on dev: the "
                 "deployed variants in compare.json and in pkd report", "choices": ("none", "fp32", "int8")})

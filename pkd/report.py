@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
 
+from pkd.config import SELECTIONS
 from pkd.errors import DataError, UsageError
 from pkd.io import atomic_path, read_jsonl, write_text
 from pkd.metrics import gain_retention
@@ -60,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench", default=None, metavar="FILE.json", help="output of `pkd bench --json`")
     p.add_argument("--name", default="report",
                    help="write NAME.md and NAME.html (default report); other names also prefix the plots")
-    p.add_argument("--select", choices=("best", "last"), default="best",
+    p.add_argument("--select", choices=tuple(SELECTIONS), default="best",
                    help="which epoch's dev score the tables show: the best one (picked on dev, so optimistic; the "
                         "default) or the last one")
 
@@ -247,9 +248,6 @@ def _bench_for(layers: int | None, bench: Sequence[dict], variant: str = "torch"
     return next((b for b in bench if b["layers"] == layers and b.get("variant", "torch") == variant), None)
 
 
-SELECTED = {"best": "best-epoch dev score", "last": "last-epoch dev score"}
-
-
 def accuracy_markdown(rows: Sequence[dict], select: str = "best") -> str:
     out = []
     for task in dict.fromkeys(r["task"] for r in rows):
@@ -259,7 +257,7 @@ def accuracy_markdown(rows: Sequence[dict], select: str = "best") -> str:
         notes = ([f"teacher {teachers.pop():.2f}"] if len(teachers) == 1 else []) + (
             [f"majority-class floor {floors.pop():.2f}"] if len(floors) == 1 else [])
         title = f"### {task}" + (f" ({', '.join(notes)})" if notes else "")
-        out += [title, "", f"| method | layers | {SELECTED[select]} (mean ± std) | retention "
+        out += [title, "", f"| method | layers | {SELECTIONS[select]} (mean ± std) | retention "
                            "| gain over floor retained | seeds |", "|---|---|---|---|---|---|"]
         for r in task_rows:
             retention = f"{r['retention']:.1f}%" if r["retention"] is not None else "-"
