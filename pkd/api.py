@@ -439,13 +439,15 @@ def selected_record(run_dir: Path, select: str) -> dict:
 def compare_markdown(task: str, layers: int, teacher_score: float, floor: float | None, table: dict[str, dict],
                      select: str = "best") -> str:
     """compare.md: one row per method, as `pkd compare` prints it; the header says which epoch's score it shows,
-    and retention is given of the teacher's score and of its gain over the majority-class floor."""
+    each seed's score stands beside the mean (with 2-3 seeds a std hides an outlier), and retention is given of
+    the teacher's score and of its gain over the majority-class floor."""
     floor_text = f", majority-class floor {floor:.2f}" if floor is not None else ""
     lines = [f"{task}, {layers}-layer students (teacher {teacher_score:.2f}{floor_text})", "",
-             f"| method | {SELECTIONS[select]} (mean ± std) | retention | gain over floor retained | runs |",
-             "|---|---|---|---|---|"]
+             f"| method | {SELECTIONS[select]} (mean ± std) | per seed | retention | gain over floor retained | runs |",
+             "|---|---|---|---|---|---|"]
     for method, row in table.items():
         gain = row.get("gain_retention")
-        lines.append(f"| {method} | {row['mean']:.2f} ± {row['std']:.2f} | {row['retention']:.1f}% | "
+        per_seed = ", ".join(f"{s:.2f}" for s in row["scores"])
+        lines.append(f"| {method} | {row['mean']:.2f} ± {row['std']:.2f} | {per_seed} | {row['retention']:.1f}% | "
                      f"{'-' if gain is None else f'{gain:.1f}%'} | {len(row['scores'])} |")
     return "\n".join(lines) + "\n"

@@ -179,7 +179,10 @@ def test_compare_table_and_resume(tiny_teacher, glue_dir, tmp_path, capsys):
     assert table["floor_score"] == pytest.approx(100 * dev_labels.count(majority) / len(dev_labels))
     printed = capsys.readouterr().out
     assert "| pkd-skip |" in printed and "| pkd-skip vs kd |" in printed
-    assert table["select"] == "best" and "| method | best-epoch dev score (mean ± std) |" in printed
+    assert table["select"] == "best" and "| method | best-epoch dev score (mean ± std) | per seed |" in printed
+    for method, row in table["methods"].items():  # each seed's score beside the mean, in seed order
+        assert f"| {method} | {row['mean']:.2f} ± {row['std']:.2f} | {row['scores'][0]:.2f}, {row['scores'][1]:.2f} |" \
+            in printed
     # The verdicts compare the very predictions behind each run's recorded best score, seed for seed.
     scores = {m: row["scores"] for m, row in table["methods"].items()}
     pairs = {(v["a"], v["b"]): v for v in table["verdicts"]}
