@@ -14,7 +14,8 @@
 # MODE=compare: the issue's second target instead. `pkd compare` (FT, KD, PKD-Skip, PKD-Last x seeds 42-44, one
 # cache built from empty), then the same with --group-by-length, then TextBrewer running the same 12 trainings one
 # process each (its FT runs a plain loop with no teacher; each seed starts from pkd's student for that seed).
-# Prints the totals, the ratios and each method's mean dev accuracy per tool. About 100 minutes on 2 cores.
+# Prints the totals, the ratios and each method's mean dev accuracy per tool. About 100 minutes on 2 cores;
+# ORDERS=grouped (or default) runs one of pkd's two compares.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 PKD=${PKD:-.venv/bin/pkd}

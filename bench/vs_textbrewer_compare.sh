@@ -3,7 +3,10 @@
 # $OUT/compare-results.tsv, one line per timed unit: pkd's two compares as a whole, TextBrewer per training.
 results=$OUT/compare-results.tsv
 printf "tool\tmethod\tseed\tseconds\tdev_accuracy\n" > "$results"
-for grouped in "" --group-by-length; do
+# ORDERS: which data orders pkd runs ("default grouped", or one of them to save its ~40 min on this machine).
+for order in ${ORDERS:-default grouped}; do
+  case $order in default) grouped="" ;; grouped) grouped=--group-by-length ;;
+    *) echo "ORDERS: $order is not default or grouped" >&2; exit 2 ;; esac
   name=pkd-compare${grouped:+-grouped}
   rm -rf "$OUT/$name" "$OUT/cache-$name"
   t0=$(now)
@@ -40,13 +43,15 @@ done
 $PY - "$results" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-total = {t: sum(float(r["seconds"]) for r in rows if r["tool"] == t and r["seconds"] != "-")
-         for t in ("pkd-compare", "pkd-compare-grouped", "textbrewer")}
-print("| tool | wall s, 12 trainings | TextBrewer / it | FT | KD | PKD-Skip | PKD-Last (mean dev acc., 3 seeds) |")
+tools = list(dict.fromkeys(r["tool"] for r in rows))  # the pkd orders that ran, then textbrewer
+total = {t: sum(float(r["seconds"]) for r in rows if r["tool"] == t and r["seconds"] != "-") for t in tools}
+print("| tool | wall s, 12 trainings | TextBrewer / it | FT | KD | PKD-Skip | PKD-Last |")
 print("|---|---|---|---|---|---|---|")
 for tool, seconds in total.items():
-    accs = [statistics.mean(float(r["dev_accuracy"]) for r in rows if r["tool"] == tool and r["method"] == m)
-            for m in ("ft", "kd", "pkd-skip", "pkd-last")]
-    print(f"| {tool} | {seconds:.1f} | {total['textbrewer'] / seconds:.2f}x | "
-          + " | ".join(f"{a:.2f}" for a in accs) + " |")
+    cells = []
+    for m in ("ft", "kd", "pkd-skip", "pkd-last"):  # dev accuracy over the seeds: mean ± std (each seed)
+        accs = [float(r["dev_accuracy"]) for r in rows if r["tool"] == tool and r["method"] == m]
+        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        cells.append(f"{statistics.mean(accs):.2f} ± {spread:.2f} ({', '.join(f'{a:.2f}' for a in accs)})")
+    print(f"| {tool} | {seconds:.1f} | {total['textbrewer'] / seconds:.2f}x | " + " | ".join(cells) + " |")
 PY
