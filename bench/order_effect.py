@@ -15,23 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-from pkd.api import selected_record
+from pkd.api import selected_predictions, selected_record
 from pkd.data import load_split
 from pkd.metrics import compute_metrics
 from pkd.stats import paired_bootstrap
 from pkd.tasks import get_task
-from pkd.train import predictions_file
 
 
-def selected_predictions(compare_dir: Path) -> dict[str, list[np.ndarray]]:
-    """method -> the dev predictions of each seed's selected epoch (as compare.json selected it), seed order."""
-    summary = json.loads((compare_dir / "compare.json").read_text())
-    found: dict[str, list[np.ndarray]] = {}
-    for run in sorted(compare_dir.glob("*-seed*"), key=lambda p: int(p.name.rsplit("-seed", 1)[1])):
-        method = run.name.rsplit("-seed", 1)[0]
-        epoch = selected_record(run, summary["select"])["epoch"]
-        found.setdefault(method, []).append(np.load(predictions_file(run, epoch)))
-    return found
+def compare_predictions(compare_dir: Path) -> dict[str, list[np.ndarray]]:
+    """method -> the dev predictions of each seed's selected epoch (as compare.json selected it), in seed order:
+    pkd.api.selected_predictions, given each run's selected epoch."""
+    select = json.loads((compare_dir / "compare.json").read_text())["select"]
+    runs = sorted(compare_dir.glob("*-seed*"), key=lambda p: int(p.name.rsplit("-seed", 1)[1]))
+    epochs: dict[str, list[int]] = {}
+    for run in runs:
+        epochs.setdefault(run.name.rsplit("-seed", 1)[0], []).append(selected_record(run, select)["epoch"])
+    first_seed = int(runs[0].name.rsplit("-seed", 1)[1])
+    return selected_predictions(compare_dir, tuple(epochs), first_seed, epochs)
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     args = p.parse_args()
     task = get_task(args.task)
     labels = np.array([e.label for e in load_split(task, "dev", args.data_dir)[0].examples])
-    a, b = selected_predictions(args.a), selected_predictions(args.b)
+    a, b = compare_predictions(args.a), compare_predictions(args.b)
     if a.keys() != b.keys() or any(len(a[m]) != len(b[m]) for m in a):
         raise SystemExit(f"{args.a} and {args.b}: not the same methods and seeds")
     a["all"], b["all"] = [x for m in list(a) for x in a[m]], [x for m in list(b) for x in b[m]]
