@@ -7,7 +7,7 @@ and loss, backward, optimizer), dev scoring, checkpoints, the saved model. Phase
 own functions, so they can nest; the table says which.
 
   .venv/bin/python bench/profile_distill.py --teacher runs/demo/teacher -- --max-train-examples 4000 --epochs 2 \
-      --max-seq-len 64 --lr 5e-5 [--group-by-length]
+      --max-seq-len 64 --lr 5e-5 [--no-group-by-length]
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ set -euo pipefail
 DATA=${1:-../shared/data/race}
 OUT=bench/out
 PKD=${PKD:-.venv/bin/pkd}
+# --no-group-by-length: these results were measured in the shuffled order, the default before issue 15.
 mkdir -p "$OUT"
 export PKD_CACHE=${PKD_CACHE:-$OUT/cache}
 TRAIN_N=4000 EVAL_N=500  # training questions; dev and test questions scored
@@ -25,7 +26,7 @@ SUBSET=(--data-dir "$DATA" --max-train-examples $TRAIN_N --max-eval-examples $EV
 source "$(dirname "$0")/steps.sh"
 
 # Teacher: the default MiniLM-L6 on the subset, 1 epoch (its progress bar, with the loss, is in the log).
-step teacher-race-4k $PKD finetune --task race "${SUBSET[@]}" --epochs 1 --batch-size 8 --lr 1e-4 \
+step teacher-race-4k $PKD finetune --no-group-by-length --task race "${SUBSET[@]}" --epochs 1 --batch-size 8 --lr 1e-4 \
   --save-every 50 --out "$OUT/teacher-race-4k" --resume
 # Its dev and test scores (RACE test is labelled), all / high / middle, on 500-question samples.
 for split in dev test; do
@@ -48,13 +49,13 @@ race_table() {
 # They start from the fine-tuned teacher's first 3 layers and head (--student-init teacher), as the pre-trained
 # start (the probe below) stays at chance in this budget. beta 1.3 = the paper's 500 at the teacher's hidden
 # size 384 (docs/method.md).
-step compare-race-4k-L3 $PKD compare --teacher "$OUT/teacher-race-4k" --task race "${SUBSET[@]}" \
+step compare-race-4k-L3 $PKD compare --no-group-by-length --teacher "$OUT/teacher-race-4k" --task race "${SUBSET[@]}" \
   --student-layers 3 --student-init teacher --methods ft,kd,pkd-skip --seeds 3 --epochs 1 --batch-size 8 \
   --lr 1e-4 --alpha 0.7 --temperature 10 --beta 1.3 --save-every 50 --out "$OUT/compare-race-4k-L3" --resume --quiet
 race_table compare-race-4k-L3
 
 # Probe: the paper's start (the pre-trained model's first 3 layers), FT and PKD-Skip, one seed.
-step compare-race-4k-L3-pretrained-init $PKD compare --teacher "$OUT/teacher-race-4k" --task race "${SUBSET[@]}" \
+step compare-race-4k-L3-pretrained-init $PKD compare --no-group-by-length --teacher "$OUT/teacher-race-4k" --task race "${SUBSET[@]}" \
   --student-layers 3 --methods ft,pkd-skip --seeds 1 --epochs 1 --batch-size 8 --lr 1e-4 --alpha 0.7 \
   --temperature 10 --beta 1.3 --save-every 50 --out "$OUT/compare-race-4k-L3-pretrained-init" --resume --quiet
 race_table compare-race-4k-L3-pretrained-init

@@ -34,20 +34,21 @@ pair_teachers() {  # pair_teachers TASK [ARGS...]
     --out "$OUT/$task-teacher-lr1e-4" --resume "$@"
   step "$task-teacher" $PKD finetune --task "$task" --data-dir "$DATA" --quiet --out "$OUT/$task-teacher" --resume "$@"
 }
+# The SST-2, STS-B and MRPC-teacher steps ran before length grouping became the default (issue 15), so they keep
+# the shuffled order they ran in (--no-group-by-length); MRPC's students and everything of RTE use the default.
 # SST-2, the issue's short budget: the first 4,000 examples, 1 epoch, max_seq_len 64 (teacher on the same budget).
-short=(--task sst2 --data-dir "$DATA" --max-train-examples 4000 --max-seq-len 64 --epochs 1 --quiet)
+short=(--task sst2 --data-dir "$DATA" --max-train-examples 4000 --max-seq-len 64 --epochs 1 --quiet
+       --no-group-by-length)
 step sst2-4k-teacher $PKD finetune "${short[@]}" --out "$OUT/sst2-4k-teacher" --resume
 step sst2-4k-compare $PKD compare --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --seeds 3 \
   --out "$OUT/sst2-4k-compare" --resume
 # The loss weights on the same budget: the defaults (alpha 0.7, T 10, beta 0.65) and less KD, a lower T, no PT.
 step sst2-4k-sweep $PKD sweep --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --method pkd-skip \
   --grid alpha=0.3,0.7 temperature=5,10 beta=0,0.65 --out "$OUT/sst2-4k-sweep" --resume
-step stsb-teacher $PKD finetune --task stsb --data-dir "$DATA" --quiet --out "$OUT/stsb-teacher" --resume
-compare stsb "$OUT/stsb-teacher"
-# From MRPC's students on, batches are grouped by length (--group-by-length): 2.1x faster on issue 15's SST-2
-# comparison, with a tie in accuracy over 12 paired runs (docs/performance.md). The STS-B and SST-2 runs above,
-# and the MRPC teachers, kept the plain shuffled order.
-pair_teachers mrpc
-compare mrpc "$(best_of "$OUT/mrpc-teacher" "$OUT/mrpc-teacher-lr1e-4")" --group-by-length
-pair_teachers rte --group-by-length
-compare rte "$(best_of "$OUT/rte-teacher" "$OUT/rte-teacher-lr1e-4")" --group-by-length
+step stsb-teacher $PKD finetune --task stsb --data-dir "$DATA" --quiet --out "$OUT/stsb-teacher" --resume \
+  --no-group-by-length
+compare stsb "$OUT/stsb-teacher" --no-group-by-length
+pair_teachers mrpc --no-group-by-length
+compare mrpc "$(best_of "$OUT/mrpc-teacher" "$OUT/mrpc-teacher-lr1e-4")"
+pair_teachers rte
+compare rte "$(best_of "$OUT/rte-teacher" "$OUT/rte-teacher-lr1e-4")"

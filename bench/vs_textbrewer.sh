@@ -2,7 +2,8 @@
 # pkd vs TextBrewer end to end (issue 15): a 3-layer PKD-Skip student distilled from the demo's teacher on the
 # first N SST-2 training sentences (2 epochs, batch 32, max_seq_len 64, dynamic padding, lr 5e-5 with 10% linear
 # warm-up, alpha 0.7, T 10, beta 1.3), the same student initialisation for both, dev accuracy on all of SST-2
-# dev after every epoch. Each round runs pkd, TextBrewer, pkd with --group-by-length and pkd's FT student (the
+# dev after every epoch. Each round runs pkd in the shuffled order (--no-group-by-length), TextBrewer, pkd with
+# --group-by-length (the default since) and pkd's FT student in the shuffled order (the
 # floor: no teacher at all), ROUNDS times; every pkd run builds its teacher cache anew (an empty --cache-dir), so
 # its time includes the cache. Wall times are from start-up to the end of the process (pkd: model saved;
 # TextBrewer: last dev score). Prints each run and the ratios TextBrewer / pkd and pkd / pkd FT.
@@ -12,10 +13,10 @@
 #   TEACHER=runs/demo/teacher PKD_DATA=../shared/data/glue bash bench/vs_textbrewer.sh
 #
 # MODE=compare: the issue's second target instead. `pkd compare` (FT, KD, PKD-Skip, PKD-Last x seeds 42-44, one
-# cache built from empty), then the same with --group-by-length, then TextBrewer running the same 12 trainings one
-# process each (its FT runs a plain loop with no teacher; each seed starts from pkd's student for that seed).
+# cache built from empty) with --no-group-by-length, then with --group-by-length, then TextBrewer running the
+# same 12 trainings one process each (its FT runs a plain loop with no teacher; each seed starts from pkd's student for that seed).
 # Prints the totals, the ratios and each method's mean dev accuracy per tool. About 100 minutes on 2 cores;
-# ORDERS=grouped (or default) runs one of pkd's two compares.
+# ORDERS=grouped (or shuffled) runs one of pkd's two compares.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 PKD=${PKD:-.venv/bin/pkd}
@@ -76,7 +77,7 @@ pkd_run() {  # pkd_run ROUND NAME ARGS...: one pkd distill, from a fresh cache, 
   printf "%s\t%s\t%s\t%s\n" "$round" "$name" "$(elapsed "$t0" "$t1")" "$acc" | tee -a "$results"
 }
 for round in $(seq "$ROUNDS"); do
-  pkd_run "$round" pkd --method pkd-skip
+  pkd_run "$round" pkd --method pkd-skip --no-group-by-length  # the shuffled order, pkd's default until issue 15
   rm -rf "$OUT/textbrewer-$round"
   t0=$(now)
   "$TB/bin/python" bench/textbrewer_pkd.py --teacher "$TEACHER" --student-init "$OUT/student-init" \
@@ -85,7 +86,7 @@ for round in $(seq "$ROUNDS"); do
   acc=$(tb_accuracy "$OUT/textbrewer-$round.json")
   printf "%s\ttextbrewer\t%s\t%s\n" "$round" "$(elapsed "$t0" "$t1")" "$acc" | tee -a "$results"
   pkd_run "$round" pkd-grouped --method pkd-skip --group-by-length
-  pkd_run "$round" pkd-ft --method ft  # the floor of a run's time: a student that learns from labels alone
+  pkd_run "$round" pkd-ft --method ft --no-group-by-length  # the floor of a run's time: a student that learns from labels alone
 done
 
 $PY - "$results" <<'PY'

@@ -3,15 +3,17 @@
 # $OUT/compare-results.tsv, one line per timed unit: pkd's two compares as a whole, TextBrewer per training.
 results=$OUT/compare-results.tsv
 printf "tool\tmethod\tseed\tseconds\tdev_accuracy\n" > "$results"
-# ORDERS: which data orders pkd runs ("default grouped", or one of them to save its ~40 min on this machine).
-for order in ${ORDERS:-default grouped}; do
-  case $order in default) grouped="" ;; grouped) grouped=--group-by-length ;;
-    *) echo "ORDERS: $order is not default or grouped" >&2; exit 2 ;; esac
-  name=pkd-compare${grouped:+-grouped}
+# ORDERS: which data orders pkd runs ("shuffled grouped", or one of them to save its ~40 min on this machine):
+# --no-group-by-length (pkd's default until this benchmark) into pkd-compare, --group-by-length (the default now)
+# into pkd-compare-grouped.
+for order in ${ORDERS:-shuffled grouped}; do
+  case $order in shuffled) flag=--no-group-by-length name=pkd-compare ;;
+    grouped) flag=--group-by-length name=pkd-compare-grouped ;;
+    *) echo "ORDERS: $order is not shuffled or grouped" >&2; exit 2 ;; esac
   rm -rf "$OUT/$name" "$OUT/cache-$name"
   t0=$(now)
   $PKD compare --teacher "$TEACHER" --task sst2 --student-layers 3 --data-dir "$DATA" --seeds 3 \
-    --methods ft,kd,pkd-skip,pkd-last --cache-dir "$OUT/cache-$name" "${TRAIN[@]}" "${LOSS[@]}" $grouped \
+    --methods ft,kd,pkd-skip,pkd-last --cache-dir "$OUT/cache-$name" "${TRAIN[@]}" "${LOSS[@]}" $flag \
     --out "$OUT/$name" --quiet > "$OUT/$name.log" 2>&1
   t1=$(now)
   for run in "$OUT/$name"/*-seed*/; do  # each run's best-epoch dev accuracy, from its metrics

@@ -57,12 +57,9 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, title: str | None = N
             kwargs["required"] = True
         else:
             kwargs["default"] = default
-        if "negative" in meta:  # an option that is on by default: the flag turns it off
-            name, text = meta["negative"]
-            group.add_argument(name, dest=f.name, action="store_false", help=text)
-            continue
-        if f.type in ("bool", bool):
-            group.add_argument(flag, dest=f.name, action="store_true", help=kwargs["help"])
+        if f.type in ("bool", bool):  # a switch; one that is on by default also gets its --no- form
+            group.add_argument(flag, dest=f.name, default=default, help=kwargs["help"],
+                               action=argparse.BooleanOptionalAction if default is True else "store_true")
             continue
         kwargs["type"] = meta.get("parse") or _scalar(f.type)
         for key in ("choices", "nargs", "metavar"):

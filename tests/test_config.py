@@ -22,9 +22,12 @@ def test_every_training_option_is_on_the_command_line_with_its_default(command):
     assert cfg == TrainConfig()  # epochs, lr and max_seq_len None: the task's recipe fills them in (pkd.api)
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        if f.default is False:  # a switch
-            changed = configs(build_parser().parse_args([command, *BASE[command], flag]), TrainConfig)[0]
-            assert getattr(changed, f.name) is True, f.name
+        if isinstance(f.default, bool):  # a switch; one that is on by default is turned off by its --no- form
+            for given, expected in ((flag, True), (flag.replace("--", "--no-", 1), False)):
+                if given.startswith("--no-") and f.default is False:
+                    continue
+                changed = configs(build_parser().parse_args([command, *BASE[command], given]), TrainConfig)[0]
+                assert getattr(changed, f.name) is expected, given
             continue
         value = "fp32" if f.name == "precision" else "3"
         changed = configs(build_parser().parse_args([command, *BASE[command], flag, value]), TrainConfig)[0]

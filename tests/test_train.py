@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 import pkd
 import pkd.train
 from pkd.cli import main
+from pkd.config import TrainConfig
 from pkd.errors import DataError, TrainingError
 from pkd.io import read_jsonl
 
@@ -287,11 +288,14 @@ def test_length_grouped_order_is_a_resumable_permutation_with_less_padding():
     assert padded(order) < 0.7 * padded(list(plain))
 
 
-def test_training_grouped_by_length(tiny_bert, glue_dir, tmp_path):
-    best = pkd.finetune("sst2", tmp_path / "g", model=str(tiny_bert), data_dir=glue_dir, quiet=True,
-                        group_by_length=True, **{**TINY_TRAIN, "epochs": 1})
-    run = json.loads((tmp_path / "g" / "run.json").read_text())
-    assert run["train"]["group_by_length"] is True and best["step"] == 16  # every example once: 256 / 16
+def test_training_in_the_shuffled_order(tiny_bert, glue_dir, tmp_path):
+    """Length grouping is the default (every other training test runs it); the plain shuffled order of earlier
+    pkd runs stays one switch away, and run.json records which order a run used."""
+    assert TrainConfig().group_by_length is True
+    best = pkd.finetune("sst2", tmp_path / "s", model=str(tiny_bert), data_dir=glue_dir, quiet=True,
+                        group_by_length=False, **{**TINY_TRAIN, "epochs": 1})
+    run = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert run["train"]["group_by_length"] is False and best["step"] == 16  # every example once: 256 / 16
 
 
 def test_no_step_is_checkpointed_twice(tiny_bert, glue_dir, tmp_path, monkeypatch):
