@@ -190,6 +190,7 @@ def test_the_floor_is_the_majority_training_label_scored_on_dev():
     assert floor == pytest.approx((100 * 2 / 6 + 0.0) / 2)
     floor = floor_score(mrpc, [1, 1, 0], dev)  # majority 1: accuracy 4/6, F1 = 2 * 4 / (2 * 4 + 2)
     assert floor == pytest.approx((100 * 4 / 6 + 100 * 8 / 10) / 2)
+    assert floor_score(mrpc, [1, 1, 0], dev, metric="accuracy") == pytest.approx(100 * 4 / 6)  # one metric alone
     stsb = [Example(("x", "y"), float(v), str(i)) for i, v in enumerate([0.5, 2.0, 4.5])]
     assert floor_score(get_task("stsb"), [1.0, 3.0], stsb) == 0.0  # a constant has no correlation
 
