@@ -23,9 +23,8 @@ def test_every_training_option_is_on_the_command_line_with_its_default(command):
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):  # a switch; one that is on by default is turned off by its --no- form
-            for given, expected in ((flag, True), (flag.replace("--", "--no-", 1), False)):
-                if given.startswith("--no-") and f.default is False:
-                    continue
+            forms = [(flag, True)] + ([(flag.replace("--", "--no-", 1), False)] if f.default else [])
+            for given, expected in forms:
                 changed = configs(build_parser().parse_args([command, *BASE[command], given]), TrainConfig)[0]
                 assert getattr(changed, f.name) is expected, given
             continue
