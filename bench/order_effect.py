@@ -36,8 +36,8 @@ def compare_predictions(compare_dir: Path) -> dict[str, list[np.ndarray]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("a", type=Path, help="compare directory A (e.g. the default order)")
-    p.add_argument("b", type=Path, help="compare directory B (e.g. --group-by-length)")
+    p.add_argument("a", type=Path, help="compare directory A (e.g. --no-group-by-length, the shuffled order)")
+    p.add_argument("b", type=Path, help="compare directory B (e.g. --group-by-length, the default)")
     p.add_argument("--task", required=True)
     p.add_argument("--data-dir", default="../shared/data/glue")
     args = p.parse_args()

@@ -66,8 +66,8 @@ class TrainConfig:
                 "while it runs, the newest 2 (or N) are kept for --resume"})
     precision: str = field(default="fp32", metadata={"help": "training precision", "choices": ("fp32", "bf16", "fp16")})
     grad_accum: int = field(default=1, metadata={"help": "batches per optimizer step"})
-    # On by default since issue 15's benchmark: about 2x faster whole runs at 64-128 tokens, and a tie in accuracy
-    # over 12 paired SST-2 runs (docs/performance.md). The shuffled order of earlier pkd runs is --no-group-by-length.
+    # On by default since issue 15's benchmark: 2.1x faster `pkd compare` on SST-2 at 64 tokens, and a tie in
+    # accuracy over its 12 paired runs (docs/performance.md). Earlier pkd runs' shuffled order: --no-group-by-length.
     group_by_length: bool = field(default=True, metadata={
         "help": "batch examples of similar length: less padding, about 2x faster; --no-group-by-length keeps the "
                 "plain shuffled order (a different data order, the same accuracy within seed noise)"})
