@@ -43,7 +43,10 @@ def main() -> None:
     args = p.parse_args()
     task = get_task(args.task)
     labels = np.array([e.label for e in load_split(task, "dev", args.data_dir)[0].examples])
-    a, b = compare_predictions(args.a), compare_predictions(args.b)
+    try:
+        a, b = compare_predictions(args.a), compare_predictions(args.b)
+    except (OSError, KeyError, ValueError, IndexError) as e:  # one line: not a compare directory, or unfinished
+        raise SystemExit(f"order_effect.py: error: {e}") from None
     if a.keys() != b.keys() or any(len(a[m]) != len(b[m]) for m in a):
         raise SystemExit(f"{args.a} and {args.b}: not the same methods and seeds")
     a["all"], b["all"] = [x for m in list(a) for x in a[m]], [x for m in list(b) for x in b[m]]
