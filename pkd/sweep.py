@@ -40,10 +40,8 @@ PARAMS: dict[str, type] = {"alpha": float, "temperature": float, "beta": float, 
 _LOSS = ("alpha", "temperature", "beta")
 
 
-def parse_grid(items: Sequence[str] | dict) -> dict[str, list]:
+def parse_grid(items: Sequence[str]) -> dict[str, list]:
     """["alpha=0.2,0.5", "lr=1e-5,2e-5"] -> {"alpha": [0.2, 0.5], "lr": [1e-05, 2e-05]}, keeping the order."""
-    if isinstance(items, dict):
-        items = [f"{k}={','.join(str(v) for v in vs)}" for k, vs in items.items()]
     grid: dict[str, list] = {}
     for item in items:
         name, sep, values = item.partition("=")
@@ -184,7 +182,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     return {"trials": rows, "best": best}
 
 
-def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: Sequence[str] | dict,
+def sweep(teacher: str, task: str, student_layers: int, out: str | Path, grid: Sequence[str],
           **options) -> dict:
     """run_sweep from keywords: each option is a field of RunConfig, DistillConfig, LossConfig, TrainConfig or
     SweepConfig (random_trials, jobs)."""
