@@ -1,7 +1,8 @@
-"""Does a data order change accuracy? Two `pkd compare` directories of the same task, methods and seeds that
-differ only in their training order (e.g. without and with --group-by-length), compared method by method
-with pkd.stats' paired bootstrap over the dev examples, seeds pooled (each seed pairs runs that start from the
-same student): B - A with its 95% interval, and a verdict. "all" pools every method's seeds.
+"""Does one setting change the score? Two `pkd compare` directories of the same task, methods and seeds that
+differ in one setting only (the training order, e.g. without and with --group-by-length; or the student's
+init), compared method by method with pkd.stats' paired bootstrap over the dev examples, seeds pooled (each
+seed pairs runs that start from the same seed): B - A with its 95% interval, and a verdict. "all" pools every
+method's seeds. The name is from its first use, the data order.
 
     .venv/bin/python bench/order_effect.py bench/out/vs_textbrewer/pkd-compare \
         bench/out/vs_textbrewer/pkd-compare-grouped --task sst2 --data-dir ../shared/data/glue
@@ -36,8 +37,8 @@ def compare_predictions(compare_dir: Path) -> dict[str, list[np.ndarray]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("a", type=Path, help="compare directory A (e.g. --no-group-by-length, the shuffled order)")
-    p.add_argument("b", type=Path, help="compare directory B (e.g. --group-by-length, the default)")
+    p.add_argument("a", type=Path, help="compare directory A, the baseline (e.g. --no-group-by-length)")
+    p.add_argument("b", type=Path, help="compare directory B, the setting tested (e.g. --group-by-length)")
     p.add_argument("--task", required=True)
     p.add_argument("--data-dir", default="../shared/data/glue")
     args = p.parse_args()
