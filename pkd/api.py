@@ -158,7 +158,8 @@ def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remot
 
 def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
     """Distill a student from a fine-tuned teacher; returns the best dev metrics."""
-    cfg = train_config(get_task(run.task), train_cfg, student=True)
+    task = get_task(run.task)
+    cfg, distill_cfg = train_config(task, train_cfg, student=True), distill_cfg.for_task(task.recipe)
     loss_cfg = loss_for(distill_cfg.method, distill_cfg.loss)
     check_out_dir(run.out, run.overwrite, run.resume)
     d = prepare_distillation(run.task, distill_cfg, run.trust_remote_code)
@@ -281,7 +282,8 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
 
     Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
     """
-    cfg = train_config(get_task(run.task), train_cfg, student=True)
+    task = get_task(run.task)
+    cfg, distill_cfg = train_config(task, train_cfg, student=True), distill_cfg.for_task(task.recipe)
     loss_for("pkd-skip", distill_cfg.loss)  # validates the weights before any work
     check_out_dir(run.out, run.overwrite, run.resume)
     # One load of the teacher and one student builder serve every method; only the layer map differs.

@@ -128,8 +128,9 @@ class DistillConfig:
         "help": "ft, kd, pkd-skip, pkd-last, or pkd with an explicit --layer-map", "choices": METHODS})
     layer_map: list[int] | None = field(default=None, metadata={
         "help": "explicit teacher layers, e.g. 2,4", "parse": parse_layer_map})
-    student_init: str = field(default="pretrained", metadata={
-        "help": "copy layers from the teacher's pre-trained base (paper) or the fine-tuned teacher",
+    student_init: str | None = field(default=None, metadata={
+        "help": "copy layers from the teacher's pre-trained base (paper) or the fine-tuned teacher (default: the "
+                "task's recipe, docs/recipes.md: pretrained, but teacher for MRPC; pretrained with --student-base)",
         "choices": ("pretrained", "teacher")})
     student_base: str | None = field(default=None, metadata={
         "help": "with --student-init pretrained: the pre-trained checkpoint (path or Hub name) the student's layers "
@@ -148,10 +149,17 @@ class DistillConfig:
     loss: LossConfig = field(default_factory=lambda: LossConfig(alpha=0.7, temperature=10.0, beta=0.65))
 
     def __post_init__(self) -> None:
-        if self.student_init not in ("pretrained", "teacher"):
+        if self.student_init not in (None, "pretrained", "teacher"):
             raise UsageError(f"--student-init {self.student_init}: choose pretrained or teacher")
-        if self.student_base is not None and self.student_init != "pretrained":
+        if self.student_base is not None and self.student_init == "teacher":
             raise UsageError(f"--student-base {self.student_base}: only used with --student-init pretrained")
+
+    def for_task(self, recipe: Recipe) -> DistillConfig:
+        """This config with the student's init filled in from the task's recipe when it was not given (a given
+        --student-base means the pre-trained layers it names)."""
+        if self.student_init is not None:
+            return self
+        return replace(self, student_init="pretrained" if self.student_base is not None else recipe.student_init)
 
 
 @dataclass

@@ -122,6 +122,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     grid = parse_grid(search.grid)
     trials = expand(grid, search.random_trials, train_cfg.seed)
     task = get_task(run.task)
+    distill_cfg = distill_cfg.for_task(task.recipe)
     records = {}
     for params in trials:  # every trial's settings are checked before any work
         trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pkd.cli import main
-from pkd.config import TrainConfig
+from pkd.config import DistillConfig, TrainConfig
 from pkd.io import read_jsonl
 from pkd.tasks import GLUE_TASKS, RACE_TASKS, get_task
 
@@ -21,6 +21,30 @@ def test_the_recipe_fills_in_only_what_is_not_given(student):
         (r.student_epochs, r.student_lr, r.max_seq_len) if student else (r.teacher_epochs, r.teacher_lr, r.max_seq_len))
     given = TrainConfig(epochs=1, lr=1e-3, max_seq_len=32)
     assert given.for_task(r, student) == given
+
+
+def test_the_recipe_picks_the_students_init_unless_it_is_given():
+    cfg = DistillConfig(teacher="t", student_layers=2)
+    # MRPC's students start from the fine-tuned teacher's layers (92% retention against 89-90%, docs/recipes.md)
+    assert cfg.for_task(get_task("mrpc").recipe).student_init == "teacher"
+    assert get_task("mrpc").recipe.student_epochs == 2  # they peaked by epoch 2 of 4 from the pre-trained layers
+    assert {t.recipe.student_init for t in [*GLUE_TASKS.values(), *RACE_TASKS.values()] if t.name != "mrpc"} == {
+        "pretrained"}  # the paper's init everywhere else
+    given = DistillConfig(teacher="t", student_layers=2, student_init="pretrained")
+    assert given.for_task(get_task("mrpc").recipe) == given
+    # A named pre-trained base means its layers: the recipe's "teacher" would refuse it.
+    based = DistillConfig(teacher="t", student_layers=2, student_base="b")
+    assert based.for_task(get_task("mrpc").recipe).student_init == "pretrained"
+
+
+def test_mrpc_students_start_from_the_teacher_by_default(tiny_teacher, glue_dir, tmp_path):
+    out = tmp_path / "mrpc"
+    assert main(["distill", "--teacher", str(tiny_teacher), "--task", "mrpc", "--student-layers", "2", "--data-dir",
+                 str(glue_dir), "--cache-dir", str(tmp_path / "c"), "--max-train-examples", "16", "--batch-size", "16",
+                 "--max-seq-len", "24", "--out", str(out), "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert (run["student_init"], run["student_source"]) == ("teacher", str(tiny_teacher))
+    assert run["train"]["epochs"] == 2 and len(read_jsonl(out / "metrics.jsonl")) == 2
 
 
 def test_glue_students_learn_faster_than_their_teachers_and_pairs_keep_their_tails():
