@@ -1,7 +1,7 @@
 """Does one setting change the score? Two `pkd compare` directories of the same task, methods and seeds that
 differ in one setting only (the training order, e.g. without and with --group-by-length; or the student's
 init), compared method by method with pkd.stats' paired bootstrap over the dev examples, seeds pooled (each
-seed pairs runs that start from the same seed): B - A with its 95% interval, and a verdict. "all" pools every
+seed pairs the two directories' runs of that seed): B - A with its 95% interval, and a verdict. "all" pools every
 method's seeds. The name is from its first use, the data order.
 
     .venv/bin/python bench/order_effect.py bench/out/vs_textbrewer/pkd-compare \
