@@ -51,13 +51,13 @@ compare stsb "$OUT/stsb-teacher" --no-group-by-length
 pair_teachers mrpc --no-group-by-length
 # MRPC's first comparison ran before its recipe took the teacher's layers for 2 epochs (the last step below): it keeps
 # the paper's init and the GLUE epochs it ran with.
-compare mrpc "$(best_of "$OUT/mrpc-teacher" "$OUT/mrpc-teacher-lr1e-4")" --student-init pretrained --epochs 4
+mrpc_teacher=$(best_of "$OUT/mrpc-teacher" "$OUT/mrpc-teacher-lr1e-4")
+compare mrpc "$mrpc_teacher" --student-init pretrained --epochs 4
 pair_teachers rte
 compare rte "$(best_of "$OUT/rte-teacher" "$OUT/rte-teacher-lr1e-4")"
 # MRPC's students peaked at epoch 1 or 2 of the recipe's 4 and then fell (docs/recipes.md): one seed of PKD-Skip
 # for 2 epochs at three learning rates, and started from the fine-tuned teacher's layers instead of the
 # pre-trained ones, to see whether a shorter or gentler recipe, or another init, lifts them.
-mrpc_teacher=$(best_of "$OUT/mrpc-teacher" "$OUT/mrpc-teacher-lr1e-4")
 step mrpc-student-sweep $PKD sweep --teacher "$mrpc_teacher" --task mrpc --data-dir "$DATA" --student-layers 3 \
   --method pkd-skip --epochs 2 --grid lr=5e-5,1e-4,2e-4 --out "$OUT/mrpc-student-sweep" --resume --quiet
 step mrpc-teacher-init-sweep $PKD sweep --teacher "$mrpc_teacher" --task mrpc --data-dir "$DATA" --student-layers 3 \

@@ -63,6 +63,13 @@ def train_config(task: Task, train_cfg: TrainConfig, student: bool) -> TrainConf
     return cfg
 
 
+def student_configs(task: Task, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> tuple[DistillConfig,
+                                                                                              TrainConfig]:
+    """A student's configs with the task's recipe filled in where they give nothing: its init, and (train_config)
+    max_seq_len, epochs and lr."""
+    return distill_cfg.for_task(task.recipe), train_config(task, train_cfg, student=True)
+
+
 def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = None) -> dict:
     """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a task; returns the best dev metrics."""
     task = get_task(run.task)
@@ -158,8 +165,7 @@ def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remot
 
 def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
     """Distill a student from a fine-tuned teacher; returns the best dev metrics."""
-    task = get_task(run.task)
-    cfg, distill_cfg = train_config(task, train_cfg, student=True), distill_cfg.for_task(task.recipe)
+    distill_cfg, cfg = student_configs(get_task(run.task), distill_cfg, train_cfg)
     loss_cfg = loss_for(distill_cfg.method, distill_cfg.loss)
     check_out_dir(run.out, run.overwrite, run.resume)
     d = prepare_distillation(run.task, distill_cfg, run.trust_remote_code)
@@ -282,8 +288,7 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
 
     Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
     """
-    task = get_task(run.task)
-    cfg, distill_cfg = train_config(task, train_cfg, student=True), distill_cfg.for_task(task.recipe)
+    distill_cfg, cfg = student_configs(get_task(run.task), distill_cfg, train_cfg)
     loss_for("pkd-skip", distill_cfg.loss)  # validates the weights before any work
     check_out_dir(run.out, run.overwrite, run.resume)
     # One load of the teacher and one student builder serve every method; only the layer map differs.

@@ -122,7 +122,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     grid = parse_grid(search.grid)
     trials = expand(grid, search.random_trials, train_cfg.seed)
     task = get_task(run.task)
-    distill_cfg = distill_cfg.for_task(task.recipe)
+    distill_cfg, cfg = api.student_configs(task, distill_cfg, train_cfg)
     records = {}
     for params in trials:  # every trial's settings are checked before any work
         trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
@@ -131,7 +131,6 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
             "method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
             "student_init": distill_cfg.student_init, "train": asdict(trial_cfg),
             "loss": asdict(loss_for(distill_cfg.method, trial_distill.loss))}
-    cfg = api.train_config(task, train_cfg, student=True)
     check_out_dir(run.out, run.overwrite, run.resume)
     if run.resume:  # a kept trial, finished or not, made with other settings would mix them into the tables
         for name, record in records.items():
