@@ -108,7 +108,10 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_bert, glue_dir, tmp_path
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
     total_steps = read_jsonl(tmp_path / "full" / "metrics.jsonl")[-1]["step"]
 
-    kill_at = random.Random().randint(2, total_steps - 2)
+    # A random step, reproducible from the failure message: rerun with PKD_KILL_SEED set to the seed it names.
+    seed = int(os.environ.get("PKD_KILL_SEED") or random.SystemRandom().randrange(2**32))
+    kill_at = random.Random(seed).randint(2, total_steps - 2)
+    where = f"killed at step {kill_at}; reproduce with PKD_KILL_SEED={seed}"
     broken = tmp_path / "broken"
     proc = subprocess.Popen([sys.executable, "-m", "pkd.cli", *args, "--out", str(broken)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -116,17 +119,17 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_bert, glue_dir, tmp_path
     while time.time() < deadline and not (broken / "checkpoints" / f"step-{kill_at:08d}").exists():
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    assert main([*args, "--out", str(broken), "--resume"]) == 0
+    assert proc.wait() == -signal.SIGKILL, f"the run finished before it could be killed ({where})"
+    assert main([*args, "--out", str(broken), "--resume"]) == 0, where
 
     full, resumed = load_file(tmp_path / "full" / "model.safetensors"), load_file(broken / "model.safetensors")
     for k in full:
-        torch.testing.assert_close(resumed[k], full[k], atol=1e-6, rtol=0, msg=f"{k} (killed at {kill_at})")
+        torch.testing.assert_close(resumed[k], full[k], atol=1e-6, rtol=0, msg=f"{k} ({where})")
     m_full, m_resumed = read_jsonl(tmp_path / "full" / "metrics.jsonl"), read_jsonl(broken / "metrics.jsonl")
-    assert [m["epoch"] for m in m_resumed] == [1, 2, 3]
+    assert [m["epoch"] for m in m_resumed] == [1, 2, 3], where
     for a, b in zip(m_full, m_resumed, strict=True):
-        assert a["score"] == pytest.approx(b["score"], abs=1e-6)
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)  # the epoch's mean, across the kill
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6), where
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6), where  # the epoch's mean, across the kill
 
 
 def _stop_at_step(monkeypatch, step: int) -> None:
