@@ -48,7 +48,8 @@ class TrainConfig:
     lr: float | None = field(default=None, metadata={
         "help": "peak learning rate of AdamW (default: the task's recipe, docs/recipes.md: 5e-5 for teachers, "
                 "2e-4 for GLUE students)"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and LayerNorm)"})
+    weight_decay: float = field(default=0.01, metadata={
+        "help": "AdamW weight decay (not on tensors of fewer than 2 dimensions: biases, norms)"})
     adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of the steps with a linear warm-up"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: no clipping)"})

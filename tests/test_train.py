@@ -366,3 +366,23 @@ def test_training_on_cpu_uses_the_fused_adamw_kernel(tiny_bert, glue_dir, tmp_pa
     pkd.finetune("sst2", tmp_path / "r", model=str(tiny_bert), data_dir=glue_dir, quiet=True, **{**TINY_TRAIN,
                                                                                                  "epochs": 1})
     assert len(built) == 1 and built[0].defaults["fused"] is True
+
+
+def test_weight_decay_skips_every_tensor_of_fewer_than_two_dims():
+    """Norms named otherwise than LayerNorm (ln, norm, as other families name them) get no weight decay either."""
+
+    class OtherNames(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.proj = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4)
+            self.ln, self.norm, self.final_norm = torch.nn.LayerNorm(4), torch.nn.LayerNorm(4), torch.nn.RMSNorm(4)
+
+    model, projection = OtherNames(), torch.nn.Linear(4, 4)
+    optimizer, _ = pkd.train._setup_optimizer(model, projection, TrainConfig(lr=1e-3, epochs=1, weight_decay=0.1),
+                                               4, "cpu")
+    names = {id(p): n for n, p in [*model.named_parameters(), *(("projection." + n, p)
+                                                                for n, p in projection.named_parameters())]}
+    groups = {g["weight_decay"]: sorted(names[id(p)] for p in g["params"]) for g in optimizer.param_groups}
+    assert groups == {0.1: ["embed.weight", "proj.weight", "projection.weight"],
+                      0.0: sorted(["proj.bias", "ln.weight", "ln.bias", "norm.weight", "norm.bias",
+                                   "final_norm.weight", "projection.bias"])}
