@@ -303,6 +303,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task
     accelerator = make_accelerator(cfg)
     seed_everything(cfg.seed)
     loader = _setup_loader(train_data, tokenizer, cfg)
+    sampler = loader.sampler  # prepare keeps this object, under its wrappers
     optimizer, scheduler = _setup_optimizer(model, projection, cfg, len(loader), accelerator.device.type)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     projection = accelerator.prepare(projection) if projection is not None else None
@@ -315,8 +316,11 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task
     for epoch in range(progress.epoch, cfg.epochs):
         batches = accelerator.skip_first_batches(loader, progress.batch) if progress.batch else loader
         # Accelerate's loaders count their own iterations and pass that to the sampler as the epoch; a resumed
-        # run must tell them the real epoch, or it would replay an earlier epoch's order.
+        # run must tell them the real epoch, or it would replay an earlier epoch's order. Their set_epoch looks
+        # only two wrappers down, and a multi-process loader resumed mid-epoch nests three (SkipBatchSampler,
+        # BatchSamplerShard, BatchSampler), so the sampler is told directly too.
         batches.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         bar = tqdm(batches, total=len(loader), initial=progress.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    unit="batch", dynamic_ncols=True, disable=quiet or not accelerator.is_local_main_process)
         start, seen = time.perf_counter(), 0

@@ -6,6 +6,7 @@ Each launch starts two Python processes that import torch and transformers: abou
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -166,3 +167,87 @@ def test_batch_size_must_split_across_processes(monkeypatch):
         check_device(TrainConfig(batch_size=15))
     with pytest.raises(UsageError, match=r"^--eval-batch-size 9: "):
         check_device(TrainConfig(batch_size=16, eval_batch_size=9))
+
+
+# Runs pkd's CLI with three additions for the test below: each rank appends the example ids of every training
+# batch to ids-rank{R}.jsonl in $PKD_TEST_LOG; rank 1 draws once more from torch's generator per batch than rank 0
+# (on the CPU both ranks' dropout draws alike; on GPUs each rank draws on its own device), so each rank's random
+# state is its own; and rank 0 SIGKILLs itself right after writing checkpoint $PKD_TEST_KILL_AT (the launcher then
+# stops the other rank), as a crash would.
+KILLABLE = """
+import json, os, signal, sys
+import torch
+import pkd.train
+from pkd.cli import main
+
+log, kill_at, rank = os.environ["PKD_TEST_LOG"], int(os.environ["PKD_TEST_KILL_AT"]), os.environ["RANK"]
+real_loss, real_save = pkd.train.batch_loss, pkd.train.save_checkpoint
+
+def logged_loss(model, batch, *args, **kwargs):
+    with open(os.path.join(log, f"ids-rank{rank}.jsonl"), "a") as f:
+        f.write(json.dumps(batch["idx"].tolist()) + "\\n")
+    if rank == "1":
+        torch.rand(1)
+    return real_loss(model, batch, *args, **kwargs)
+
+def save_then_kill(run, keep):
+    path = real_save(run, keep)
+    if run.progress.step == kill_at and run.accelerator.is_main_process:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+pkd.train.batch_loss, pkd.train.save_checkpoint = logged_loss, save_then_kill
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _killable_launch(script: Path, args: list[str], log: Path, kill_at: int = 0) -> subprocess.CompletedProcess:
+    log.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), str(script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**_env(), "PKD_TEST_LOG": str(log), "PKD_TEST_KILL_AT": str(kill_at)})
+
+
+def _batches(log: Path, rank: int) -> list[list[int]]:
+    return [json.loads(line) for line in (log / f"ids-rank{rank}.jsonl").read_text().splitlines()]
+
+
+def test_two_process_run_killed_mid_epoch_resumes_to_the_same_order_and_weights(tmp_path):
+    """Killed in its second epoch and resumed under `accelerate launch`, each rank sees the uninterrupted run's
+    examples in its order, and the weights are the same. Dropout is on and the ranks' random states differ: each
+    rank's own must come back."""
+    from conftest import WORDS
+
+    model = make_tiny_model(tmp_path / "model")  # dropout 0.1
+    glue = write_glue(tmp_path / "glue", n_train=8, n_dev=N_DEV)
+    rng = random.Random(1)
+    (glue / "SST-2" / "train.tsv").write_text("sentence\tlabel\n" + "".join(
+        f"{' '.join(rng.choices(WORDS, k=rng.randint(1, 20)))}\t{rng.randint(0, 1)}\n" for _ in range(96)))
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE)
+    # --keep-checkpoints 1 keeps the last epoch's weights (model.safetensors holds the best epoch's)
+    args = ["finetune", "--task", "sst2", "--model", str(model), "--data-dir", str(glue), *ARGS, "--epochs", "3",
+            "--save-every", "1", "--keep-checkpoints", "1"]
+    full = _killable_launch(script, [*args, "--out", str(tmp_path / "full")], tmp_path / "log-full")
+    assert full.returncode == 0, full.stderr[-3000:]
+    kill_at = 8  # 96 examples, 6 steps an epoch: 2 batches into the second epoch
+    killed = _killable_launch(script, [*args, "--out", str(tmp_path / "run")], tmp_path / "log-killed", kill_at)
+    assert killed.returncode != 0
+    *_, newest = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    state = json.loads((newest / "state.json").read_text())
+    assert (newest.name, state["epoch"], state["batch"]) == (f"step-{kill_at:08d}", 1, 2)  # mid-epoch, not the first
+    resumed = _killable_launch(script, [*args, "--out", str(tmp_path / "run"), "--resume"], tmp_path / "log-resumed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    for rank in (0, 1):
+        seen, after_kill = _batches(tmp_path / "log-full", rank), _batches(tmp_path / "log-resumed", rank)
+        assert len(seen) == 18 and after_kill == seen[kill_at:], f"rank {rank}"
+    last = Path("checkpoints", "step-00000018", "model.safetensors")
+    a, b = load_file(tmp_path / "full" / last), load_file(tmp_path / "run" / last)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0, msg=k)
+    for x, y in zip(read_jsonl(tmp_path / "full" / "metrics.jsonl"), read_jsonl(tmp_path / "run" / "metrics.jsonl"),
+                    strict=True):
+        assert y["train_loss"] == pytest.approx(x["train_loss"], abs=1e-6) and y["score"] == x["score"]
