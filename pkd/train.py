@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.state import AcceleratorState
+from accelerate.utils import gather_object
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
@@ -151,6 +152,10 @@ def save_checkpoint(run: TrainingState, keep: int) -> Path:
     accelerator = run.accelerator
     path = run.out / "checkpoints" / f"step-{run.progress.step:08d}"
     accelerator.wait_for_everyone()
+    # Every rank's own torch and CUDA generators: the ranks' dropout draws differ (each pads its own share of the
+    # batch), and on GPUs each rank draws on its own device.
+    rng = gather_object([{"torch": torch.get_rng_state(),
+                          "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}])
     if not accelerator.is_main_process:
         return path
     with atomic_dir(path) as tmp:
@@ -160,9 +165,7 @@ def save_checkpoint(run: TrainingState, keep: int) -> Path:
             save_file(accelerator.unwrap_model(run.projection).state_dict(), tmp / "projection.safetensors")
         scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else {}
         torch.save({"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-                    "scaler": scaler, "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-                   tmp / "optimizer.pt")
+                    "scaler": scaler, "rng_per_rank": rng}, tmp / "optimizer.pt")
         py_state, np_state = random.getstate(), np.random.get_state()
         write_json(tmp / "state.json", {**asdict(run.progress),
                                         "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
@@ -188,9 +191,11 @@ def load_checkpoint(path: Path, run: TrainingState) -> Progress:
     except Exception as e:
         raise DataError(f"{path}: corrupted checkpoint ({type(e).__name__}: {str(e)[:120]}); "
                         "delete it to resume from the previous one") from None
-    torch.set_rng_state(blob["torch_rng"])
-    if blob["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+    ranks = blob.get("rng_per_rank") or [{"torch": blob["torch_rng"], "cuda": blob["cuda_rng"]}]  # older: rank 0's
+    own = ranks[accelerator.process_index] if accelerator.process_index < len(ranks) else ranks[0]
+    torch.set_rng_state(own["torch"])
+    if own["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(own["cuda"])
     name, keys, *rest = state.pop("numpy_rng")
     np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
     version, internal, gauss = state.pop("python_rng")
