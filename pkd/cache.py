@@ -14,14 +14,19 @@ checksums are verified when it is opened: a killed build or a damaged file is ne
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import json
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from pkd import dist
@@ -145,6 +150,31 @@ def teacher_forward(teacher: torch.nn.Module, batch: dict,
     return out.logits.float(), cls_states(out.hidden_states, layers, batch["input_ids"]).float()
 
 
+def build_lock(root: str | Path) -> Path:
+    """The lock file of a cache root: in the system's temporary directory, named by the root's absolute path, so
+    that it leaves nothing in the root."""
+    name = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"pkd-cache-{name}.lock"
+
+
+def _one_process_at_a_time(ensure: Callable[..., TeacherCache]) -> Callable[..., TeacherCache]:
+    """Processes that open or build caches in one root (two terminals, two sweeps) take turns under a file lock:
+    a second one waits while the first builds, then finds the cache and opens it instead of building it again,
+    and a rebuild never replaces a cache while another process opens it. The lock serialises the processes of
+    one machine; under `accelerate launch`, rank 0 holds it for every rank."""
+
+    @functools.wraps(ensure)
+    def locked(*args, **kwargs) -> TeacherCache:
+        if dist.launched() and dist.state().process_index != 0:
+            return ensure(*args, **kwargs)
+        root = inspect.signature(ensure).bind(*args, **kwargs).arguments.get("cache_root") or default_cache_root()
+        with FileLock(build_lock(root)):
+            return ensure(*args, **kwargs)
+
+    return locked
+
+
+@_one_process_at_a_time
 def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data: EncodedSplit, max_seq_len: int,
                  layers: list[int], cache_root: str | Path | None = None, batch_size: int = 128,
                  device: str | None = None, rebuild: bool = False) -> TeacherCache:

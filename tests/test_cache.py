@@ -236,3 +236,48 @@ def test_a_build_in_length_order_stores_the_rows_of_an_in_order_build(teacher_an
     # fp16 storage of fp32 outputs that may differ in their last bits with the padding: equal, or one fp16 step
     np.testing.assert_allclose(cache.logits, logits, rtol=2e-3, atol=2e-3)
     np.testing.assert_allclose(cache.cls, cls, rtol=2e-3, atol=2e-3)
+
+
+# `pkd cache` in a process that (1) waits until $PKD_TEST_DIR holds N ready-* files, so that the processes started
+# together call ensure_cache together, and (2) logs every build to builds-<pid> and makes it last 3 s, longer than
+# the others need to reach theirs.
+TOGETHER = """
+import os, sys, time
+from pathlib import Path
+import pkd.api, pkd.cache
+from pkd.cli import main
+
+shared, n = Path(os.environ["PKD_TEST_DIR"]), int(os.environ["PKD_TEST_N"])
+real_ensure, real_shard = pkd.api.ensure_cache, pkd.cache._write_shard
+
+def together(*args, **kwargs):
+    (shared / f"ready-{os.getpid()}").touch()
+    while len(list(shared.glob("ready-*"))) < n:
+        time.sleep(0.01)
+    return real_ensure(*args, **kwargs)
+
+def slow_build(*args, **kwargs):
+    (shared / f"builds-{os.getpid()}").touch()
+    time.sleep(3)
+    return real_shard(*args, **kwargs)
+
+pkd.api.ensure_cache, pkd.cache._write_shard = together, slow_build
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_processes_started_together_build_a_cache_once(tiny_teacher, glue_dir, tmp_path):
+    """Two `pkd cache` runs for the same cache at the same moment: one builds it, the other waits and opens it."""
+    shared, cache_dir = tmp_path / "shared", tmp_path / "cache"
+    shared.mkdir()
+    cmd = [sys.executable, "-c", TOGETHER, "cache", "--teacher", str(tiny_teacher), "--task", "sst2",
+           "--data-dir", str(glue_dir), "--cache-dir", str(cache_dir), "--max-seq-len", "24", "--layers", "1"]
+    env = {**os.environ, "PKD_TEST_DIR": str(shared), "PKD_TEST_N": "2"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    assert len(list(shared.glob("builds-*"))) == 1  # the teacher ran once
+    paths = {json.loads(out.strip().splitlines()[-1])["cache"] for out, _ in results}
+    assert len(paths) == 1 and [p.name for p in cache_dir.iterdir()] == [Path(*paths).name]  # nothing else left
