@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import statistics
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from pkd.models import (
     vocabulary_fingerprint,
 )
 from pkd.stats import verdicts, verdicts_markdown
-from pkd.student import make_student
+from pkd.student import choose_init_layers, make_student
 from pkd.tasks import Task, get_task
 from pkd.train import (
     check_device,
@@ -159,6 +160,11 @@ def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remot
                         "teacher and student must share one vocabulary")
     check_widths(load_config(source, trust_remote_code).hidden_size, teacher.config.hidden_size, layer_map,
                  distill_cfg.pt_projection)
+    if distill_cfg.init_layers is None:  # chosen once, said, and recorded in run.json for --resume to check
+        layers, reason = choose_init_layers(source, distill_cfg.student_layers, task, trust_remote_code)
+        if is_main():
+            print(f"pkd: student layers from {source}: {','.join(map(str, layers))}, {reason}", file=sys.stderr)
+        distill_cfg = replace(distill_cfg, init_layers=layers)
     return Distillation(task, teacher_path, teacher, teacher.config.hidden_size, tokenizer, source, layer_map,
                         distill_cfg, trust_remote_code)
 
@@ -302,8 +308,8 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     def info(method: str) -> dict:
         return {"command": "compare", "method": method, "teacher": d.teacher_path,
                 "student_init": distill_cfg.student_init, "student_source": d.student_source,
-                "student_layers": distill_cfg.student_layers, "base_model": d.student_source,
-                "versions": library_versions()}
+                "student_layers": distill_cfg.student_layers, "init_layers": d.config.init_layers,
+                "base_model": d.student_source, "versions": library_versions()}
 
     runs = [(method, cfg.seed + i) for i in range(compare_cfg.seeds) for method in methods]
     if run.resume:  # every kept run, finished or not, must have been made with these settings; before any work

@@ -85,23 +85,51 @@ def cls_similarity(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     return cls_similarities(encoder, tokenizer)[layer]
 
 
-def default_init_layers(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, num_layers: int) -> list[int]:
+def probe_init_layers(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                      num_layers: int) -> tuple[list[int], str]:
     """The first M layers (the paper), or the first M-1 and the top one when the [CLS] state after layer M is
-    constant over inputs and the top layer's is not (see the module docstring)."""
+    constant over inputs and the top layer's is not (see the module docstring); with the measured reason, in
+    words."""
     first = list(range(1, num_layers + 1))
     depth = encoder.config.num_hidden_layers
-    if num_layers < depth:
-        sims = cls_similarities(encoder, tokenizer)
-        if sims[num_layers] > CONSTANT_CLS >= sims[depth]:
-            return first[:-1] + [depth]
-    return first
+    if num_layers >= depth:
+        return first, f"the first {num_layers} (the source has {depth} layers)"
+    sims = cls_similarities(encoder, tokenizer)
+    measured = (f"mean pairwise cosine of [CLS] over random inputs {sims[num_layers]:.3f} after layer {num_layers}, "
+                f"{sims[depth]:.3f} after layer {depth}; constant above {CONSTANT_CLS}")
+    if sims[num_layers] > CONSTANT_CLS >= sims[depth]:
+        return first[:-1] + [depth], f"the first {num_layers - 1} and the top one, as [CLS] is the same for every " \
+                                     f"input after layer {num_layers} and not after the top ({measured})"
+    return first, f"the first {num_layers}, the paper's ({measured})"
+
+
+def default_init_layers(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, num_layers: int) -> list[int]:
+    """The layers of probe_init_layers."""
+    return probe_init_layers(encoder, tokenizer, num_layers)[0]
+
+
+def choose_init_layers(source: str, num_layers: int, task: Task,
+                       trust_remote_code: bool = False) -> tuple[list[int], str]:
+    """probe_init_layers on `source`'s encoder, as make_student loads it."""
+    full = _load_source(source, task, trust_remote_code)[0]
+    encoder = getattr(full, full.base_model_prefix, full)
+    return probe_init_layers(encoder, load_tokenizer(source, trust_remote_code), num_layers)
+
+
+def _load_source(source: str, task: Task, trust_remote_code: bool) -> tuple[PreTrainedModel, bool]:
+    """The source checkpoint, and whether it is a classifier for the task whose head the student keeps."""
+    config = load_config(source, trust_remote_code)
+    keep_head = has_head(config, task) and (task.is_multiple_choice or config.num_labels == task.num_labels)
+    if keep_head:
+        return load_classifier(source, task, trust_remote_code), True
+    return AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=trust_remote_code), False
 
 
 def make_student(source: str, num_layers: int, task: Task, init_layers: list[int] | None = None,
                  trust_remote_code: bool = False) -> PreTrainedModel:
     """A sequence classifier (multiple-choice model for RACE) with `num_layers` layers initialised from `source`.
 
-    init_layers are 1-based layers of the source (default: default_init_layers - the first M, as in the
+    init_layers are 1-based layers of the source (default: probe_init_layers - the first M, as in the
     paper, unless their [CLS] output is constant; DistilBERT takes every other one). If `source` is already a
     classifier for the task (the fine-tuned teacher), its head is kept; otherwise the head starts fresh.
     """
@@ -110,11 +138,7 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     if not 1 <= num_layers < depth:
         raise UsageError(f"--student-layers {num_layers}: must be between 1 and {depth - 1} "
                          f"(the source {source} has {depth} layers)")
-    keep_head = has_head(config, task) and (task.is_multiple_choice or config.num_labels == task.num_labels)
-    if keep_head:
-        full = load_classifier(source, task, trust_remote_code)
-    else:
-        full = AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=trust_remote_code)
+    full, keep_head = _load_source(source, task, trust_remote_code)
     if init_layers is None:
         encoder = getattr(full, full.base_model_prefix, full)
         init_layers = default_init_layers(encoder, load_tokenizer(source, trust_remote_code), num_layers)

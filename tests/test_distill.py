@@ -383,3 +383,21 @@ def test_compare_builds_each_seeds_student_once(tiny_teacher, glue_dir, tmp_path
     alone, in_compare = (load_file(p / "model.safetensors") for p in (tmp_path / "kd-alone",
                                                                     tmp_path / "cmp" / "kd-seed0"))
     assert alone.keys() == in_compare.keys() and all(torch.equal(alone[k], in_compare[k]) for k in alone)
+
+
+def test_compare_records_the_student_layers_and_resume_refuses_a_change(tiny_teacher, glue_dir, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--teacher", str(tiny_teacher), "--task", "sst2", "--student-layers", "2", "--seeds", "1",
+            "--methods", "ft,kd", "--data-dir", str(glue_dir), "--cache-dir", str(tmp_path / "cache"), "--epochs", "1",
+            "--max-train-examples", "32", "--batch-size", "16", "--lr", "2e-3", "--max-seq-len", "24",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    for method in ("ft", "kd"):
+        assert json.loads((out / f"{method}-seed42" / "run.json").read_text())["init_layers"] == [1, 2]
+    kept = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main([*args, "--resume", "--init-layers", "1,3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pkd: error: --resume {out / 'ft-seed42'}: ") and "init_layers [1, 2] (now [1, 3])" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == kept
+    assert main([*args, "--resume", "--init-layers", "1,2"]) == 0  # the same layers, given: allowed

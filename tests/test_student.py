@@ -54,6 +54,21 @@ def test_bad_student_shapes_are_refused(tiny_bert, layers, init, message):
         make_student(str(tiny_bert), layers, SST2, init_layers=init)
 
 
+def loud_checkpoint(src, path, loud: list[int]):
+    """The tiny model at `src` with the attention of layers `loud` (0-based) scaled up, so that [CLS] mixes in the
+    input there; at init scale the residual stream keeps [CLS] nearly the same for every input. Saved to `path`."""
+    from pkd.models import load_tokenizer
+
+    model = AutoModel.from_pretrained(src)
+    with torch.no_grad():
+        for i in loud:
+            model.encoder.layer[i].attention.self.value.weight.mul_(100)
+            model.encoder.layer[i].attention.output.dense.weight.mul_(100)
+    model.save_pretrained(path)
+    load_tokenizer(str(src)).save_pretrained(path)
+    return model
+
+
 def test_constant_cls_below_the_top_takes_the_top_layer(tmp_path):
     """A checkpoint whose lower layers leave [CLS] the same for every input (all-MiniLM-L6-v2 is one: mean
     pooling never trained it) gives a student of its first M-1 layers and its top layer; others the first M."""
@@ -64,16 +79,7 @@ def test_constant_cls_below_the_top_takes_the_top_layer(tmp_path):
     tok = load_tokenizer(str(src))
 
     def checkpoint(name: str, loud: list[int]):
-        """The tiny model with the attention of layers `loud` (0-based) scaled up, so that [CLS] mixes in the
-        input there; at init scale the residual stream keeps [CLS] nearly the same for every input."""
-        model = AutoModel.from_pretrained(src)
-        with torch.no_grad():
-            for i in loud:
-                model.encoder.layer[i].attention.self.value.weight.mul_(100)
-                model.encoder.layer[i].attention.output.dense.weight.mul_(100)
-        model.save_pretrained(tmp_path / name)
-        tok.save_pretrained(tmp_path / name)
-        return model
+        return loud_checkpoint(src, tmp_path / name, loud)
 
     top_only = checkpoint("top-only", [3])
     assert cls_similarity(top_only, tok, 3) > 0.999 and cls_similarity(top_only, tok, 4) < 0.99
@@ -86,3 +92,26 @@ def test_constant_cls_below_the_top_takes_the_top_layer(tmp_path):
     assert cls_similarity(everywhere, tok, 3) < 0.99 and default_init_layers(everywhere, tok, 3) == [1, 2, 3]
     # Constant even at the top (init scale): taking the top layer would not help, so the paper's first M.
     assert default_init_layers(AutoModel.from_pretrained(src), tok, 3) == [1, 2, 3]
+
+
+def test_distill_says_which_layers_the_probe_chose_and_why(tiny_teacher, glue_dir, tmp_path, capsys):
+    """One line on stderr names the chosen layers and the measured [CLS] similarities; run.json records them. A
+    source whose [CLS] carries the input after layer M gets the paper's first M; one whose [CLS] is the same for
+    every input until the top layer gets the first M-1 and the top one."""
+    import json
+
+    from pkd.cli import main
+
+    src = make_tiny_model(tmp_path / "src", layers=4)
+    for name, loud, chosen, why in (("everywhere", [0, 1, 2, 3], [1, 2, 3], "the first 3, the paper's"),
+                                    ("top-only", [3], [1, 2, 4], "the first 2 and the top one")):
+        loud_checkpoint(src, tmp_path / name, loud)
+        out = tmp_path / f"run-{name}"
+        assert main(["distill", "--teacher", str(tiny_teacher), "--task", "sst2", "--student-layers", "3",
+                     "--method", "kd", "--student-base", str(tmp_path / name), "--data-dir", str(glue_dir),
+                     "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--max-train-examples", "32",
+                     "--batch-size", "16", "--max-seq-len", "24", "--lr", "2e-3", "--out", str(out), "--quiet"]) == 0
+        [line] = [line for line in capsys.readouterr().err.splitlines() if "student layers" in line]
+        assert line.startswith(f"pkd: student layers from {tmp_path / name}: {','.join(map(str, chosen))}, {why}")
+        assert "after layer 3" in line and "after layer 4" in line, line  # the measurements behind the choice
+        assert json.loads((out / "run.json").read_text())["init_layers"] == chosen
