@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from filelock import FileLock
-from tqdm.auto import tqdm
 
 from pkd import dist
 from pkd.errors import DataError
@@ -40,6 +39,7 @@ from pkd.models import (
     model_fingerprint,
     tokenizer_fingerprint,
 )
+from pkd.progress import show_progress
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -235,7 +235,7 @@ def _write_shard(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
     logits_arr = cls_arr = None
     start = 0
     with torch.inference_mode():
-        for batch in tqdm(loader, desc="teacher cache", unit="batch", dynamic_ncols=True, disable=not progress):
+        for batch in show_progress(loader, len(loader), "teacher cache", disable=not progress):
             batch = {k: v.to(device) for k, v in batch.items()}
             logits, cls = teacher_forward(teacher, batch, layers)
             if cls is None:  # FT/KD need no hidden states; keep a zero-width array for one layout

@@ -31,6 +31,7 @@ from pkd.io import append_jsonl, atomic_dir, atomic_files, atomic_path, check_re
 from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import EncodedSplit, cls_states, feature_length, make_collator
+from pkd.progress import show_progress
 from pkd.tasks import Task
 
 if TYPE_CHECKING:
@@ -326,8 +327,8 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task
         # BatchSamplerShard, BatchSampler), so the sampler is told directly too.
         batches.set_epoch(epoch)
         sampler.set_epoch(epoch)
-        bar = tqdm(batches, total=len(loader), initial=progress.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   unit="batch", dynamic_ncols=True, disable=quiet or not accelerator.is_local_main_process)
+        bar = show_progress(batches, len(loader), f"epoch {epoch + 1}/{cfg.epochs}", initial=progress.batch,
+                            disable=quiet or not accelerator.is_local_main_process)
         start, seen = time.perf_counter(), 0
         for batch in bar:
             with accelerator.accumulate(model):
