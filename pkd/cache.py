@@ -7,8 +7,9 @@ It stores the teacher's logits and the [CLS] vectors of only the mapped layers, 
 non-finite loss later. Its directory name is a fingerprint
 of everything that determines its contents (teacher weights, tokenizer, data file, max_seq_len, layers), so
 a change of any of them gives a new cache instead of a stale one; a cache that holds more layers than asked
-for serves the request. It is built under a temporary name and renamed into place when complete, and its
-checksums are verified when it is opened: a killed build or a damaged file is never used.
+for serves the request. It is built under a temporary name and renamed into place when complete: a killed
+build is never used. Its files' sizes are checked when it is opened, and their SHA-256 checksums on demand
+(`pkd cache --verify`).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _sha256(path: Path) -> str:
 class TeacherCache:
     """Cached teacher outputs for one split; `outputs` has the same signature as LiveTeacher's."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, verify: bool = False):
         self.path = Path(path)
         meta_file = self.path / "meta.json"
         if not meta_file.is_file():
@@ -100,8 +101,12 @@ class TeacherCache:
         try:
             self.meta = json.loads(meta_file.read_text())
             for name in ("logits", "cls"):
-                file = self.path / f"{name}.npy"
-                if _sha256(file) != self.meta["sha256"][name]:
+                file, digest = self.path / f"{name}.npy", self.meta["sha256"][name]
+                # Every open checks each file's size against the build's; hashing every byte costs a read of the
+                # whole cache (docs/performance.md), so it is done on demand (verify: `pkd cache --verify`), when
+                # the size is off, and for a cache built before sizes were recorded.
+                size = self.meta.get("bytes", {}).get(name)
+                if (verify or size is None or file.stat().st_size != size) and _sha256(file) != digest:
                     raise DataError(f"{file}: checksum mismatch, the cache is corrupted; delete {self.path}")
             self.logits = np.load(self.path / "logits.npy", mmap_mode="r")
             self.cls = np.load(self.path / "cls.npy", mmap_mode="r")
@@ -215,7 +220,8 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
                 "version": FORMAT_VERSION, "layers": layers, "num_examples": len(data), "max_seq_len": max_seq_len,
                 "data": data.split.source, "data_fingerprint": data.split.fingerprint, "shards": world,
                 "dtype": {n: str(np.load(tmp / f"{n}.npy", mmap_mode="r").dtype) for n in ("logits", "cls")},
-                "sha256": {n: _sha256(tmp / f"{n}.npy") for n in ("logits", "cls")}})
+                "sha256": {n: _sha256(tmp / f"{n}.npy") for n in ("logits", "cls")},
+                "bytes": {n: (tmp / f"{n}.npy").stat().st_size for n in ("logits", "cls")}})
     dist.barrier()  # the cache is in place before anyone opens it
     return TeacherCache(path)
 

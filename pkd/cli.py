@@ -158,6 +158,8 @@ def _cache_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=parse_layer_map, default=None, help="teacher layers to store (default: all)")
     add_fields(p, TrainConfig, only=("max_seq_len", "max_train_examples"))
     p.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
+    p.add_argument("--verify", action="store_true", help="check the SHA-256 of every file of the cache (opening it "
+                   "checks only their sizes)")
 
 
 def _cache(args: argparse.Namespace) -> str:
@@ -166,7 +168,12 @@ def _cache(args: argparse.Namespace) -> str:
     cache = api.build_cache(args.teacher, args.task, args.layers, data_dir=args.data_dir, cache_dir=args.cache_dir,
                             max_seq_len=args.max_seq_len, max_train_examples=args.max_train_examples,
                             rebuild=args.rebuild, trust_remote_code=args.trust_remote_code)
-    return json.dumps({"cache": str(cache.path), "examples": len(cache), "layers": cache.layers}) + "\n"
+    if args.verify:
+        from pkd.cache import TeacherCache
+
+        TeacherCache(cache.path, verify=True)
+    return json.dumps({"cache": str(cache.path), "examples": len(cache), "layers": cache.layers,
+                       **({"verified": True} if args.verify else {})}) + "\n"
 
 
 def _scoring_arguments(p: argparse.ArgumentParser, split: str) -> None:

@@ -73,13 +73,18 @@ def test_a_cache_with_more_layers_serves_fewer(teacher_and_data, tmp_path):
 
 
 def test_corrupted_cache_is_refused(teacher_and_data, tmp_path):
+    """A file of another size is refused on open; a changed byte by `pkd cache --verify` (and verify=True)."""
     model, tok, data = teacher_and_data
     cache = ensure_cache(model, tok, data, 24, [1], tmp_path)
-    raw = bytearray((cache.path / "cls.npy").read_bytes())
+    good = (cache.path / "cls.npy").read_bytes()
+    (cache.path / "cls.npy").write_bytes(good[:-4])
+    with pytest.raises(DataError, match="checksum mismatch"):
+        TeacherCache(cache.path)
+    raw = bytearray(good)
     raw[-3] ^= 0xFF
     (cache.path / "cls.npy").write_bytes(bytes(raw))
     with pytest.raises(DataError, match="checksum mismatch"):
-        TeacherCache(cache.path)
+        TeacherCache(cache.path, verify=True)
     (cache.path / "meta.json").unlink()
     with pytest.raises(DataError, match="not a complete teacher cache"):
         TeacherCache(cache.path)
@@ -281,3 +286,33 @@ def test_processes_started_together_build_a_cache_once(tiny_teacher, glue_dir, t
     assert len(list(shared.glob("builds-*"))) == 1  # the teacher ran once
     paths = {json.loads(out.strip().splitlines()[-1])["cache"] for out, _ in results}
     assert len(paths) == 1 and [p.name for p in cache_dir.iterdir()] == [Path(*paths).name]  # nothing else left
+
+
+def test_opening_a_cache_checks_sizes_and_verify_checks_every_byte(tiny_teacher, glue_dir, tmp_path, monkeypatch,
+                                                                      capsys):
+    """Opening reads no file through: a cache of millions of examples opens at once (docs/performance.md)."""
+    import pkd.cache
+    from pkd.cli import main
+
+    args = ["cache", "--teacher", str(tiny_teacher), "--task", "sst2", "--data-dir", str(glue_dir), "--cache-dir",
+            str(tmp_path), "--max-seq-len", "24", "--layers", "1"]
+    assert main(args) == 0
+    path = Path(json.loads(capsys.readouterr().out)["cache"])
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["bytes"] == {n: (path / f"{n}.npy").stat().st_size for n in ("logits", "cls")}
+    real = pkd.cache._sha256
+
+    def no_hashing(file):
+        raise AssertionError(f"{file} was hashed on open")
+
+    monkeypatch.setattr(pkd.cache, "_sha256", no_hashing)
+    assert len(TeacherCache(path)) == meta["num_examples"]
+    monkeypatch.setattr(pkd.cache, "_sha256", real)
+    assert main([*args, "--verify"]) == 0 and json.loads(capsys.readouterr().out)["verified"] is True
+    arr = np.load(path / "logits.npy", mmap_mode="r+")
+    arr[3, 0] += 1  # the same size, another value
+    arr.flush()
+    del arr
+    assert main([*args, "--verify"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"pkd: error: {path / 'logits.npy'}: checksum mismatch"), err
