@@ -31,6 +31,7 @@ from pkd.losses import Projection, layer_map_for, loss_for
 from pkd.metrics import compute_metrics, floor_score, gain_retention, predictions_from_logits
 from pkd.models import (
     EncodedSplit,
+    default_teacher_path,
     load_classifier,
     load_config,
     load_tokenizer,
@@ -39,7 +40,7 @@ from pkd.models import (
 )
 from pkd.stats import verdicts, verdicts_markdown
 from pkd.student import choose_init_layers, make_student
-from pkd.tasks import Task, get_task
+from pkd.tasks import RECIPE_MEASURED_ON, Recipe, Task, get_task
 from pkd.train import (
     check_device,
     evaluate_parts,
@@ -56,25 +57,61 @@ def _encode(task: Task, split: str, tokenizer: PreTrainedTokenizerBase, cfg_len:
     return [EncodedSplit(part, tokenizer, cfg_len) for part in load_split(task, split, data_dir, limit)]
 
 
-def train_config(task: Task, train_cfg: TrainConfig, student: bool) -> TrainConfig:
-    """`train_cfg` with the task's recipe (pkd.tasks.Recipe) where it gives no max_seq_len, epochs or lr, checked
-    before any work against this device and process count (precision, batch sizes)."""
-    cfg = train_cfg.for_task(task.recipe, student)
+def train_config(task: Task, train_cfg: TrainConfig, student: bool, recipe: Recipe | None = None) -> TrainConfig:
+    """`train_cfg` with the task's recipe (pkd.tasks.Recipe, or `recipe`) where it gives no max_seq_len, epochs or lr,
+    checked before any work against this device and process count (precision, batch sizes)."""
+    cfg = train_cfg.for_task(recipe or task.recipe, student)
     check_device(cfg)
     return cfg
 
 
 def student_configs(task: Task, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> tuple[DistillConfig,
                                                                                               TrainConfig]:
-    """A student's configs with the task's recipe filled in where they give nothing: its init, and (train_config)
-    max_seq_len, epochs and lr."""
-    return distill_cfg.for_task(task.recipe), train_config(task, train_cfg, student=True)
+    """A student's configs with the recipe of student_settings filled in where they give nothing."""
+    return student_settings(task, distill_cfg, train_cfg)[:2]
+
+
+def student_settings(task: Task, distill_cfg: DistillConfig,
+                     train_cfg: TrainConfig) -> tuple[DistillConfig, TrainConfig, str]:
+    """A student's configs with a recipe filled in where they give nothing (its init, max_seq_len, epochs, lr), and
+    one line that names each value filled in and where it comes from ("" if none was).
+
+    The task's recipe was measured on students of RECIPE_MEASURED_ON; students of another pre-trained checkpoint
+    (--student-base, else the base_model in the teacher's run.json; unknown counts as another) get the paper's
+    settings (Recipe.paper) instead."""
+    base = distill_cfg.student_base
+    run = Path(resolve_model(distill_cfg.teacher)) / "run.json"
+    if base is None and run.is_file():
+        base = json.loads(run.read_text()).get("base_model")
+    measured = base is not None and resolve_model(base) == default_teacher_path()
+    recipe = task.recipe if measured else task.recipe.paper()
+    filled_distill, cfg = distill_cfg.for_task(recipe), train_config(task, train_cfg, student=True, recipe=recipe)
+    filled = _filled(train_cfg, cfg, ("lr", "epochs", "max_seq_len")) + _filled(distill_cfg, filled_distill,
+                                                                                ("student_init",))
+    where = (f"the task's recipe, measured on {RECIPE_MEASURED_ON} with 3-layer students (docs/recipes.md)"
+             if measured else f"the paper's settings: no recipe was measured on students of "
+             f"{base or 'a teacher with no recorded base_model'} (the recipes were, on {RECIPE_MEASURED_ON} with "
+             "3-layer students; docs/recipes.md)")
+    note = f"pkd: {task.name} students: {', '.join(filled)} from {where}" if filled else ""
+    return filled_distill, cfg, note
+
+
+def _filled(given: object, filled: object, names: tuple[str, ...]) -> list[str]:
+    """"name value" for each of `names` that `given` left None and `filled` has."""
+    return [f"{n} {getattr(filled, n)}" for n in names if getattr(given, n) is None]
+
+
+def say(note: str) -> None:
+    """A note for the person running pkd (what a default chose and why): one line on stderr, from rank 0."""
+    if note and is_main():
+        print(note, file=sys.stderr)
 
 
 def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = None) -> dict:
     """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a task; returns the best dev metrics."""
     task = get_task(run.task)
     cfg = train_config(task, train_cfg, student=False)
+    filled = _filled(train_cfg, cfg, ("lr", "epochs", "max_seq_len"))
     check_out_dir(run.out, run.overwrite, run.resume)
     source = resolve_model(model)
     tokenizer = load_tokenizer(source, run.trust_remote_code)
@@ -85,6 +122,7 @@ def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = Non
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     info = {"command": "finetune", "model": source, "base_model": source, "data": train_data.split.source,
             "versions": library_versions()}
+    say(f"pkd: {task.name} teacher: {', '.join(filled)} from the task's recipe (docs/recipes.md)" if filled else "")
     return train(net, tokenizer, task, train_data, dev, cfg, out, resume=run.resume, run_info=info,
                        quiet=run.quiet)
 
@@ -133,6 +171,7 @@ class Distillation:
     layer_map: list[int]
     config: DistillConfig
     trust_remote_code: bool = False
+    init_note: str = ""  # which layers the probe chose and why, said once the command's checks have passed
 
     def build_student(self, seed: int) -> tuple[PreTrainedModel, Projection | None]:
         """The student for `seed` (the same initialisation for every method), and its PT projection if it needs one."""
@@ -160,23 +199,25 @@ def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remot
                         "teacher and student must share one vocabulary")
     check_widths(load_config(source, trust_remote_code).hidden_size, teacher.config.hidden_size, layer_map,
                  distill_cfg.pt_projection)
+    note = ""
     if distill_cfg.init_layers is None:  # chosen once, said, and recorded in run.json for --resume to check
         layers, reason = choose_init_layers(source, distill_cfg.student_layers, task, trust_remote_code)
-        if is_main():
-            print(f"pkd: student layers from {source}: {','.join(map(str, layers))}, {reason}", file=sys.stderr)
+        note = f"pkd: student layers from {source}: {','.join(map(str, layers))}, {reason}"
         distill_cfg = replace(distill_cfg, init_layers=layers)
     return Distillation(task, teacher_path, teacher, teacher.config.hidden_size, tokenizer, source, layer_map,
-                        distill_cfg, trust_remote_code)
+                        distill_cfg, trust_remote_code, note)
 
 
 def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
     """Distill a student from a fine-tuned teacher; returns the best dev metrics."""
-    distill_cfg, cfg = student_configs(get_task(run.task), distill_cfg, train_cfg)
+    distill_cfg, cfg, note = student_settings(get_task(run.task), distill_cfg, train_cfg)
     loss_cfg = loss_for(distill_cfg.method, distill_cfg.loss)
     check_out_dir(run.out, run.overwrite, run.resume)
     d = prepare_distillation(run.task, distill_cfg, run.trust_remote_code)
     train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
     dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
+    say(note)
+    say(d.init_note)
     teacher_outputs = None
     if distill_cfg.method != "ft":
         teacher_outputs = (LiveTeacher(d.teacher) if distill_cfg.live_teacher else
@@ -294,7 +335,7 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
 
     Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
     """
-    distill_cfg, cfg = student_configs(get_task(run.task), distill_cfg, train_cfg)
+    distill_cfg, cfg, note = student_settings(get_task(run.task), distill_cfg, train_cfg)
     loss_for("pkd-skip", distill_cfg.loss)  # validates the weights before any work
     check_out_dir(run.out, run.overwrite, run.resume)
     # One load of the teacher and one student builder serve every method; only the layer map differs.
@@ -317,6 +358,8 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             check_resume(Path(run.out) / f"{method}-seed{seed}", run_record(
                 info(method), replace(cfg, seed=seed), loss_for(method, distill_cfg.loss), maps[method], d.task,
                 train_data))
+    say(note)
+    say(d.init_note)
     union = sorted({k for lm in maps.values() for k in lm})
     cache = ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, union, distill_cfg.cache_dir)
     dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)

@@ -47,7 +47,7 @@ class TrainConfig:
     eval_batch_size: int = field(default=128, metadata={"help": "batch size for dev evaluation"})
     lr: float | None = field(default=None, metadata={
         "help": "peak learning rate of AdamW (default: the task's recipe, docs/recipes.md: 5e-5 for teachers, "
-                "2e-4 for GLUE students)"})
+                "2e-4 for GLUE students of all-MiniLM-L6-v2, the paper's 5e-5 for students of other checkpoints)"})
     weight_decay: float = field(default=0.01, metadata={
         "help": "AdamW weight decay (not on tensors of fewer than 2 dimensions: biases, norms)"})
     adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
@@ -131,7 +131,8 @@ class DistillConfig:
         "help": "explicit teacher layers, e.g. 2,4", "parse": parse_layer_map})
     student_init: str | None = field(default=None, metadata={
         "help": "copy layers from the teacher's pre-trained base (paper) or the fine-tuned teacher (default: the "
-                "task's recipe, docs/recipes.md: pretrained, but teacher for MRPC; pretrained with --student-base)",
+                "task's recipe, docs/recipes.md: pretrained, but teacher for MRPC students of all-MiniLM-L6-v2; "
+                "pretrained with --student-base)",
         "choices": ("pretrained", "teacher")})
     student_base: str | None = field(default=None, metadata={
         "help": "with --student-init pretrained: the pre-trained checkpoint (path or Hub name) the student's layers "

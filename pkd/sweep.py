@@ -126,7 +126,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     records = {}
     for params in trials:  # every trial's settings are checked before any work
         trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
-        trial_cfg = api.train_config(task, trial_train, student=True)
+        trial_cfg = api.student_configs(task, trial_distill, trial_train)[1]  # as the trial's `pkd distill` fills it
         records[trial_name(params)] = {
             "method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
             "student_init": distill_cfg.student_init, "train": asdict(trial_cfg),

@@ -5,7 +5,7 @@ read the files and the Hub, and pkd.data picks the reader for a task.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pkd.errors import UsageError
 
@@ -27,6 +27,16 @@ class Recipe:
     student_epochs: int = 4
     student_lr: float = 2e-4
     student_init: str = "pretrained"  # where a student's layers come from: the paper's pre-trained ones, or "teacher"
+
+    def paper(self) -> Recipe:
+        """The paper's student settings (lr 5e-5, pre-trained layers, 4 epochs) with this recipe's max_seq_len and
+        teacher settings: for students of a checkpoint the student values were not measured on."""
+        return replace(self, student_lr=5e-5, student_epochs=4, student_init="pretrained")
+
+
+# The checkpoint the recipes' student values (the 2e-4 learning rate, MRPC's teacher init and 2 epochs) were measured
+# on, with 3-layer students (docs/recipes.md); students of any other checkpoint get Recipe.paper.
+RECIPE_MEASURED_ON = "all-MiniLM-L6-v2"
 
 
 @dataclass(frozen=True)

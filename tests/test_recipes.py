@@ -37,7 +37,16 @@ def test_the_recipe_picks_the_students_init_unless_it_is_given():
     assert based.for_task(get_task("mrpc").recipe).student_init == "pretrained"
 
 
-def test_mrpc_students_start_from_the_teacher_by_default(tiny_teacher, glue_dir, tmp_path):
+def measured_on(monkeypatch, checkpoint) -> None:
+    """Make `checkpoint` count as the one the recipes were measured on (all-MiniLM-L6-v2, not in the tests)."""
+    import pkd.api
+
+    monkeypatch.setattr(pkd.api, "default_teacher_path", lambda: str(checkpoint))
+
+
+def test_mrpc_students_start_from_the_teacher_by_default(tiny_teacher, tiny_bert, glue_dir, tmp_path, monkeypatch,
+                                                         capsys):
+    measured_on(monkeypatch, tiny_bert)  # the teacher's base_model
     out = tmp_path / "mrpc"
     assert main(["distill", "--teacher", str(tiny_teacher), "--task", "mrpc", "--student-layers", "2", "--data-dir",
                  str(glue_dir), "--cache-dir", str(tmp_path / "c"), "--max-train-examples", "16", "--batch-size", "16",
@@ -45,6 +54,26 @@ def test_mrpc_students_start_from_the_teacher_by_default(tiny_teacher, glue_dir,
     run = json.loads((out / "run.json").read_text())
     assert (run["student_init"], run["student_source"]) == ("teacher", str(tiny_teacher))
     assert run["train"]["epochs"] == 2 and len(read_jsonl(out / "metrics.jsonl")) == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pkd: mrpc students: ")]
+    assert line == ("pkd: mrpc students: lr 0.0002, epochs 2, student_init teacher from the task's recipe, measured "
+                    "on all-MiniLM-L6-v2 with 3-layer students (docs/recipes.md)")
+
+
+def test_students_of_another_checkpoint_get_the_papers_settings_and_say_so(tiny_teacher, tiny_bert, glue_dir,
+                                                                           tmp_path, capsys):
+    """The recipes' student values were measured on all-MiniLM-L6-v2; the tiny teacher's base is another
+    checkpoint, so MRPC's students start from its pre-trained layers at the paper's lr for 4 epochs."""
+    out = tmp_path / "mrpc"
+    assert main(["distill", "--teacher", str(tiny_teacher), "--task", "mrpc", "--student-layers", "2", "--data-dir",
+                 str(glue_dir), "--cache-dir", str(tmp_path / "c"), "--max-train-examples", "16", "--batch-size", "16",
+                 "--out", str(out), "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert (run["student_init"], run["student_source"]) == ("pretrained", str(tiny_bert))
+    assert (run["train"]["lr"], run["train"]["epochs"], run["train"]["max_seq_len"]) == (5e-5, 4, 128)
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pkd: mrpc students: ")]
+    assert line == (f"pkd: mrpc students: lr 5e-05, epochs 4, max_seq_len 128, student_init pretrained from the "
+                    f"paper's settings: no recipe was measured on students of {tiny_bert} (the recipes were, on "
+                    "all-MiniLM-L6-v2 with 3-layer students; docs/recipes.md)")
 
 
 def test_glue_students_learn_faster_than_their_teachers_and_pairs_keep_their_tails():
@@ -57,7 +86,8 @@ def test_glue_students_learn_faster_than_their_teachers_and_pairs_keep_their_tai
 
 
 def test_distill_and_finetune_train_with_the_tasks_recipe_and_record_it(tiny_teacher, tiny_bert, glue_dir, tmp_path,
-                                                                       capsys):
+                                                                       capsys, monkeypatch):
+    measured_on(monkeypatch, tiny_bert)
     common = ["--task", "stsb", "--data-dir", str(glue_dir), "--max-train-examples", "16", "--batch-size", "16",
               "--max-seq-len", "24", "--quiet"]
     recipe = get_task("stsb").recipe
@@ -66,6 +96,7 @@ def test_distill_and_finetune_train_with_the_tasks_recipe_and_record_it(tiny_tea
     run = json.loads((teacher / "run.json").read_text())
     assert (run["train"]["lr"], run["train"]["epochs"]) == (recipe.teacher_lr, recipe.teacher_epochs)
     assert len(read_jsonl(teacher / "metrics.jsonl")) == recipe.teacher_epochs
+    assert "pkd: stsb teacher: lr 5e-05, epochs 3 from the task's recipe (docs/recipes.md)\n" in capsys.readouterr().err
 
     student = tmp_path / "student"
     distill = ["distill", "--teacher", str(teacher), "--student-layers", "2", "--cache-dir", str(tmp_path / "c"),
