@@ -130,7 +130,9 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
         records[trial_name(params)] = {
             "method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
             "student_init": distill_cfg.student_init, "train": asdict(trial_cfg),
-            "loss": asdict(loss_for(distill_cfg.method, trial_distill.loss))}
+            "loss": asdict(loss_for(distill_cfg.method, trial_distill.loss)),
+            # given layers are compared with the trials' (probed ones are chosen again by each trial's distill)
+            **({"init_layers": distill_cfg.init_layers} if distill_cfg.init_layers else {})}
     check_out_dir(run.out, run.overwrite, run.resume)
     if run.resume:  # a kept trial, finished or not, made with other settings would mix them into the tables
         for name, record in records.items():

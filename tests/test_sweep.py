@@ -106,6 +106,10 @@ def test_sweep_end_to_end_then_resume(tiny_teacher, glue_dir, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train.epochs 1 (now 2)" in err and names[0] in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == kept
+    assert main([*args, "--init-layers", "1,3", "--resume"]) == 2  # the trials' students started from 1, 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "init_layers [1, 2] (now [1, 3])" in err, err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == kept
 
     # A trial killed after its last checkpoint but before its result: resumed (in this process, --jobs 1) from
     # the checkpoint, so it trains no batch; the finished one is skipped.
