@@ -100,7 +100,11 @@ def probe_init_layers(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     if sims[num_layers] > CONSTANT_CLS >= sims[depth]:
         return first[:-1] + [depth], f"the first {num_layers - 1} and the top one, as [CLS] is the same for every " \
                                      f"input after layer {num_layers} and not after the top ({measured})"
-    return first, f"the first {num_layers}, the paper's ({measured})"
+    if sims[num_layers] > CONSTANT_CLS:
+        return first, f"the first {num_layers}, the paper's: [CLS] is the same for every input after the top layer " \
+                      f"too, so taking it would not help ({measured})"
+    return first, f"the first {num_layers}, the paper's: [CLS] depends on the input after layer {num_layers} " \
+                  f"({measured})"
 
 
 def default_init_layers(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, num_layers: int) -> list[int]:

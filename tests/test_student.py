@@ -103,7 +103,8 @@ def test_distill_says_which_layers_the_probe_chose_and_why(tiny_teacher, glue_di
     from pkd.cli import main
 
     src = make_tiny_model(tmp_path / "src", layers=4)
-    for name, loud, chosen, why in (("everywhere", [0, 1, 2, 3], [1, 2, 3], "the first 3, the paper's"),
+    for name, loud, chosen, why in (("everywhere", [0, 1, 2, 3], [1, 2, 3],
+                                     "the first 3, the paper's: [CLS] depends on the input after layer 3"),
                                     ("top-only", [3], [1, 2, 4], "the first 2 and the top one")):
         loud_checkpoint(src, tmp_path / name, loud)
         out = tmp_path / f"run-{name}"
@@ -115,3 +116,10 @@ def test_distill_says_which_layers_the_probe_chose_and_why(tiny_teacher, glue_di
         assert line.startswith(f"pkd: student layers from {tmp_path / name}: {','.join(map(str, chosen))}, {why}")
         assert "after layer 3" in line and "after layer 4" in line, line  # the measurements behind the choice
         assert json.loads((out / "run.json").read_text())["init_layers"] == chosen
+    # [CLS] the same for every input even at the top (random init): the first M, and the words say why
+    from pkd.models import load_tokenizer
+    from pkd.student import probe_init_layers
+
+    layers, reason = probe_init_layers(AutoModel.from_pretrained(src), load_tokenizer(str(src)), 3)
+    assert layers == [1, 2, 3] and reason.startswith("the first 3, the paper's: [CLS] is the same for every input "
+                                                     "after the top layer too"), reason
