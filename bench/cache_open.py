@@ -8,11 +8,11 @@ check (`pkd cache --verify`). Usage: python bench/cache_open.py [DIR] [EXAMPLES]
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import inspect
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -53,8 +53,11 @@ def timed(make, repeats: int = 5) -> float:
 
 
 def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/pkd-cache-open")
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", nargs="?", default="/tmp/pkd-cache-open", help="where the synthetic cache is written")
+    parser.add_argument("examples", nargs="?", type=int, default=100_000, help="examples in the cache")
+    args = parser.parse_args()
+    root, n = Path(args.dir), args.examples
     path = root / f"n{n}"
     if not (path / "meta.json").is_file():
         build(path, n)
