@@ -210,13 +210,19 @@ def test_named_report_prefixes_its_plots(runs_root, tmp_path):
 
 def test_verdicts_of_a_comparison_are_shown(runs_root, tmp_path):
     verdict = {"a": "pkd-skip", "b": "kd", "diff": 1.25, "low": 0.5, "high": 2.0, "verdict": "better", "seeds": 2,
-               "examples": 872, "draws": 1000}
+               "examples": 872, "draws": 1000, "per_seed": [1.0, 1.5]}
     meta = json.loads((runs_root / "compare-sst2-L3" / "compare.json").read_text())
     _write(runs_root / "compare-sst2-L3" / "compare.json", {**meta, "verdicts": [verdict]})
     write_report([str(runs_root / "*")], tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
     assert "## Paired differences" in md and "2 seeds, 872 dev examples" in md
-    assert "| pkd-skip vs kd | +1.25 [+0.50, +2.00] | better |" in md
+    assert "| pkd-skip vs kd | +1.25 [+0.50, +2.00] | +1.00, +1.50 | better |" in md
+    # Verdicts from before they counted seed variance (no per-seed differences) are named, not shown.
+    old = {k: v for k, v in verdict.items() if k != "per_seed"}
+    _write(runs_root / "compare-sst2-L3" / "compare.json", {**meta, "verdicts": [old]})
+    write_report([str(runs_root / "*")], tmp_path / "report-old")
+    md = (tmp_path / "report-old" / "report.md").read_text()
+    assert "computed over dev examples only" in md and "| pkd-skip vs kd |" not in md
     # A comparison without verdicts (made before pkd saved predictions) gets no such section.
     _write(runs_root / "compare-sst2-L3" / "compare.json", meta)
     write_report([str(runs_root / "*")], tmp_path / "report2")
