@@ -19,7 +19,7 @@ import numpy as np
 from pkd.api import selected_predictions, selected_record
 from pkd.data import load_split
 from pkd.metrics import compute_metrics
-from pkd.stats import paired_bootstrap
+from pkd.stats import paired_difference
 from pkd.tasks import get_task
 
 
@@ -58,7 +58,7 @@ def main() -> None:
     print(f"| method | runs | {args.b.name} - {args.a.name} (95% CI) | verdict |")
     print("|---|---|---|---|")
     for method in a:
-        r = paired_bootstrap(score, labels, b[method], a[method])
+        r = paired_difference(score, labels, b[method], a[method])
         print(f"| {method} | {r['seeds']} + {r['seeds']} | {r['diff']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}] "
               f"| {r['verdict']} |")
 
