@@ -295,7 +295,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task
     loss_cfg, layer_map = loss_cfg or LossConfig(), layer_map or []
     if (loss_cfg.alpha > 0 or loss_cfg.beta > 0) and teacher is None:
         raise UsageError("alpha or beta > 0 needs a teacher")
-    if teacher is not None:  # PT compares like with like: the student's states are pooled as the teacher's targets
+    if teacher is not None and layer_map and loss_cfg.beta > 0:  # PT pools the student's states as the teacher's
         if loss_cfg.pt_pooling not in ("auto", teacher.pooling):
             raise UsageError(f"--pt-pooling {loss_cfg.pt_pooling}: the teacher's outputs are pooled with "
                              f"{teacher.pooling}")

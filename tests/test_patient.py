@@ -123,7 +123,9 @@ def test_kd_needs_no_probe_and_records_no_signal(constant_cls_teacher, glue_dir,
                  "--method", "kd", "--data-dir", str(glue_dir), "--cache-dir", str(tmp_path / "cache"), "--out",
                  str(out), *STUDENT]) == 0
     assert "PT pooling" not in capsys.readouterr().err
-    assert json.loads((out / "run.json").read_text())["pt_signal"] is None
+    run = json.loads((out / "run.json").read_text())
+    assert run["pt_signal"] is None and run["loss"]["beta"] == 0
+    assert run["loss"]["pt_pooling"] == "cls"  # without PT the pooling means nothing: the paper's is recorded
 
 
 def test_a_run_from_before_the_pooling_option_resumes_only_with_cls(tmp_path):
