@@ -1,7 +1,7 @@
 """What fraction of each task's training inputs does a max_seq_len cut? (one of issue 16's candidates)
 
 Tokenizes every training example with the default teacher's tokenizer, untruncated, and prints the share of
-examples longer than each limit and the median length. Usage: python bench/truncation.py [DATA_DIR]
+examples longer than each limit and the median length. Usage: python bench/investigations/truncation.py [DATA_DIR]
 """
 
 from __future__ import annotations
