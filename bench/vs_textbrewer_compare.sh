@@ -59,5 +59,5 @@ for tool, seconds in total.items():
 PY
 # Length grouping's effect on accuracy, method by method (paired over dev examples, seeds pooled).
 if [ -f "$OUT/pkd-compare/compare.json" ] && [ -f "$OUT/pkd-compare-grouped/compare.json" ]; then
-  $PY bench/order_effect.py "$OUT/pkd-compare" "$OUT/pkd-compare-grouped" --task sst2 --data-dir "$DATA"
+  $PKD report "$OUT/pkd-compare" --paired "$OUT/pkd-compare-grouped" --data-dir "$DATA"
 fi
