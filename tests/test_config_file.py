@@ -95,3 +95,21 @@ def test_a_runs_run_json_reruns_it(tiny_teacher, glue_dir, tmp_path):
                 "data_fingerprint"):
         assert new[key] == old[key], key
     assert new["result"]["score"] == pytest.approx(old["result"]["score"])
+
+
+def test_a_comparisons_compare_json_reruns_it(tiny_teacher, glue_dir, tmp_path):
+    import pkd
+
+    first = tmp_path / "first"
+    pkd.compare(str(tiny_teacher), "sst2", 2, first, methods=("ft", "kd"), seeds=2, data_dir=glue_dir, quiet=True,
+                cache_dir=str(tmp_path / "cache"), **{**TINY_TRAIN, "epochs": 1}, beta=0.5)
+    args = parse(["compare", "--config", str(first / "compare.json"), "--out", "x"])
+    run, distill, train, compare = configs(args, RunConfig, DistillConfig, TrainConfig, CompareConfig)
+    assert (compare.methods, compare.seeds, distill.teacher, distill.student_layers) == (
+        ("ft", "kd"), 2, str(tiny_teacher), 2)
+    assert (train.epochs, train.seed, distill.loss.beta) == (1, TINY_TRAIN["seed"], 0.5)
+    second = tmp_path / "second"
+    assert main(["compare", "--config", str(first / "compare.json"), "--out", str(second), "--data-dir",
+                 str(glue_dir), "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    old, new = (json.loads((d / "compare.json").read_text()) for d in (first, second))
+    assert new["methods"] == old["methods"] and new["train"] == old["train"] and new["loss"] == old["loss"]
