@@ -6,6 +6,9 @@ and one run per trial, labelled by its parameters), plus optionally `pkd bench -
 mean ± std over seeds per task, method and depth, accuracy against speed-up (or depth), and one training-curve
 figure per task and depth with every method and seed in it. The HTML is rendered from the same Markdown by
 markdown-it-py, with the plots inlined, so the page is one file to share.
+
+Without --out it prints the accuracy table instead. --metric shows one of each task's metrics in place of its
+score; --paired B prints B - A, method by method, for two comparisons one setting apart (pkd.stats).
 """
 
 from __future__ import annotations
@@ -394,9 +397,9 @@ def in_metric(runs: Sequence[Run], metric: str, data_dir: str | Path | None = No
         if metric not in known:
             raise UsageError(f"--metric {metric}: {task.name} has {', '.join(known)}")
         if run.variant != "torch":  # an export: its dev metrics, and the run it came from
-            dev = _read_json(run.path / "export.json").get("dev", {})
-            best = last = dev.get(metric)
-            info = _run_info(Path(_read_json(run.path / "export.json").get("source", "")))
+            record = _read_json(run.path / "export.json")
+            best = last = record.get("dev", {}).get(metric)
+            info = _run_info(Path(record.get("source", "")))
         else:
             best = next((h.get(metric) for h in run.history if h.get("score") == run.score), None)
             last = run.history[-1].get(metric) if run.history else None
@@ -438,7 +441,7 @@ def _selected_predictions(compare_dir: Path, select: str) -> tuple[dict, dict[tu
         if run.variant != "torch" or run.score is None:
             continue
         result = _read_json(run.path / "result.json")
-        epoch = result["epoch"] if select == "best" else result.get("last", run.history[-1])["epoch"]
+        epoch = result["epoch"] if select == "best" else (result.get("last") or run.history[-1])["epoch"]
         file = predictions_file(run.path, epoch)
         if not file.is_file():
             raise DataError(f"{file}: missing (a run made before pkd kept its dev predictions)")
