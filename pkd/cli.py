@@ -88,8 +88,8 @@ def configs(args: argparse.Namespace, *classes: type) -> list:
 def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help=(
         "read options from a JSON or YAML file: option names as keys (dashes or underscores), flat or in sections "
-        "such as train: or loss:; a run's own run.json (a comparison's compare.json) re-runs it. Options on the "
-        "command line win"))
+        "such as train: or loss:; a run's own run.json (compare.json, sweep.json) re-runs it. Options on the command "
+        "line win"))
 
 
 class _Probe(_Parser):
@@ -121,10 +121,11 @@ def _read_config(path: str) -> dict:
 
 
 def _run_record_settings(record: dict) -> dict:
-    """The settings of a run's run.json (or a comparison's compare.json): its train and loss sections and the
-    options it records beside them, not what it records about the run (result, versions, data fingerprint, ...).
-    The layer map of every method but pkd follows from the method, so only that one's is read; a pre-trained
-    student's source is its --student-base; a comparison's methods are its table's rows, run over its seeds."""
+    """The settings of a run's run.json (a comparison's compare.json, a sweep's sweep.json): its train and loss
+    sections and the options it records beside them, not what it records about the run (result, versions, data
+    fingerprint, ...). The layer map of every method but pkd follows from the method, so only that one's is read;
+    a pre-trained student's source is its --student-base; a comparison's methods are its table's rows, run over its
+    seeds; a sweep's grid is its --grid."""
     settings = {**record.get("train", {}), **record.get("loss", {}),
                 **{k: v for k, v in record.items() if not isinstance(v, dict)}}
     if record.get("method") != "pkd":
@@ -134,6 +135,9 @@ def _run_record_settings(record: dict) -> dict:
     if "runs_planned" in record:
         settings["methods"] = list(record["methods"])
         settings["seeds"] = record["runs_planned"] // len(settings["methods"])
+    if "trials" in record:
+        settings["grid"] = [f"{name}={','.join(map(str, values))}" for name, values in record["grid"].items()]
+        settings["random_trials"] = record.get("random")
     return settings
 
 
@@ -152,15 +156,15 @@ def _as_arguments(action: argparse.Action, value: object) -> list[str]:
 
 def config_arguments(path: str, command: str) -> list[str]:
     """The options in a config file as command-line arguments of `command`, each value checked by the command's
-    own parser. A run's run.json or compare.json gives its settings and its other entries are skipped; in any other
-    file a key that is not an option of the command is an error."""
+    own parser. A run's run.json (compare.json, sweep.json) gives its settings and its other entries are skipped; in
+    any other file a key that is not an option of the command is an error."""
     probe = _Probe(prog=f"pkd {command}")
     COMMANDS[command].arguments(probe)
     actions = {a.dest: a for a in probe._actions if a.option_strings and a.dest != "help"}
     if actions.pop("config", None) is None:  # not a training command: its parser rejects --config
         return []
     data = _read_config(path)
-    record = "versions" in data or "runs_planned" in data  # run.json, compare.json
+    record = any(key in data for key in ("versions", "runs_planned", "trials"))  # run, compare, sweep.json
     if record:
         data = _run_record_settings(data)
     options = {}

@@ -113,3 +113,24 @@ def test_a_comparisons_compare_json_reruns_it(tiny_teacher, glue_dir, tmp_path):
                  str(glue_dir), "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
     old, new = (json.loads((d / "compare.json").read_text()) for d in (first, second))
     assert new["methods"] == old["methods"] and new["train"] == old["train"] and new["loss"] == old["loss"]
+
+
+def test_a_sweeps_sweep_json_reruns_it(tiny_teacher, glue_dir, tmp_path):
+    from pkd import sweep
+
+    first = tmp_path / "first"
+    assert main(["sweep", "--teacher", str(tiny_teacher), "--task", "sst2", "--student-layers", "2", "--grid",
+                 "alpha=0.2,0.5", "temperature=2", "--epochs", "1", "--batch-size", "16", "--max-seq-len", "24",
+                 "--lr", "2e-3", "--seed", "0", "--data-dir", str(glue_dir), "--cache-dir", str(tmp_path / "cache"),
+                 "--out", str(first), "--quiet"]) == 0
+    args = parse(["sweep", "--config", str(first / "sweep.json"), "--out", "x"])
+    [search] = configs(args, SweepConfig)
+    assert sweep.parse_grid(search.grid) == {"alpha": [0.2, 0.5], "temperature": [2.0]}
+    second = tmp_path / "second"
+    assert main(["sweep", "--config", str(first / "sweep.json"), "--out", str(second), "--data-dir", str(glue_dir),
+                 "--quiet"]) == 0
+    trials = json.loads((first / "sweep.json").read_text())["trials"]
+    assert trials == json.loads((second / "sweep.json").read_text())["trials"] and len(trials) == 2
+    for name in trials:
+        assert (json.loads((second / name / "result.json").read_text())["score"] ==
+                json.loads((first / name / "result.json").read_text())["score"])
