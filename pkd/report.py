@@ -399,7 +399,7 @@ def in_metric(runs: Sequence[Run], metric: str, data_dir: str | Path | None = No
         if run.variant != "torch":  # an export: its dev metrics, and the run it came from
             record = _read_json(run.path / "export.json")
             best = last = record.get("dev", {}).get(metric)
-            info = _run_info(Path(record.get("source", "")))
+            info = _run_info(Path(record["source"])) if record.get("source") else {}
         else:
             best = next((h.get(metric) for h in run.history if h.get("score") == run.score), None)
             last = run.history[-1].get(metric) if run.history else None
@@ -409,10 +409,9 @@ def in_metric(runs: Sequence[Run], metric: str, data_dir: str | Path | None = No
         key = (task.name, limits.get("max_train_examples"), limits.get("max_eval_examples"))
         if key not in floors:
             train = load_split(task, "train", data_dir, key[1])[0].examples
-            floors[key] = floor_score(task, [e.label for e in train], load_split(task, "dev", data_dir, key[2])[0]
-                                      .examples, metric)
-        changed.append(replace(run, score=best if run.score is not None else None, last_score=last,
-                               teacher_score=teacher, floor_score=floors[key]))
+            dev = load_split(task, "dev", data_dir, key[2])[0].examples
+            floors[key] = floor_score(task, [e.label for e in train], dev, metric)
+        changed.append(replace(run, score=best, last_score=last, teacher_score=teacher, floor_score=floors[key]))
     return changed
 
 
