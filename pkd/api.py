@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import statistics
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pkd.config import (
     CompareConfig,
     DistillConfig,
     ExportConfig,
+    LossConfig,
     RunConfig,
     TrainConfig,
     from_options,
@@ -36,6 +38,7 @@ from pkd.models import (
     resolve_model,
     vocabulary_fingerprint,
 )
+from pkd.patient import PROBES, choose_pooling, flat_warning, probe_spreads
 from pkd.stats import verdicts, verdicts_markdown
 from pkd.student import make_student
 from pkd.tasks import Task, get_task
@@ -163,6 +166,41 @@ def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remot
                         distill_cfg, trust_remote_code)
 
 
+def say(line: str) -> None:
+    """One line for the person running pkd (stderr, main process only); nothing for an empty line."""
+    if line and is_main():
+        print(line, file=sys.stderr, flush=True)
+
+
+def resolve_pooling(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_data: EncodedSplit,
+                    layers: list[int], loss: LossConfig) -> tuple[LossConfig, dict | None]:
+    """`loss` with --pt-pooling resolved (auto: from how much the mapped layers' [CLS] targets vary over a probe of
+    the training inputs; pkd.patient), and the probe's measurements with the line that says which and why (None
+    when PT is off: no layer map, or beta 0). patient_signal prints that line, once the settings are checked."""
+    if not layers or loss.beta == 0:
+        return replace(loss, pt_pooling=choose_pooling(loss.pt_pooling, None)[0]), None
+    probe = probe_spreads(teacher, train_data, tokenizer, sorted(set(layers)))
+    pooling, reason = choose_pooling(loss.pt_pooling, probe)
+    return replace(loss, pt_pooling=pooling), {"examples": min(len(train_data), PROBES), "reason": reason, **probe}
+
+
+def patient_signal(cache: TeacherCache | None, layers: list[int], loss: LossConfig, probe: dict | None) -> dict | None:
+    """run.json's and compare.json's record of how much each mapped layer's PT targets vary across the training
+    examples (mean pairwise cosine, pkd.patient: from the whole cache, or from the probe when the teacher runs
+    live), after printing the pooling's line and a warning when a layer's targets are the same for every input.
+    None when PT is off."""
+    if probe is None:
+        return None
+    layers = sorted(set(layers))
+    spreads, examples = ((cache.spreads(layers), len(cache)) if cache is not None
+                         else (probe[loss.pt_pooling], probe["examples"]))
+    say(probe["reason"])
+    say(flat_warning(spreads, loss.pt_pooling, examples))
+    return {"pooling": loss.pt_pooling, "measure": "mean pairwise cosine of the normalised targets",
+            "examples": examples, "layers": {str(k): round(c, 4) for k, c in spreads.items()},
+            "probe": {p: {str(k): round(c, 4) for k, c in probe[p].items()} for p in ("cls", "mean")}}
+
+
 def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
     """Distill a student from a fine-tuned teacher; returns the best dev metrics."""
     distill_cfg, cfg = student_configs(get_task(run.task), distill_cfg, train_cfg)
@@ -171,17 +209,20 @@ def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     d = prepare_distillation(run.task, distill_cfg, run.trust_remote_code)
     train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
     dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
+    loss_cfg, probe = resolve_pooling(d.teacher, d.tokenizer, train_data, d.layer_map, loss_cfg)
     teacher_outputs = None
     if distill_cfg.method != "ft":
-        teacher_outputs = (LiveTeacher(d.teacher) if distill_cfg.live_teacher else
+        teacher_outputs = (LiveTeacher(d.teacher, loss_cfg.pt_pooling) if distill_cfg.live_teacher else
                            ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, d.layer_map,
-                                        distill_cfg.cache_dir))
+                                        distill_cfg.cache_dir, pooling=loss_cfg.pt_pooling))
     student, projection = d.build_student(cfg.seed)
     info = {"command": "distill", "method": distill_cfg.method, "teacher": d.teacher_path,
             "student_init": distill_cfg.student_init, "student_source": d.student_source,
             "student_layers": distill_cfg.student_layers, "init_layers": student.config.pkd_init["layers"],
             "base_model": d.student_source, "data": train_data.split.source,
-            "cache": str(getattr(teacher_outputs, "path", "")), "versions": library_versions()}
+            "cache": str(getattr(teacher_outputs, "path", "")), "versions": library_versions(),
+            "pt_signal": patient_signal(None if distill_cfg.live_teacher else teacher_outputs, d.layer_map, loss_cfg,
+                                        probe)}
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     return train(student, d.tokenizer, d.task, train_data, dev, cfg, out, loss_cfg, teacher_outputs,
                        d.layer_map, projection, resume=run.resume, run_info=info, quiet=run.quiet)
@@ -196,8 +237,9 @@ def distill(teacher: str, task: str, student_layers: int, out: str | Path, **opt
 def build_cache(teacher: str, task: str, layers: list[int] | None = None, data_dir: str | Path | None = None,
                 cache_dir: str | Path | None = None, max_seq_len: int | None = None,
                 max_train_examples: int | None = None, rebuild: bool = False,
-                trust_remote_code: bool = False) -> TeacherCache:
-    """Run the teacher once over the training split and store what distillation needs (layers: default all)."""
+                trust_remote_code: bool = False, pt_pooling: str = "auto") -> TeacherCache:
+    """Run the teacher once over the training split and store what distillation needs (layers: default all;
+    pt_pooling as --pt-pooling, auto resolved on the stored layers)."""
     task_ = get_task(task)
     path = resolve_model(teacher)
     model = load_classifier(path, task_, trust_remote_code, require_head=True)
@@ -209,7 +251,11 @@ def build_cache(teacher: str, task: str, layers: list[int] | None = None, data_d
         raise UsageError(f"--layers: layer {bad[0]} is out of range 1..{depth}")
     max_seq_len = max_seq_len or task_.default_max_seq_len
     data = _encode(task_, "train", tokenizer, max_seq_len, data_dir, max_train_examples)[0]
-    return ensure_cache(model, tokenizer, data, max_seq_len, layers, cache_dir, rebuild=rebuild)
+    loss, probe = resolve_pooling(model, tokenizer, data, layers, LossConfig(beta=1.0, pt_pooling=pt_pooling))
+    cache = ensure_cache(model, tokenizer, data, max_seq_len, layers, cache_dir, rebuild=rebuild,
+                         pooling=loss.pt_pooling)
+    patient_signal(cache, layers, loss, probe)  # the warning, if a stored layer's targets are all alike
+    return cache
 
 
 def evaluate(model: str, task: str, split: str = "dev", data_dir: str | Path | None = None,
@@ -298,6 +344,9 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     depth = d.teacher.config.num_hidden_layers
     maps = {m: layer_map_for(m, depth, distill_cfg.student_layers) for m in methods}
     train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
+    union = sorted({k for lm in maps.values() for k in lm})
+    weights, probe = resolve_pooling(d.teacher, d.tokenizer, train_data, union, distill_cfg.loss)
+    distill_cfg = replace(distill_cfg, loss=weights)
 
     def info(method: str) -> dict:
         return {"command": "compare", "method": method, "teacher": d.teacher_path,
@@ -311,8 +360,9 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             check_resume(Path(run.out) / f"{method}-seed{seed}", run_record(
                 info(method), replace(cfg, seed=seed), loss_for(method, distill_cfg.loss), maps[method], d.task,
                 train_data))
-    union = sorted({k for lm in maps.values() for k in lm})
-    cache = ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, union, distill_cfg.cache_dir)
+    cache = ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, union, distill_cfg.cache_dir,
+                         pooling=weights.pt_pooling)
+    signal = patient_signal(cache, union, weights, probe)
     dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
     teacher_score = compare_cfg.teacher_score
     if teacher_score is None:
@@ -338,19 +388,20 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
         selected = {m: epochs[m][:common] for m in done_methods}
         pairs = verdicts(lambda p, y: compute_metrics(d.task, p, y)["score"], labels,
                          selected_predictions(out, done_methods, cfg.seed, selected))
-        weights = distill_cfg.loss
         summary = {"task": d.task.name, "student_layers": distill_cfg.student_layers, "teacher": d.teacher_path,
                    "teacher_score": teacher_score, "floor_score": floor, "select": compare_cfg.select,
                    "runs_finished": finished, "runs_planned": len(runs),
                    "methods": table, "train": asdict(cfg),
                    "student_init": distill_cfg.student_init, "dev_examples": len(labels), "verdicts": pairs,
-                   "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta}}
+                   "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta,
+                            "pt_pooling": weights.pt_pooling}, "pt_signal": signal}
         markdown = "" if finished == len(runs) else (
             f"Partial: {finished} of {len(runs)} runs finished (`--resume` continues); verdicts over the first "
             f"{common} seed(s).\n\n")
         markdown += compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, floor, table,
                                      compare_cfg.select)
-        markdown += "\nPaired differences on the dev examples, seeds pooled (pkd.stats):\n\n" + verdicts_markdown(pairs)
+        markdown += ("\nPaired differences, 95% interval over training seeds and dev examples (pkd.stats):\n\n"
+                     + verdicts_markdown(pairs))
         if compare_cfg.export != "none":  # the same runs, deployed: ONNX Runtime, scored on dev
             variant = "ort-int8" if compare_cfg.export == "int8" else "ort"
             deployed_table = seed_statistics({m: deployed[m] for m in done_methods}, teacher_score, floor)
@@ -372,7 +423,8 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
                          loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],
                          projection, resume=True, run_info={**info(method), "cache": str(cache.path),
-                                                            "teacher_score": teacher_score, "floor_score": floor},
+                                                            "teacher_score": teacher_score, "floor_score": floor,
+                                                            "pt_signal": signal if maps[method] else None},
                          quiet=run.quiet)
             if is_main():
                 write_json(run_dir / "result.json", best)

@@ -17,6 +17,7 @@ from pkd.config import (
     CompareConfig,
     DistillConfig,
     ExportConfig,
+    LossConfig,
     RunConfig,
     SweepConfig,
     TrainConfig,
@@ -276,6 +277,7 @@ def _cache_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, DistillConfig, only=("teacher", "cache_dir"))
     add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code"))
     p.add_argument("--layers", type=parse_layer_map, default=None, help="teacher layers to store (default: all)")
+    add_fields(p, LossConfig, only=("pt_pooling",))
     add_fields(p, TrainConfig, only=("max_seq_len", "max_train_examples"))
     p.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
 
@@ -285,8 +287,9 @@ def _cache(args: argparse.Namespace) -> str:
 
     cache = api.build_cache(args.teacher, args.task, args.layers, data_dir=args.data_dir, cache_dir=args.cache_dir,
                             max_seq_len=args.max_seq_len, max_train_examples=args.max_train_examples,
-                            rebuild=args.rebuild, trust_remote_code=args.trust_remote_code)
-    return json.dumps({"cache": str(cache.path), "examples": len(cache), "layers": cache.layers}) + "\n"
+                            rebuild=args.rebuild, trust_remote_code=args.trust_remote_code, pt_pooling=args.pt_pooling)
+    return json.dumps({"cache": str(cache.path), "examples": len(cache), "layers": cache.layers,
+                       "pooling": cache.pooling, "spread": cache.spreads(cache.layers)}) + "\n"
 
 
 def _scoring_arguments(p: argparse.ArgumentParser, split: str) -> None:

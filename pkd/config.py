@@ -107,7 +107,12 @@ class LossConfig:
         "help": "weight of PT, the original code's beta divided by the hidden size: 0.65 is the original 500 at "
                 "hidden size 768 (BERT-base), and 250 at 384 (the default MiniLM teacher); see docs/method.md"})
     normalize: bool = field(default=True, metadata={
-        "help": "match L2-normalised [CLS] states in PT, the paper's choice (--no-normalize: raw states)"})
+        "help": "match L2-normalised states in PT, the paper's choice (--no-normalize: raw states)"})
+    pt_pooling: str = field(default="auto", metadata={
+        "help": "the vector of each mapped layer that PT matches: cls (the paper's), mean (the attention-masked mean "
+                "of the tokens), or auto: cls when every mapped teacher layer's [CLS] varies across training inputs, "
+                "else mean (pkd.patient; the choice is printed and recorded in run.json)",
+        "choices": ("auto", "cls", "mean")})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -116,6 +121,8 @@ class LossConfig:
             raise UsageError(f"--temperature {self.temperature}: must be > 0")
         if not self.beta >= 0:
             raise UsageError(f"--beta {self.beta}: must be >= 0")
+        if self.pt_pooling not in ("auto", "cls", "mean"):
+            raise UsageError(f"--pt-pooling {self.pt_pooling}: choose auto, cls or mean")
 
 
 @dataclass

@@ -6,8 +6,9 @@ KD  = T^2 * KL(softmax(z_t / T) || softmax(z_s / T)), summed over classes and av
       (PyTorch's reduction="batchmean"). The original code used reduction="mean", which also divides by the
       number of classes C, so its alpha-weighted term is ours divided by C.
       For regression the KD term is the squared error between student and teacher outputs.
-PT  = for each mapped student layer j: || h_s(j)/|h_s(j)| - h_t(I(j))/|h_t(I(j))| ||^2 on the [CLS] vector,
-      summed over hidden units, averaged over mapped layers and examples. The original code took an
+PT  = for each mapped student layer j: || h_s(j)/|h_s(j)| - h_t(I(j))/|h_t(I(j))| ||^2 on the [CLS] vector
+      (the paper's), or on the attention-masked mean of the layer's tokens (--pt-pooling mean: pkd.patient says
+      why), summed over hidden units, averaged over mapped layers and examples. The original code took an
       element-wise mean over hidden units as well, so beta_ours = beta_original / hidden_size
       (the paper's preset beta 500 at hidden size 768 is 0.65 here).
 """

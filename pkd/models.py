@@ -196,13 +196,28 @@ def feature_length(feature: dict) -> int:
     return max((len(c) for c in ids), default=0) if len(ids) and not isinstance(ids[0], int) else len(ids)
 
 
-def cls_states(hidden_states: tuple[torch.Tensor, ...], layers: list[int], input_ids: torch.Tensor) -> torch.Tensor:
-    """The [CLS] vectors of the given layers (1-based; hidden_states[0] is the embeddings): [B, L, H].
+def pooled_states(hidden_states: tuple[torch.Tensor, ...], layers: list[int], input_ids: torch.Tensor,
+                  attention_mask: torch.Tensor | None = None, pooling: str = "cls") -> torch.Tensor:
+    """One vector per sequence for each of the given layers (1-based; hidden_states[0] is the embeddings).
 
-    A multiple-choice model (input [B, choices, T]) runs on [B * choices] sequences, so its stack becomes
-    [B, choices, L, H], one vector per choice.
+    Args:
+        hidden_states: the encoder's states, each [S, T, H] (S = B, or B * choices for multiple choice).
+        layers: which layers, in the order they are stacked.
+        input_ids: [B, T] or [B, choices, T]; gives the output's leading shape.
+        attention_mask: the same shape as input_ids (1 = token, 0 = padding); needed for "mean".
+        pooling: "cls" (the first token's vector, the paper's) or "mean" (the attention-masked mean of the tokens).
+
+    Returns:
+        [B, L, H], or [B, choices, L, H] for multiple choice: one vector per choice.
     """
-    stack = torch.stack([hidden_states[k][:, 0] for k in layers], dim=-2)
+    if pooling == "cls":
+        stack = torch.stack([hidden_states[k][:, 0] for k in layers], dim=-2)
+    elif pooling == "mean":
+        mask = attention_mask.reshape(-1, attention_mask.shape[-1]).unsqueeze(-1).to(hidden_states[0].dtype)
+        count = mask.sum(1).clamp(min=1)
+        stack = torch.stack([(hidden_states[k] * mask).sum(1) / count for k in layers], dim=-2)
+    else:
+        raise ValueError(f"pooling {pooling!r}: expected 'cls' or 'mean'")
     return stack.view(*input_ids.shape[:-1], len(layers), -1)
 
 

@@ -74,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "from the data (--data-dir)")
     p.add_argument("--paired", default=None, metavar="COMPARE_DIR_B",
                    help="print B - A per method for the one compare directory given (A) and this one (B), of the "
-                        "same task and seeds and one setting apart: a paired bootstrap over dev examples (pkd.stats)")
+                        "same task and seeds and one setting apart: a paired interval over seeds and dev examples "
+                        "(pkd.stats)")
     p.add_argument("--data-dir", default=None,
                    help="data of --metric's floor and --paired's dev labels (default: $PKD_DATA, else the Hub)")
 
@@ -450,8 +451,8 @@ def _selected_predictions(compare_dir: Path, select: str) -> tuple[dict, dict[tu
 
 def paired_markdown(a: str | Path, b: str | Path, data_dir: str | Path | None = None, select: str = "best") -> str:
     """B - A for two `pkd compare` directories of the same task and seeds that differ in one setting (the data
-    order, the student's init): per method, pkd.stats' paired bootstrap over the dev examples, seed s of B paired
-    with seed s of A and the seeds pooled; "all" pools every method's. Markdown."""
+    order, the student's init): per method, pkd.stats' paired interval over seeds and dev examples, seed s of B
+    paired with seed s of A; "all" pools every method's seeds. Markdown."""
     import numpy as np
 
     from pkd.data import load_split
@@ -493,17 +494,47 @@ def paired_markdown(a: str | Path, b: str | Path, data_dir: str | Path | None = 
 
 
 def verdict_sections(patterns: Sequence[str]) -> str:
-    """The paired-bootstrap verdicts (pkd.stats) of each comparison among `patterns`, as Markdown."""
+    """The verdicts (pkd.stats: seed-aware paired intervals) of each comparison among `patterns`, as Markdown. A
+    compare.json written before the verdicts counted seed variance is named, not shown."""
     text = []
     for d in (p for pattern in patterns for p in matches(pattern)):
         if _kind(d) != "compare":
             continue
         meta = _read_json(d / "compare.json")
         rows = meta.get("verdicts")
-        if rows:
+        if rows and "per_seed" not in rows[0]:
+            text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}): its verdicts were computed "
+                     "over dev examples only; `pkd compare ... --resume` with the same settings recomputes them with "
+                     "seed variance.", ""]
+        elif rows:
             text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}; {meta.get('select', 'best')} "
                      f"epochs, {rows[0]['seeds']} seeds, {rows[0]['examples']} dev examples):", "",
                      verdicts_markdown(rows)]
+    return "\n".join(text)
+
+
+def signal_markdown(signal: dict) -> str:
+    """One row per mapped teacher layer: how much its PT targets vary across the training examples (pkd.patient)."""
+    probe = signal.get("probe") or {}
+    lines = [f"| teacher layer | targets' mean pairwise cosine ({signal['pooling']}) | probe: [CLS] | probe: mean |",
+             "|---|---|---|---|"]
+    for layer, value in signal["layers"].items():
+        cells = [f"{probe[p][layer]:.4f}" if layer in probe.get(p, {}) else "-" for p in ("cls", "mean")]
+        lines.append(f"| {layer} | {value:.4f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def signal_sections(patterns: Sequence[str]) -> str:
+    """The patient signal recorded by each comparison and run among `patterns` that used PT, as Markdown."""
+    text = []
+    for d in (p for pattern in patterns for p in matches(pattern)):
+        kind = _kind(d)
+        meta = _read_json(d / ("compare.json" if kind == "compare" else "run.json")) if kind in ("compare", "run") \
+            else {}
+        signal = meta.get("pt_signal")
+        if signal and signal.get("layers"):
+            text += [f"**{d}** (PT pooling {signal['pooling']}, over {signal['examples']} training examples; 1.0000 "
+                     "is the same vector for every input):", "", signal_markdown(signal)]
     return "\n".join(text)
 
 
@@ -534,8 +565,11 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
                      "No run has finished yet.\n", []))
     verdicts = "" if metric else verdict_sections(patterns)
     if verdicts:
-        sections.append(("Paired differences (A - B, 95% paired-bootstrap interval over dev examples, seeds pooled)",
+        sections.append(("Paired differences (A - B, 95% interval over training seeds and dev examples)",
                          verdicts, []))
+    signal = signal_sections(patterns)
+    if signal:
+        sections.append(("Patient signal (how much the PT targets vary across inputs)", signal, []))
     if bench_rows:
         from pkd.bench import bench_markdown
 

@@ -228,7 +228,15 @@ def test_verdicts_of_a_comparison_are_shown(runs_root, tmp_path):
     md = (tmp_path / "report" / "report.md").read_text()
     assert "## Paired differences" in md and f"2 seeds, {meta['dev_examples']} dev examples" in md
     for v in meta["verdicts"]:
-        assert f"| {v['a']} vs {v['b']} | {v['diff']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}] | {v['verdict']} |" in md
+        per_seed = ", ".join(f"{x:+.2f}" for x in v["per_seed"])
+        assert f"| {v['a']} vs {v['b']} | {v['diff']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}] | {per_seed} | " \
+               f"{v['verdict']} |" in md
+    # Verdicts from before they counted seed variance (no per-seed differences) are named, not shown.
+    old = [{k: x for k, x in v.items() if k != "per_seed"} for v in meta["verdicts"]]
+    (compare / "compare.json").write_text(json.dumps({**meta, "verdicts": old}))
+    write_report([str(runs_root / "*")], tmp_path / "report-old")
+    md = (tmp_path / "report-old" / "report.md").read_text()
+    assert "computed over dev examples only" in md and f"| {old[0]['a']} vs {old[0]['b']} |" not in md
     # A comparison without verdicts (made before pkd saved predictions) gets no such section.
     (compare / "compare.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "verdicts"}))
     write_report([str(runs_root / "*")], tmp_path / "report2")
@@ -288,7 +296,8 @@ def test_paired_differences_of_two_comparisons(real_runs, other_order, glue_dir,
     shutil.copytree(a, copy, dirs_exist_ok=True)
     assert main(["report", str(a), "--paired", str(copy), "--data-dir", str(glue_dir)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if ") vs " in line]
-    assert len(rows) == 3 and all(line.endswith("| +0.00 [+0.00, +0.00] | tie |") for line in rows)
+    assert len(rows) == 3 and all("| +0.00 [+0.00, +0.00] | +0.00, +0.00" in line and line.endswith(" | tie |")
+                                  for line in rows)
 
 
 def test_paired_needs_two_comparisons_of_one_task(real_runs, tmp_path, capsys):
