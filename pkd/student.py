@@ -8,10 +8,10 @@ Which layers: the paper's first M, unless the checkpoint's [CLS] state after lay
 input. Then a [CLS]-pooled classifier on top of those layers starts with nothing to separate, and learns only
 once the lower layers have learnt to route the input into [CLS]: hundreds of steps at the loss's starting
 value. all-MiniLM-L6-v2, trained with mean pooling, is such a checkpoint: the mean pairwise cosine of its
-[CLS] state over SST-2 sentences is 1.000 after layers 1-5 and 0.71 after layer 6 (bench/diagnose_pooling.py).
-For those, the student takes the first M-1 layers and the checkpoint's top layer, whose [CLS] output does
-depend on the input (docs/recipes.md has the measurements). A checkpoint whose [CLS] is constant even at its
-top (random weights) keeps the first M.
+[CLS] state over SST-2 sentences is 1.000 after layers 1-5 and 0.71 after layer 6
+(bench/investigations/diagnose_pooling.py). For those, the student takes the first M-1 layers and the
+checkpoint's top layer, whose [CLS] output does depend on the input (docs/recipes.md has the measurements).
+A checkpoint whose [CLS] is constant even at its top (random weights) keeps the first M.
 """
 
 from __future__ import annotations
