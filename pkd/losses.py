@@ -84,12 +84,10 @@ _METHOD_WEIGHTS = {"ft": (0.0, 0.0), "kd": (None, 0.0)}  # (alpha, beta) a metho
 
 
 def loss_for(method: str, weights: LossConfig) -> LossConfig:
-    """The loss a method trains with: FT is CE alone, KD has no PT term, PKD uses the weights as given. Without PT
-    the pooling means nothing: FT and KD record the paper's (cls), so one KD run serves comparisons of poolings."""
+    """The loss a method trains with: FT is CE alone, KD has no PT term, PKD uses the weights as given."""
     forced_alpha, forced_beta = _METHOD_WEIGHTS.get(method, (None, None))
     return replace(weights, alpha=weights.alpha if forced_alpha is None else forced_alpha,
-                   beta=weights.beta if forced_beta is None else forced_beta,
-                   pt_pooling=weights.pt_pooling if forced_beta is None else "cls")
+                   beta=weights.beta if forced_beta is None else forced_beta)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,

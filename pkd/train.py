@@ -354,7 +354,10 @@ def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map
                train_data: EncodedSplit) -> dict:
     """run.json as a run starts: `run_info` (what the command knows: method, teacher, student source, ...) and the
     settings of the loop. `--resume` compares it with the stored one (pkd.io.check_resume)."""
-    return {**run_info, "train": asdict(cfg), "loss": asdict(loss_cfg), "layer_map": list(layer_map),
+    loss = asdict(loss_cfg)
+    if not (layer_map and loss_cfg.beta > 0):  # no PT: the pooling means nothing, and one KD run serves both poolings
+        loss["pt_pooling"] = "cls"
+    return {**run_info, "train": asdict(cfg), "loss": loss, "layer_map": list(layer_map),
             "task": task.name, "num_train_examples": len(train_data),
             "data_fingerprint": train_data.split.fingerprint}
 
