@@ -372,6 +372,23 @@ def test_teacher_cls_is_one_vector_per_choice(race_teacher, race_dir):
                     torch.testing.assert_close(cls[b, c, j], hidden[layer][0, 0], atol=1e-5, rtol=0)
 
 
+def test_mean_pooled_targets_are_one_vector_per_choice(race_teacher, race_dir):
+    """--pt-pooling mean on multiple choice: each choice's attention-masked mean of its own tokens."""
+    task = get_task("race")
+    model = load_classifier(str(race_teacher), task, require_head=True).eval()
+    tok = load_tokenizer(str(race_teacher))
+    data = EncodedSplit(load_split(task, "dev", race_dir)[0], tok, 40)
+    batch = make_collator(tok)([data[i] for i in range(3)])
+    with torch.no_grad():
+        _, pooled = teacher_forward(model, batch, [2], "mean")
+        assert pooled.shape == (3, 4, 1, 32)
+        for b, c in ((0, 0), (2, 3)):
+            real = int(batch["attention_mask"][b, c].sum())
+            single = {k: batch[k][b, c][None, :real] for k in ("input_ids", "attention_mask", "token_type_ids")}
+            hidden = model.bert(**single, output_hidden_states=True).hidden_states
+            torch.testing.assert_close(pooled[b, c, 0], hidden[2][0].mean(0), atol=1e-5, rtol=1e-5)
+
+
 def test_distill_pkd_skip_round_trip(race_teacher, race_dir, tmp_path, monkeypatch, capsys):
     shapes = []
     real = pkd.train.pkd_loss
@@ -406,7 +423,7 @@ def test_distill_pkd_skip_round_trip(race_teacher, race_dir, tmp_path, monkeypat
     data = EncodedSplit(load_split(task, "train", race_dir)[0], tok, 40)
     batch = make_collator(tok)([data[i] for i in (5, 0, 17)])
     cached_logits, cached_cls = cache.outputs(batch, [2])
-    live_logits, live_cls = LiveTeacher(load_classifier(str(race_teacher), task)).outputs(batch, [2])
+    live_logits, live_cls = LiveTeacher(load_classifier(str(race_teacher), task), cache.pooling).outputs(batch, [2])
     assert cached_logits.shape == (3, 4) and cached_cls.shape == (3, 4, 1, 32)
     torch.testing.assert_close(cached_logits, live_logits, atol=1e-2, rtol=1e-2)
     torch.testing.assert_close(cached_cls, live_cls, atol=1e-2, rtol=1e-2)
