@@ -58,7 +58,7 @@ for tool, seconds in total.items():
         cells.append(f"{statistics.mean(accs):.2f} ± {spread:.2f} ({', '.join(f'{a:.2f}' for a in accs)})")
     print(f"| {tool} | {seconds:.1f} | {total['textbrewer'] / seconds:.2f}x | " + " | ".join(cells) + " |")
 PY
-# Length grouping's effect on accuracy, method by method (paired over dev examples, seeds pooled).
+# Length grouping's effect on accuracy, method by method (paired over seeds and dev examples).
 if [ -f "$OUT/pkd-compare/compare.json" ] && [ -f "$OUT/pkd-compare-grouped/compare.json" ]; then
   $PKD report "$OUT/pkd-compare" --paired "$OUT/pkd-compare-grouped" --data-dir "$DATA"
 fi
