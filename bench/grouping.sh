@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Issue 28: does length-grouped batching (the default) cost accuracy on a pair regression task? STS-B, 3-layer
-# students from one teacher (trained on all of STS-B in the shuffled order); the students on a CPU-sized budget,
-# the first 2,000 training pairs (2 windows of 50 batches, so grouping reorders as it does on the full set), each
-# task's recipe otherwise (PT on the paper's [CLS],
-# as the earlier comparisons; docs/patient.md has the pooling's own comparison); the same seeds,
-# initialisations and teacher cache in both orders, so the runs pair up by seed. Then the teacher itself, one seed
-# per order. Feeds docs/performance.md and docs/recipes.md ("Length grouping on pairs").
+# PKD-Skip students (PT on the paper's [CLS], as the earlier comparisons) from one teacher trained on all of STS-B
+# in the shuffled order, each task's recipe otherwise; the same seeds, initialisations and teacher cache in both
+# orders, so the runs pair up by seed. KD in the order chosen comes with bench/patient.sh. Feeds
+# docs/performance.md and docs/recipes.md ("Length grouping on pairs").
 # Resumable (bench/steps.sh; `compare --resume` keeps finished runs).
 # Usage: bash bench/grouping.sh [DATA_DIR]; outputs under bench/out/grouping/. The paired table:
-#   pkd report bench/out/grouping/stsb-shuffled --paired bench/out/grouping/stsb-grouped
+#   pkd report bench/out/grouping/stsb-shuffled --paired bench/out/grouping/stsb-grouped --data-dir DATA_DIR
 set -euo pipefail
 DATA=${1:-${PKD_DATA:-../shared/data/glue}}
 OUT=${OUT:-bench/out/grouping}
@@ -19,14 +17,8 @@ source "$(dirname "$0")/steps.sh"
 
 step stsb-teacher-shuffled $PKD finetune --task stsb --data-dir "$DATA" --out "$OUT/stsb-teacher-shuffled" \
   --resume --quiet --no-group-by-length
-teacher=$OUT/stsb-teacher-shuffled
-for methods in pkd-skip pkd-skip,kd; do  # the second pass adds KD (finished runs are kept)
-  step "stsb-${methods//,/+}-grouped" $PKD compare --teacher "$teacher" --task stsb --data-dir "$DATA" --student-layers 3 \
-    --seeds 3 --methods "$methods" --out "$OUT/stsb-grouped" --resume --quiet --group-by-length --pt-pooling cls \
-    --max-train-examples 2000
-  step "stsb-${methods//,/+}-shuffled" $PKD compare --teacher "$teacher" --task stsb --data-dir "$DATA" --student-layers 3 \
-    --seeds 3 --methods "$methods" --out "$OUT/stsb-shuffled" --resume --quiet --no-group-by-length \
-    --pt-pooling cls --max-train-examples 2000
+for order in grouped shuffled; do
+  flag=$([ "$order" = grouped ] && echo --group-by-length || echo --no-group-by-length)
+  step "stsb-pkd-skip-$order" $PKD compare --teacher "$OUT/stsb-teacher-shuffled" --task stsb --data-dir "$DATA" \
+    --student-layers 3 --seeds 3 --methods pkd-skip --pt-pooling cls --out "$OUT/stsb-$order" --resume --quiet "$flag"
 done
-step stsb-teacher-grouped $PKD finetune --task stsb --data-dir "$DATA" --out "$OUT/stsb-teacher-grouped" \
-  --resume --quiet --group-by-length

@@ -5,7 +5,7 @@
 # beta grid for the mean pooling on the short SST-2 budget. Feeds docs/patient.md and the README.
 # Resumable (bench/steps.sh; `compare --resume` keeps finished runs).
 # Usage: bash bench/patient.sh [DATA_DIR]; outputs under bench/out/patient/. STS-B reuses bench/grouping.sh's
-# teacher and its KD and PKD-Skip [CLS] runs ($STSB_ORDER: grouped or shuffled, the order docs/performance.md chose).
+# teacher and PKD-Skip [CLS] runs ($STSB_ORDER: grouped or shuffled, the order docs/performance.md chose).
 set -euo pipefail
 DATA=${1:-${PKD_DATA:-../shared/data/glue}}
 OUT=${OUT:-bench/out/patient}
@@ -23,16 +23,17 @@ for pooling in cls mean; do  # KD runs in both: its runs do not depend on the po
   step "sst2-4k-$pooling" $PKD compare --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --seeds 3 \
     --methods kd,pkd-skip --pt-pooling "$pooling" --out "$OUT/sst2-4k-$pooling" --resume
 done
-# STS-B: the mean pooling beside bench/grouping.sh's KD and [CLS] runs, in the same order and from the same teacher.
-# KD's runs are copied (the pooling does not enter them; SST-2 above checks that a rerun scores the same).
+# STS-B, all 5,749 training pairs, in the order bench/grouping.sh chose ($STSB_ORDER) and from its teacher: KD and
+# PKD-Skip on the mean; then KD's runs (the pooling does not enter them; SST-2 above checks that a rerun scores the
+# same) are copied beside grouping.sh's PKD-Skip on [CLS], whose comparison is summarised again with them.
 order_flag=$([ "$STSB_ORDER" = grouped ] && echo --group-by-length || echo --no-group-by-length)
-mkdir -p "$OUT/stsb-mean"
-for run in "$GROUPING/stsb-$STSB_ORDER"/kd-seed*; do
-  [ -d "$OUT/stsb-mean/$(basename "$run")" ] || cp -r "$run" "$OUT/stsb-mean/"
+stsb=(--teacher "$GROUPING/stsb-teacher-shuffled" --task stsb --data-dir "$DATA" --student-layers 3 --seeds 3
+      --methods pkd-skip,kd --resume --quiet "$order_flag")
+step stsb-mean $PKD compare "${stsb[@]}" --pt-pooling mean --out "$OUT/stsb-mean"
+for run in "$OUT/stsb-mean"/kd-seed*; do
+  [ -d "$GROUPING/stsb-$STSB_ORDER/$(basename "$run")" ] || cp -r "$run" "$GROUPING/stsb-$STSB_ORDER/"
 done
-step stsb-mean $PKD compare --teacher "$GROUPING/stsb-teacher-shuffled" --task stsb --data-dir "$DATA" \
-  --student-layers 3 --seeds 3 --methods kd,pkd-skip --pt-pooling mean --out "$OUT/stsb-mean" --resume --quiet \
-  "$order_flag" --max-train-examples 2000
+step stsb-cls $PKD compare "${stsb[@]}" --pt-pooling cls --out "$GROUPING/stsb-$STSB_ORDER"
 # The weight of PT once it carries a signal: beta 0 (KD) to 10x the default, mean pooling, seed 42.
 step sst2-4k-beta $PKD sweep --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --method pkd-skip \
   --pt-pooling mean --grid beta=0,0.65,2,6 --out "$OUT/sst2-4k-beta" --resume
