@@ -127,10 +127,14 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     for params in trials:  # every trial's settings are checked before any work
         trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
         trial_cfg = api.train_config(task, trial_train, student=True)
+        loss = asdict(loss_for(distill_cfg.method, trial_distill.loss))
+        if loss["beta"] == 0:  # no PT: recorded as the paper's pooling (pkd.train.run_record)
+            loss["pt_pooling"] = "cls"
+        elif loss["pt_pooling"] == "auto":  # resolved on the teacher when the trial runs, and checked then
+            del loss["pt_pooling"]
         records[trial_name(params)] = {
             "method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
-            "student_init": distill_cfg.student_init, "train": asdict(trial_cfg),
-            "loss": asdict(loss_for(distill_cfg.method, trial_distill.loss))}
+            "student_init": distill_cfg.student_init, "train": asdict(trial_cfg), "loss": loss}
     check_out_dir(run.out, run.overwrite, run.resume)
     if run.resume:  # a kept trial, finished or not, made with other settings would mix them into the tables
         for name, record in records.items():
