@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     import datasets
 
 # suffix -> the datasets loader and its options
-FORMATS: dict[str, tuple[str, dict[str, str]]] = {
-    ".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".jsonl": ("json", {}), ".json": ("json", {}),
+# (only an empty CSV field is missing: pandas' default would also read the texts "NA", "null" or "None" as missing)
+CSV = {"keep_default_na": False, "na_values": [""]}
+FORMATS: dict[str, tuple[str, dict]] = {
+    ".csv": ("csv", CSV), ".tsv": ("csv", {**CSV, "delimiter": "\t"}), ".jsonl": ("json", {}), ".json": ("json", {}),
     ".parquet": ("parquet", {})}
 # each label kind's dev metrics (pkd.metrics), and the one that picks the best epoch unless --metric says otherwise
 KIND_METRICS = {"classification": ("accuracy", "f1_macro"), "regression": ("pearson", "spearman"),

@@ -186,6 +186,12 @@ def test_valid_csv_quotes_crlf_and_bom_are_read(tmp_path):
     assert [e.index for e in examples] == ["1", "2", "3", "4"] and task.labels == ("x", "y")
 
 
+def test_texts_that_pandas_would_call_missing_are_texts(tmp_path):
+    path = write_csv(tmp_path / "na.csv", ["text", "label"], [["NA", "x"], ["null", "y"], ["None", "x"]])
+    task = resolve_task(None, DataConfig(train_file=str(path), dev_file=str(path)))
+    assert [e.texts[0] for e in load_split(task, "train")[0].examples] == ["NA", "null", "None"]
+
+
 def test_tsv_and_integer_labels(tmp_path):
     path = tmp_path / "t.tsv"
     path.write_text("sentence\tlabel\na, b\t1\nc\t0\nd\t10\n")
@@ -300,3 +306,110 @@ def test_multi_label_kd_is_zero_when_equal_and_scales_with_temperature():
     bce = torch.nn.functional.binary_cross_entropy_with_logits(s, labels)
     assert parts["ce"].item() == pytest.approx(bce.item(), rel=1e-5)
     assert parts["loss"].item() == pytest.approx(0.5 * bce.item() + 0.5 * parts["kd"].item(), rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def ticket_rows(n: int = 8) -> list[list]:
+    return [[f"t{i}", f"the film was very {WORDS[i % 10]} .", ["billing", "bug"][i % 2]] for i in range(n)]
+
+
+def edit_rows(row: int, column: int, value) -> list[list]:
+    rows = ticket_rows()
+    rows[row][column] = value
+    return rows
+
+
+def write_bytes(name: str, data: bytes):
+    def write(d: Path) -> Path:
+        (d / name).write_bytes(data)
+        return d / name
+
+    return write
+
+
+def bad_csv(rows: list[list], name: str = "bad.csv", header=("id", "text", "label")):
+    return lambda d: write_csv(d / name, list(header), rows)
+
+
+def mixed_jsonl(d: Path) -> Path:
+    (d / "bad.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "pos"}\n')
+    return d / "bad.jsonl"
+
+
+# (what the file is, extra flags, what the one error line must name)
+BAD_INPUTS = {
+    "missing file": (lambda d: d / "nowhere.csv", [], ["nowhere.csv: file not found"]),
+    "unknown format": (write_bytes("data.xlsx", b"PK\x03\x04"), [], ["data.xlsx: unknown format .xlsx"]),
+    "missing label column": (bad_csv(ticket_rows()), ["--label-column", "intent"],
+                             ["bad.csv: no label column 'intent' (columns: id, text, label)"]),
+    "missing text column": (bad_csv(ticket_rows()), ["--text-columns", "body"],
+                            ["bad.csv: no text column 'body' (columns: id, text, label)"]),
+    "empty text": (bad_csv(edit_rows(2, 1, "  ")), [], ["bad.csv: row 3, column 'text': empty text"]),
+    "missing text": (bad_csv(edit_rows(4, 1, "")), [], ["bad.csv: row 5, column 'text': empty text"]),
+    "mixed labels": (bad_csv(edit_rows(1, 2, "7")), [],
+                     ["bad.csv: column 'label': mixed numeric and string labels (row 2: '7', row 1: 'billing')"]),
+    "mixed labels in JSON": (mixed_jsonl, [], ["bad.jsonl: column 'label': mixed numeric and string labels",
+                                               "row 1: 1", "row 2: 'pos'"]),
+    "one class": (bad_csv([r[:2] + ["bug"] for r in ticket_rows()]), [],
+                  ["bad.csv: column 'label': only one class ('bug')"]),
+    "not a number": (bad_csv([r[:2] + [f"{i}.5"] for i, r in enumerate(ticket_rows())][:5] + [["x", "y", "n/a"]]),
+                     [], ["bad.csv: row 6, column 'label': label 'n/a' is not a number"]),
+    "not a number, kind given": (bad_csv(ticket_rows()), ["--label-kind", "regression"],
+                                 ["bad.csv: row 1, column 'label': label 'billing' is not a number"]),
+    "empty label": (bad_csv(edit_rows(3, 2, "")), [], ["bad.csv: row 4, column 'label': empty label"]),
+    "duplicate ids": (bad_csv(edit_rows(5, 0, "t1")), [],
+                      ["bad.csv: rows 2 and 6, column 'id': duplicate id 't1'"]),
+    "not UTF-8": (write_bytes("bad.csv", "text,label\ncaf\u00e9,x\nb,y\n".encode("cp1252")), [],
+                  ["bad.csv: not UTF-8 text (byte 14: 0xe9)", "iconv -f cp1252 -t utf-8"]),
+    "header only": (write_bytes("bad.csv", b"text,label\n"), [], ["bad.csv: no data rows"]),
+    "empty file": (write_bytes("bad.csv", b""), [], ["bad.csv: empty file"]),
+    "no list labels": (bad_csv(ticket_rows()), ["--label-kind", "multi-label"],
+                       ["bad.csv: column 'label' holds no lists; pass --label-sep"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_training_file_is_one_line_exit_2_and_nothing_written(case, tiny_bert, tmp_path, capsys):
+    make, flags, needles = BAD_INPUTS[case]
+    data = tmp_path / "data"
+    data.mkdir()
+    path = make(data)
+    capsys.readouterr()
+    code = main(["finetune", "--model", str(tiny_bert), "--train-file", str(path),
+                 "--out", str(tmp_path / "runs" / "t"), *flags, "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith("pkd: error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_dev_label_train_never_had_is_named(tiny_bert, tmp_path, capsys):
+    train = write_csv(tmp_path / "train.csv", ["id", "text", "label"], ticket_rows())
+    dev = write_csv(tmp_path / "dev.csv", ["id", "text", "label"], edit_rows(6, 2, "refund"))
+    code = main(["finetune", "--model", str(tiny_bert), "--train-file", str(train), "--dev-file", str(dev),
+                 "--out", str(tmp_path / "runs" / "t"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "dev.csv: row 7, column 'label': label 'refund' is not one of the training labels (billing, bug)" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_test_label_train_never_had_is_named(tmp_path):
+    train = write_csv(tmp_path / "train.csv", ["id", "text", "label"], ticket_rows())
+    test = write_csv(tmp_path / "test.csv", ["id", "text", "label"], edit_rows(0, 2, "refund"))
+    task = resolve_task(None, DataConfig(train_file=str(train), test_file=str(test)))
+    with pytest.raises(DataError, match=r"test.csv: row 1, column 'label': label 'refund' is not one of"):
+        load_split(task, "test")
+    unlabeled = write_csv(tmp_path / "u.csv", ["id", "text"], [r[:2] for r in ticket_rows()])
+    task = resolve_task(None, DataConfig(train_file=str(train), test_file=str(unlabeled)))
+    assert [e.label for e in load_split(task, "test")[0].examples] == [None] * 8
+
+
+def test_without_task_or_data_the_error_says_what_to_pass(tiny_bert, tmp_path, capsys):
+    code = main(["finetune", "--model", str(tiny_bert), "--out", str(tmp_path / "runs" / "t")])
+    err = capsys.readouterr().err
+    assert code == 2 and "pass --task (a built-in task) or --train-file/--dataset (your own data)" in err
