@@ -64,7 +64,8 @@ def child(argv: list[str]) -> None:
         real(*args, **kwargs)
         raise FirstStep
 
-    pkd.train.batch_loss = first_step
+    if argv[0] == "distill":
+        pkd.train.batch_loss = first_step
     try:
         code = main(argv)
     except FirstStep:
