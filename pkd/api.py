@@ -23,7 +23,7 @@ from pkd.config import (
     TrainConfig,
     from_options,
 )
-from pkd.data import load_split, resolve_task, split_files
+from pkd.data import load_split, recorded_data_dir, resolve_task, split_files
 from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
 from pkd.io import check_out_dir, check_resume, library_versions, read_jsonl, write_json, write_text
@@ -304,7 +304,10 @@ def prediction_rows(task: Task, examples: list, logits: np.ndarray, probabilitie
 def run_export(run: str | Path, cfg: ExportConfig) -> dict:
     """pkd.deploy.export (ONNX or PyTorch, fp32 or int8, parity-checked); with cfg.evaluate, the export directory
     is also scored on the full dev split by `evaluate` - the code that scores runs - before it is renamed into
-    place, and export.json records the metrics as "dev"."""
+    place, and export.json records the metrics as "dev". Without --data-dir or $PKD_DATA, a registry task's data
+    is read from where the run read it (pkd.data.recorded_data_dir)."""
+    cfg = replace(cfg, data_dir=cfg.data_dir or recorded_data_dir(run))
+
     def score(directory: Path, task_name: str) -> dict:  # the task: the one export.json records
         return evaluate(str(directory), None, "dev", data_dir=cfg.data_dir, max_seq_len=cfg.max_seq_len)
 

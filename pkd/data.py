@@ -28,6 +28,18 @@ def run_record(model: str | Path | None) -> dict:
     return {}
 
 
+def recorded_data_dir(model: str | Path) -> str | None:
+    """The data directory a run of a registry task read its training file from (run.json's "data"), when neither
+    --data-dir nor $PKD_DATA says otherwise and the file is still there; else None."""
+    if os.environ.get("PKD_DATA"):
+        return None
+    record = run_record(model)
+    source = record.get("data")
+    if not source or record.get("file_task") or not Path(source).is_file():
+        return None
+    return str(Path(source).parent)  # <root>/<task folder>/train.tsv: the folder holds the dev file too
+
+
 def resolve_task(task: str | None, data: DataConfig | None = None, model: str | Path | None = None) -> Task:
     """The task a command runs: --task names a registry task; data options (--train-file, --dataset) define one;
     otherwise it is the one that `model`'s run.json (or export.json) records, with any data options given here

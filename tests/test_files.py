@@ -413,3 +413,42 @@ def test_without_task_or_data_the_error_says_what_to_pass(tiny_bert, tmp_path, c
     code = main(["finetune", "--model", str(tiny_bert), "--out", str(tmp_path / "runs" / "t")])
     err = capsys.readouterr().err
     assert code == 2 and "pass --task (a built-in task) or --train-file/--dataset (your own data)" in err
+
+
+# ------------------------------------------------------------------------------------ what a run remembers
+
+
+@pytest.fixture(scope="module")
+def tickets_teacher(tiny_bert, tmp_path_factory) -> Path:
+    import pkd
+
+    out = tmp_path_factory.mktemp("tickets") / "teacher"
+    pkd.finetune(None, out, model=str(tiny_bert), train_file=str(EXAMPLES / "tickets.csv"), quiet=True, epochs=1,
+                 batch_size=32, lr=2e-3, max_seq_len=24, seed=0)
+    return out
+
+
+def test_the_teacher_cache_is_keyed_by_the_file_contents(tickets_teacher, tmp_path):
+    import shutil
+
+    import pkd
+
+    copy = Path(shutil.copy(EXAMPLES / "tickets.csv", tmp_path / "copy.csv"))
+    options = dict(cache_dir=tmp_path / "cache", max_seq_len=24, max_train_examples=64)
+    first = pkd.build_cache(str(tickets_teacher), None, [2], **options).path
+    assert pkd.build_cache(str(tickets_teacher), None, [2], data=DataConfig(train_file=str(copy)),
+                           **options).path == first  # the same contents elsewhere: the same cache
+    lines = copy.read_text().splitlines()
+    lines[1] = lines[1].replace("Hello", "Hi")
+    copy.write_text("\n".join(lines) + "\n")
+    assert pkd.build_cache(str(tickets_teacher), None, [2], data=DataConfig(train_file=str(copy)),
+                           **options).path != first
+
+
+def test_registry_runs_export_without_data_dir(tiny_teacher, tmp_path, monkeypatch, capsys):
+    """A GLUE run remembers its data folder: `pkd export RUN` needs no --data-dir for its parity batch."""
+    monkeypatch.delenv("PKD_DATA", raising=False)
+    code = main(["export", str(tiny_teacher), "--out", str(tmp_path / "e"), "--format", "torch", "--evaluate"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "e" / "export.json").read_text())
+    assert record["parity_data"].endswith("SST-2/dev.tsv") and "accuracy" in record["dev"]
