@@ -466,17 +466,7 @@ def file_task(data: DataConfig, recorded: FileSpec | None = None) -> Task:
     that task with the data options given here put in (files elsewhere, say), its labels unchanged."""
     given = {k: v for k, v in asdict(data).items() if v is not None}
     if recorded is not None:
-        spec = replace(recorded, **{k: resolve_path(given[f"{k}_file"]) for k in ("train", "dev", "test")
-                                    if f"{k}_file" in given})
-        if "dataset" in given:
-            spec = replace(spec, dataset=given["dataset"], dataset_config=given.get("dataset_config", ""),
-                           train="train", dev="", test="")
-        if "metric" in given:
-            check_metric(given["metric"], spec)
-            spec = replace(spec, metric=given["metric"])
-        if "text_columns" in given:
-            spec = replace(spec, text_columns=split_columns(given["text_columns"]))
-        return make_task(replace(spec, **{k: given[k] for k in ("label_column", "id_column") if k in given}))
+        return make_task(recorded_with(recorded, given))
     if data.dataset is None and data.train_file is None:
         raise UsageError("--dev-file and --test-file need --train-file (or a model whose run.json records its data)")
     spec = FileSpec(train=resolve_path(data.train_file), dev=resolve_path(data.dev_file),
@@ -505,16 +495,56 @@ def file_task(data: DataConfig, recorded: FileSpec | None = None) -> Task:
     check_texts(train, spec)
     check_ids(train, spec)
     labels_of(train, spec)
-    checksums = {"train": train.sha256}
-    for split in ("dev", "test"):
+    return make_task(with_sources(spec, ("train", "dev", "test")))
+
+
+def with_sources(spec: FileSpec, splits: tuple[str, ...], holdout_too: bool = True) -> FileSpec:
+    """`spec` with the sha256 of these splits' data and (holdout_too) the held-out dev rows (none with a dev file)
+    brought up to date; the dev and test data must have the text columns."""
+    checksums = dict(spec.sha256)
+    for split in splits:
         table = source_table(spec, split)
+        checksums.pop(split, None)
         if table is not None:
             checksums[split] = table.sha256
             check_columns(table, spec.text_columns, "text")
+    if not holdout_too:
+        return replace(spec, sha256=checksums)
+    holdout: dict[str, object] = {}
     if source_table(spec, "dev") is None:
+        train = source_table(spec, "train")
         held = holdout_of(train, spec)
-        spec = replace(spec, holdout={"rows": len(held), "of": len(train.data), "sha256": digest(held)})
-    return make_task(replace(spec, sha256=checksums))
+        holdout = {"rows": len(held), "of": len(train.data), "sha256": digest(held)}
+    return replace(spec, sha256=checksums, holdout=holdout)
+
+
+def recorded_with(recorded: FileSpec, given: dict[str, Any]) -> FileSpec:
+    """A run's FileSpec with the data options given to this command put in: files elsewhere, other columns, the
+    hold-out or the selection metric. The labels stay the model's: a label kind or separator other than the
+    recorded one is refused, and so (when its split is read) is a label the model does not have."""
+    for name in ("label_kind", "label_sep"):
+        if name in given and given[name] != getattr(recorded, name):
+            raise UsageError(f"--{name.replace('_', '-')} {given[name]}: the model was trained with "
+                             f"{getattr(recorded, name) or 'none'}")
+    spec, changed = recorded, []
+    for split in ("train", "dev", "test"):
+        if f"{split}_file" in given:
+            spec, changed = replace(spec, **{split: resolve_path(given[f"{split}_file"])}), [*changed, split]
+    if "dataset" in given:
+        spec = replace(spec, dataset=given["dataset"], dataset_config=given.get("dataset_config", ""),
+                       train="train", dev="", test="")
+        changed = ["train", "dev", "test"]
+    if "metric" in given:
+        check_metric(given["metric"], spec)
+        spec = replace(spec, metric=given["metric"])
+    if "text_columns" in given:
+        spec = replace(spec, text_columns=split_columns(given["text_columns"]))
+    spec = replace(spec, **{k: given[k] for k in ("label_column", "id_column", "dev_fraction", "split_seed")
+                            if k in given})
+    split_changed = "dev_fraction" in given or "split_seed" in given or bool({"train", "dev"} & set(changed))
+    if changed or split_changed:
+        spec = with_sources(spec, tuple(changed), holdout_too=split_changed)
+    return spec
 
 
 def load_file_split(task: Task, split: str, limit: int | None = None) -> list[Split]:

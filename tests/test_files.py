@@ -452,3 +452,24 @@ def test_registry_runs_export_without_data_dir(tiny_teacher, tmp_path, monkeypat
     assert code == 0, capsys.readouterr().err
     record = json.loads((tmp_path / "e" / "export.json").read_text())
     assert record["parity_data"].endswith("SST-2/dev.tsv") and "accuracy" in record["dev"]
+
+
+def test_a_recorded_task_reads_only_the_files_a_command_uses(tmp_path):
+    from dataclasses import asdict
+
+    train = write_csv(tmp_path / "train.csv", ["id", "text", "label"], ticket_rows())
+    task = resolve_task(None, DataConfig(train_file=str(train)))
+    assert task.files.holdout["rows"] == 1
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"task": task.name, "file_task": asdict(task.files)}))
+    train.unlink()  # the model travels without its training file
+    test = write_csv(tmp_path / "test.csv", ["id", "text"], [r[:2] for r in ticket_rows(3)])
+    recorded = resolve_task(None, DataConfig(test_file=str(test)), run_dir)
+    assert [e.index for e in load_split(recorded, "test")[0].examples] == ["t0", "t1", "t2"]
+    assert set(recorded.files.sha256) == {"train", "test"}
+    dev = write_csv(tmp_path / "dev.csv", ["id", "text", "label"], ticket_rows(4))
+    with_dev = resolve_task(None, DataConfig(dev_file=str(dev)), run_dir)
+    assert with_dev.files.holdout == {} and len(with_dev.files.sha256["dev"]) == 64
+    with pytest.raises(UsageError, match="--label-kind regression: the model was trained with classification"):
+        resolve_task(None, DataConfig(label_kind="regression"), run_dir)
