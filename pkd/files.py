@@ -72,6 +72,11 @@ class Table:
     def column(self, name: str) -> pa.ChunkedArray:
         return self.data.data.column(name)
 
+    def class_names(self, name: str) -> tuple[str, ...] | None:
+        """The names of a ClassLabel column (a datasets feature: integers with names), else None."""
+        names = getattr(self.data.features[name], "names", None)
+        return tuple(names) if names else None
+
     def is_json(self, name: str) -> bool:
         """A column of mixed JSON types, which datasets keeps as JSON text."""
         return type(self.data.features[name]).__name__ == "Json"
@@ -283,6 +288,9 @@ def infer_labels(table: Table, column_name: str, kind: str | None, sep: str) -> 
         raise DataError(f"{where}: labels of mixed types; use strings, numbers or lists of strings")
     dtype = column.type
     is_list = pa.types.is_list(dtype) or pa.types.is_large_list(dtype)
+    names = table.class_names(column_name)
+    if names is not None and kind in (None, "classification"):  # a dataset's ClassLabel: its names, in its order
+        return "classification", names
     if kind is None:
         if is_list or sep:
             kind = "multi-label"
@@ -364,6 +372,12 @@ def label_ids(table: Table, spec: FileSpec) -> np.ndarray:
     at = row_of(pc.is_null(column))
     if at is not None:
         raise DataError(f"{table.source}: row {at + 1}, column {name!r}: empty label")
+    if table.class_names(name) is not None:  # a ClassLabel's integers are the ids: names are checked, not ids
+        column = pc.take(pa.array(table.class_names(name), pa.large_string()),
+                         pc.if_else(pc.less(column, 0), None, column))
+        at = row_of(pc.is_null(column))
+        if at is not None:
+            raise DataError(f"{table.source}: row {at + 1}, column {name!r}: no label (-1)")
     if table.is_json(name):
         column = pa.chunked_array([pa.array([str(json.loads(v)) for v in column.to_pylist()])])
     text = pc.cast(column, pa.large_string()) if not pa.types.is_boolean(column.type) else \
@@ -561,7 +575,9 @@ def load_file_split(task: Task, split: str, limit: int | None = None) -> list[Sp
         table = source_table(spec, "train")
         held = holdout_of(table, spec)
         rows = held if split == "dev" else np.setdiff1d(np.arange(len(table.data)), held)
-    labeled = spec.label_column in table.columns
+    labeled = spec.label_column in table.columns and not (
+        split == "test" and table.class_names(spec.label_column) is not None and  # the Hub's unlabeled test rows
+        pc.all(pc.less(table.column(spec.label_column), 0)).as_py())
     if split != "test" and not labeled:
         check_columns(table, (spec.label_column,), "label")
     check_columns(table, spec.text_columns, "text")

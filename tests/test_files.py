@@ -250,6 +250,23 @@ def test_saved_dataset_directory(tmp_path):
         load_split(task, "test")
 
 
+def test_a_dataset_class_label_keeps_its_names_and_order(tmp_path):
+    import datasets
+
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["positive", "negative"])})
+    rows = {"sentence": ["good", "bad", "fine", "awful"], "label": [0, 1, 0, 1]}
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict(rows, features=features),
+        "test": datasets.Dataset.from_dict({"sentence": ["a", "b"], "label": [-1, -1]}, features=features),
+    }).save_to_disk(tmp_path / "ds")
+    task = resolve_task(None, DataConfig(dataset=str(tmp_path / "ds"), dev_fraction=0.5))
+    assert task.labels == ("positive", "negative")
+    train = load_split(task, "train")[0].examples + load_split(task, "dev")[0].examples
+    assert sorted((e.texts[0], e.label) for e in train) == [("awful", 1), ("bad", 1), ("fine", 0), ("good", 0)]
+    assert [e.label for e in load_split(task, "test")[0].examples] == [None, None]
+
+
 def test_task_and_train_file_together_are_refused(tmp_path):
     with pytest.raises(UsageError, match="--task sst2"):
         resolve_task("sst2", DataConfig(train_file=str(EXAMPLES / "tickets.csv")))
