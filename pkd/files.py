@@ -112,11 +112,15 @@ def read_file(path: str | Path) -> Table:
     _quiet_datasets()
     import datasets
 
+    level = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # the loaders log what they raise: one line is ours
     try:
         ds = datasets.load_dataset(builder, data_files={"train": str(file.resolve())}, split="train",
                                    cache_dir=str(data_cache_dir()), **options)
     except Exception as e:  # the loaders raise anything from pandas, pyarrow and datasets
         raise DataError(load_error(file, builder, e)) from None
+    finally:
+        datasets.logging.set_verbosity(level)
     if len(ds) == 0:
         raise DataError(f"{file}: a header and no data rows")
     table = _TABLES[key] = Table(ds, str(file), digest)

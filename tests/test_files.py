@@ -382,6 +382,10 @@ BAD_INPUTS = {
                   ["bad.csv: not UTF-8 text (byte 14: 0xe9)", "iconv -f cp1252 -t utf-8"]),
     "header only": (write_bytes("bad.csv", b"text,label\n"), [], ["bad.csv: no data rows"]),
     "empty file": (write_bytes("bad.csv", b""), [], ["bad.csv: empty file"]),
+    "ragged row": (write_bytes("bad.csv", b"text,label\na,x\nb,y,extra\nc,x\n"), [],
+                   ["bad.csv: cannot read as csv", "line 3"]),
+    "three text columns": (bad_csv(ticket_rows()), ["--text-columns", "id,text,label"],
+                           ["--text-columns id,text,label: one column or a pair"]),
     "no list labels": (bad_csv(ticket_rows()), ["--label-kind", "multi-label"],
                        ["bad.csv: column 'label' holds no lists; pass --label-sep"]),
 }
