@@ -477,7 +477,7 @@ def batch_loss(model: torch.nn.Module, batch: dict, task: Task, loss_cfg: LossCo
         if projection is not None:
             student_cls = projection(student_cls)
     return pkd_loss(loss_cfg, out.logits, batch.get("labels"), task.is_regression, teacher_logits, student_cls,
-                    teacher_cls, task.multi_label)
+                    teacher_cls, multi_label=task.multi_label)
 
 
 def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
