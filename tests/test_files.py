@@ -494,3 +494,14 @@ def test_a_recorded_task_reads_only_the_files_a_command_uses(tmp_path):
     assert with_dev.files.holdout == {} and len(with_dev.files.sha256["dev"]) == 64
     with pytest.raises(UsageError, match="--label-kind regression: the model was trained with classification"):
         resolve_task(None, DataConfig(label_kind="regression"), run_dir)
+
+
+def test_cache_and_sweep_need_no_data_flags_with_a_file_teacher(tickets_teacher, tmp_path, capsys):
+    out = run(capsys, "cache", "--teacher", tickets_teacher, "--cache-dir", tmp_path / "cache", "--max-seq-len", "24",
+              "--max-train-examples", "50")
+    assert json.loads(out)["examples"] == 50
+    run(capsys, "sweep", "--teacher", tickets_teacher, "--student-layers", "2", "--grid", "alpha=0.5",
+        "--cache-dir", tmp_path / "cache", "--out", tmp_path / "sweep", "--max-train-examples", "50", *TINY)
+    trial = json.loads(next((tmp_path / "sweep").glob("*/run.json")).read_text())
+    assert trial["file_task"]["labels"] == ["billing", "bug", "login", "shipping"]
+    assert trial["num_train_examples"] == 50
