@@ -505,3 +505,11 @@ def test_cache_and_sweep_need_no_data_flags_with_a_file_teacher(tickets_teacher,
     trial = json.loads(next((tmp_path / "sweep").glob("*/run.json")).read_text())
     assert trial["file_task"]["labels"] == ["billing", "bug", "login", "shipping"]
     assert trial["num_train_examples"] == 50
+
+
+def test_a_dataset_that_cannot_be_loaded_is_one_error(tmp_path):
+    with pytest.raises(DataError, match=r"--dataset someone/nothing-here: cannot load \("):
+        resolve_task(None, DataConfig(dataset="someone/nothing-here"))  # the Hub is offline in tests
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DataError, match="not a directory written by save_to_disk"):
+        resolve_task(None, DataConfig(dataset=str(tmp_path / "plain")))
