@@ -283,21 +283,33 @@ def predict(model: str, task: str | None, out_file: str | Path, split: str = "te
     return written
 
 
+def label_probabilities(task: Task, logits: np.ndarray) -> np.ndarray:
+    """[n, labels]: the softmax over the classes, or each label's sigmoid for multi-label."""
+    if task.multi_label:
+        return 1 / (1 + np.exp(-logits))
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
 def prediction_rows(task: Task, examples: list, logits: np.ndarray, probabilities: bool = False) -> str:
-    """A file task's predictions as TSV: id, the label name (multi-label: the names, joined; regression: the value)
-    and with `probabilities` one p_<label> column per label."""
+    """A file task's predictions as TSV: id, the label name (multi-label: the names of the labels that are on,
+    joined by its --label-sep, else ","; regression: the value), and with `probabilities` (not for regression)
+    one p_<label> column per label."""
     preds = predictions_from_logits(task, logits)
     labels = task.labels or ()
-    probs = (1 / (1 + np.exp(-logits)) if task.multi_label else
-             np.exp(logits - logits.max(-1, keepdims=True)) / np.exp(logits - logits.max(-1, keepdims=True)).sum(
-                 -1, keepdims=True)) if probabilities and labels else None
-    header = ["id", "prediction"] + ([f"p_{name}" for name in labels] if probs is not None else [])
+    probs = label_probabilities(task, logits) if probabilities and labels else np.zeros((len(examples), 0))
     sep = task.files.label_sep or ","
-    rows = ["\t".join(header)]
-    for i, (ex, p) in enumerate(zip(examples, preds, strict=True)):
-        shown = f"{p:.4f}" if task.is_regression else sep.join(
-            n for n, on in zip(labels, p, strict=True) if on) if task.multi_label else labels[int(p)]
-        rows.append("\t".join([ex.index, shown] + ([f"{q:.4f}" for q in probs[i]] if probs is not None else [])))
+
+    def shown(p: np.ndarray) -> str:
+        if task.is_regression:
+            return f"{p:.4f}"
+        if task.multi_label:
+            return sep.join(name for name, on in zip(labels, p, strict=True) if on)
+        return labels[int(p)]
+
+    rows = ["\t".join(["id", "prediction", *(f"p_{name}" for name in labels if probs.shape[1])])]
+    for ex, p, q in zip(examples, preds, probs, strict=True):
+        rows.append("\t".join([ex.index, shown(p), *(f"{x:.4f}" for x in q)]))
     return "\n".join(rows) + "\n"
 
 

@@ -143,6 +143,14 @@ def test_multi_label_parquet_end_to_end(tiny_bert, tmp_path, capsys):
     assert config["problem_type"] == "multi_label_classification"
     metrics = json.loads((tmp_path / "student" / "metrics.jsonl").read_text().splitlines()[0])
     assert {"f1_micro", "f1_macro", "exact_match"} <= set(metrics)
+    out = tmp_path / "pred.tsv"
+    run(capsys, "predict", tmp_path / "student", "--test-file", tmp_path / "tags.parquet", "--probabilities",
+        "--out", out)
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert rows[0] == ["id", "prediction", "p_long", "p_positive"] and len(rows) == 121
+    for row in rows[1:]:
+        on = {name for name, q in zip(("long", "positive"), row[2:], strict=True) if float(q) > 0.5}
+        assert set(filter(None, row[1].split(","))) == on  # a label is on when its sigmoid is above 0.5
 
 
 # ------------------------------------------------------------------------------- the task, without training
