@@ -472,6 +472,8 @@ def test_the_teacher_cache_is_keyed_by_the_file_contents(tickets_teacher, tmp_pa
     copy.write_text("\n".join(lines) + "\n")
     assert pkd.build_cache(str(tickets_teacher), None, [2], data=DataConfig(train_file=str(copy)),
                            **options).path != first
+    whole = pkd.build_cache(str(tickets_teacher), None, [2], cache_dir=tmp_path / "cache", max_seq_len=24)
+    assert len(whole) == 360  # the 40 held-out dev rows never reach the cache
 
 
 def test_registry_runs_export_without_data_dir(tiny_teacher, tmp_path, monkeypatch, capsys):
