@@ -26,10 +26,13 @@ TINY = ["--epochs", "1", "--batch-size", "16", "--lr", "2e-3", "--max-seq-len", 
 GOOD, BAD = WORDS[:5], WORDS[5:10]
 
 
-@pytest.fixture(autouse=True)
-def data_cache(tmp_path_factory, monkeypatch):
-    """The datasets library's Arrow copies go under $PKD_CACHE/datasets: a temporary one here."""
-    monkeypatch.setenv("PKD_CACHE", str(tmp_path_factory.getbasetemp() / "pkd-cache"))
+@pytest.fixture(scope="module", autouse=True)
+def data_cache(tmp_path_factory):
+    """The datasets library's Arrow copies go under $PKD_CACHE/datasets: a temporary one here (module-scoped, so
+    that it is set before the module's other fixtures run)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PKD_CACHE", str(tmp_path_factory.mktemp("pkd-cache")))
+        yield
 
 
 def sentence(rng: random.Random, good: bool) -> str:
