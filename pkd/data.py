@@ -55,7 +55,8 @@ def resolve_task(task: str | None, data: DataConfig | None = None, model: str | 
     if data.train_file is not None or data.dataset is not None or recorded is not None:
         return files.file_task(data, recorded)
     if data.given:
-        raise UsageError("--dev-file and --test-file need --train-file (or a model whose run.json records its data)")
+        given = ", ".join(f"--{k.replace('_', '-')}" for k, v in vars(data).items() if v is not None)
+        raise UsageError(f"{given}: needs --train-file or --dataset (or a model whose run.json records its data)")
     if record.get("task"):
         return get_task(record["task"])
     where = f"{model}: no run.json naming its task; " if model is not None else ""

@@ -526,3 +526,10 @@ def test_a_dataset_that_cannot_be_loaded_is_one_error(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(DataError, match="not a directory written by save_to_disk"):
         resolve_task(None, DataConfig(dataset=str(tmp_path / "plain")))
+
+
+def test_data_options_without_data_say_what_is_missing(tiny_bert, tmp_path, capsys):
+    code = main(["finetune", "--model", str(tiny_bert), "--dev-file", str(EXAMPLES / "tickets.csv"),
+                 "--label-column", "label", "--out", str(tmp_path / "runs" / "t")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--dev-file, --label-column: needs --train-file or --dataset" in err
