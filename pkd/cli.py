@@ -49,7 +49,7 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, title: str | None = N
         default = getattr(defaults, f.name) if defaults is not None else (
             f.default_factory() if f.default_factory is not MISSING else f.default)
         if is_dataclass(default):  # a nested config (DistillConfig.loss): its fields, with its defaults here
-            add_fields(parser, type(default), f.name if title else None, default)
+            add_fields(parser, type(default), f.metadata.get("title") or (f.name if title else None), default)
             continue
         meta = f.metadata
         flag = meta.get("flag", "--" + f.name.replace("_", "-"))

@@ -219,7 +219,8 @@ class RunConfig:
     task: str | None = field(default=None, metadata={
         "help": "a GLUE task (sst2, mnli, ...) or race, race-high, race-middle; for your own data, see --train-file "
                 "and --dataset (default: the task of the model's run.json)"})
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = field(default_factory=DataConfig, metadata={
+        "title": "your own data, instead of --task (docs/own-data.md)"})
     data_dir: str | None = field(default=None, metadata={
         "help": "glue_data directory, or for RACE a folder with train.jsonl.gz etc. (also found in its race/ or "
                 "../race/); default: $PKD_DATA, else the Hub"})
