@@ -2,6 +2,7 @@
 of `pkd distill --train-file` for generated CSVs of 10k, 100k and 1M rows.
 
     python bench/file_scale.py [--rows 10000,100000,1000000] [--model PATH] [--train-examples 2000]
+    python bench/file_scale.py --checks 1000000     # where reading and checking the file's memory goes
 
 The CSVs (an id, a short made-up support-ticket text of 6-30 words, one of 4 string labels) are written to a
 temporary directory and deleted afterwards; nothing is committed. A teacher is fine-tuned once on the smallest
@@ -75,6 +76,40 @@ def child(argv: list[str]) -> None:
     print(json.dumps({"code": code, **seconds, "peak_rss_mb": peak}))
 
 
+def rss_mb() -> tuple[int, int]:
+    """This process's resident and peak resident memory, MB (Linux)."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(status["VmRSS"].split()[0]) // 1024, int(status["VmHWM"].split()[0]) // 1024
+
+
+def checks(rows: int) -> None:
+    """--checks N: where the memory of reading and checking an N-row file goes, step by step in one process
+    without torch: RSS and peak RSS after each of pkd.files' steps."""
+    from pkd import files
+    from pkd.tasks import FileSpec
+
+    with tempfile.TemporaryDirectory(prefix="pkd-file-checks-") as tmp:
+        os.environ["PKD_CACHE"] = str(Path(tmp) / "cache")
+        path = Path(tmp) / "tickets.csv"
+        write_csv(path, rows)
+        spec = FileSpec(train=str(path), text_columns=("text",), label_column="label", id_column="id", labels=LABELS)
+        print(f"| step ({rows:,} rows) | s | RSS MB | peak RSS MB |\n|---|---|---|---|")
+        print("| start (pyarrow imported) | - | {} | {} |".format(*rss_mb()))
+        table = None
+        steps = [("read into Arrow (datasets' csv loader, sha256 and UTF-8 check)", lambda: files.read_file(path)),
+                 ("infer the label kind and list", lambda: files.infer_labels(table, "label", None, "")),
+                 ("check every text", lambda: files.check_texts(table, spec)),
+                 ("check the ids are unique", lambda: files.check_ids(table, spec)),
+                 ("every row's label id", lambda: files.labels_of(table, spec)),
+                 ("the stratified dev hold-out", lambda: files.holdout_of(table, spec))]
+        for name, step in steps:
+            start = time.perf_counter()
+            result = step()
+            table = table or result
+            rss, peak = rss_mb()
+            print(f"| {name} | {time.perf_counter() - start:.1f} | {rss} | {peak} |")
+
+
 def run_child(argv: list[str], env: dict) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *map(str, argv)], capture_output=True, text=True,
                          env=env)
@@ -89,6 +124,9 @@ def run_child(argv: list[str], env: dict) -> dict:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2:])
+        return
+    if len(sys.argv) > 2 and sys.argv[1] == "--checks":
+        checks(int(sys.argv[2]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="10000,100000,1000000")
