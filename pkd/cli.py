@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pkd.config import (
     CompareConfig,
+    DataConfig,
     DistillConfig,
     ExportConfig,
     LossConfig,
@@ -49,7 +50,7 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, title: str | None = N
         default = getattr(defaults, f.name) if defaults is not None else (
             f.default_factory() if f.default_factory is not MISSING else f.default)
         if is_dataclass(default):  # a nested config (DistillConfig.loss): its fields, with its defaults here
-            add_fields(parser, type(default), f.name if title else None, default)
+            add_fields(parser, type(default), f.metadata.get("title") or (f.name if title else None), default)
             continue
         meta = f.metadata
         flag = meta.get("flag", "--" + f.name.replace("_", "-"))
@@ -275,7 +276,7 @@ def _sweep(args: argparse.Namespace) -> str:
 
 def _cache_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, DistillConfig, only=("teacher", "cache_dir"))
-    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code"))
+    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code", "data"))
     p.add_argument("--layers", type=parse_layer_map, default=None, help="teacher layers to store (default: all)")
     add_fields(p, LossConfig, only=("pt_pooling",))
     add_fields(p, TrainConfig, only=("max_seq_len", "max_train_examples"))
@@ -287,7 +288,8 @@ def _cache(args: argparse.Namespace) -> str:
 
     cache = api.build_cache(args.teacher, args.task, args.layers, data_dir=args.data_dir, cache_dir=args.cache_dir,
                             max_seq_len=args.max_seq_len, max_train_examples=args.max_train_examples,
-                            rebuild=args.rebuild, trust_remote_code=args.trust_remote_code, pt_pooling=args.pt_pooling)
+                            rebuild=args.rebuild, trust_remote_code=args.trust_remote_code,
+                            data=configs(args, DataConfig)[0], pt_pooling=args.pt_pooling)
     return json.dumps({"cache": str(cache.path), "examples": len(cache), "layers": cache.layers,
                        "pooling": cache.pooling, "spread": cache.spreads(cache.layers)}) + "\n"
 
@@ -295,7 +297,7 @@ def _cache(args: argparse.Namespace) -> str:
 def _scoring_arguments(p: argparse.ArgumentParser, split: str) -> None:
     """What evaluate and predict share: a model, a task's split, and how to encode and batch it."""
     p.add_argument("model", help="run directory or checkpoint")
-    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code"))
+    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code", "data"))
     p.add_argument("--split", default=split)
     p.add_argument("--max-seq-len", type=int, default=None, help="default: the run's own")
     p.add_argument("--batch-size", type=int, default=128)
@@ -313,7 +315,7 @@ def _evaluate(args: argparse.Namespace) -> str:
 
     metrics = api.evaluate(args.model, args.task, args.split, data_dir=args.data_dir, max_seq_len=args.max_seq_len,
                            batch_size=args.batch_size, trust_remote_code=args.trust_remote_code,
-                           max_examples=args.max_examples)
+                           max_examples=args.max_examples, data=configs(args, DataConfig)[0])
     if args.json:
         return json.dumps(metrics) + "\n"
     return "".join(f"{k:>12}  {v:.2f}\n" for k, v in metrics.items())
@@ -322,6 +324,8 @@ def _evaluate(args: argparse.Namespace) -> str:
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
     _scoring_arguments(p, "test")
     p.add_argument("--out", required=True, help="output TSV")
+    p.add_argument("--probabilities", action="store_true",
+                   help="your own data: also one column per label with its probability")
 
 
 def _predict(args: argparse.Namespace) -> str:
@@ -329,7 +333,8 @@ def _predict(args: argparse.Namespace) -> str:
 
     paths = api.predict(args.model, args.task, args.out, args.split, data_dir=args.data_dir,
                         max_seq_len=args.max_seq_len, batch_size=args.batch_size,
-                        trust_remote_code=args.trust_remote_code)
+                        trust_remote_code=args.trust_remote_code, data=configs(args, DataConfig)[0],
+                        probabilities=args.probabilities)
     return "".join(f"{p}\n" for p in paths)
 
 

@@ -97,11 +97,22 @@ def load_classifier(name_or_path: str, task: Task, trust_remote_code: bool = Fal
     kwargs: dict[str, Any] = {} if task.is_multiple_choice else {"num_labels": task.num_labels}
     if task.is_regression:
         kwargs["problem_type"] = "regression"
+    kwargs.update(label_names(task))
     try:
         return head_class(task).from_pretrained(
             name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
     except Exception as e:
         raise DataError(f"{name_or_path}: cannot load model ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def label_names(task: Task) -> dict[str, Any]:
+    """A file task's head config: its problem type and label names (id2label, label2id); {} for registry tasks."""
+    if task.files is None:
+        return {}
+    names = {"problem_type": task.problem_type}
+    if task.labels is not None:
+        names.update(id2label=dict(enumerate(task.labels)), label2id={n: i for i, n in enumerate(task.labels)})
+    return names
 
 
 def load_config(name_or_path: str, trust_remote_code: bool = False) -> PretrainedConfig:

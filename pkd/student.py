@@ -22,7 +22,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from pkd.errors import DataError, UsageError
-from pkd.models import has_head, head_class, load_classifier, load_config, load_tokenizer
+from pkd.models import has_head, head_class, label_names, load_classifier, load_config, load_tokenizer
 from pkd.tasks import Task
 
 
@@ -129,6 +129,8 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     student_config.num_hidden_layers = num_layers
     student_config.num_labels = task.num_labels
     student_config.problem_type = "regression" if task.is_regression else "single_label_classification"
+    for key, value in label_names(task).items():
+        setattr(student_config, key, value)
     student = head_class(task).from_config(student_config, trust_remote_code=trust_remote_code)
     target = student if keep_head else getattr(student, student.base_model_prefix)
     missing, unexpected = target.load_state_dict(state, strict=False)

@@ -112,8 +112,8 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     """
     from pkd import api
     from pkd.cache import default_cache_root
+    from pkd.data import resolve_task
     from pkd.losses import loss_for
-    from pkd.tasks import get_task
 
     if dist.launched():
         raise UsageError("pkd sweep starts its own processes (--jobs); run it directly, not under accelerate launch")
@@ -121,7 +121,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
         raise UsageError(f"--jobs {search.jobs}: must be at least 1")
     grid = parse_grid(search.grid)
     trials = expand(grid, search.random_trials, train_cfg.seed)
-    task = get_task(run.task)
+    task = resolve_task(run.task, run.data, distill_cfg.teacher)
     distill_cfg, cfg = api.student_configs(task, distill_cfg, train_cfg)
     records = {}
     for params in trials:  # every trial's settings are checked before any work
@@ -148,7 +148,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
         lmap = layer_map_for(distill_cfg.method, depth, distill_cfg.student_layers, distill_cfg.layer_map)
         api.build_cache(distill_cfg.teacher, run.task, lmap, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
                         max_seq_len=cfg.max_seq_len, max_train_examples=cfg.max_train_examples,
-                        trust_remote_code=run.trust_remote_code)
+                        trust_remote_code=run.trust_remote_code, data=run.data)
     out = prepare_out_dir(run.out, run.overwrite, run.resume)
     names = [trial_name(p) for p in trials]
     write_json(out / "sweep.json", {"teacher": distill_cfg.teacher, "task": task.name,

@@ -306,9 +306,9 @@ def test_pt_pairs_each_student_layer_with_its_teacher_layer(tmp_path, monkeypatc
     student, student_seen, _ = model(m, 1)
     got = {}
 
-    def spy(cfg, logits, labels, regression, teacher_logits=None, student_cls=None, teacher_cls=None):
+    def spy(cfg, logits, labels, regression, teacher_logits=None, student_cls=None, teacher_cls=None, **options):
         got.update(student=student_cls.detach(), teacher=teacher_cls.detach())
-        return real(cfg, logits, labels, regression, teacher_logits, student_cls, teacher_cls)
+        return real(cfg, logits, labels, regression, teacher_logits, student_cls, teacher_cls, **options)
 
     real = pkd.train.pkd_loss
     monkeypatch.setattr(pkd.train, "pkd_loss", spy)
