@@ -10,6 +10,7 @@ model for the BERT-base shapes). Prints Markdown.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -105,7 +106,9 @@ def shape_table(out: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0] if argv else "runs/deploy")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out", nargs="?", type=Path, default=Path("runs/deploy"), help="bench/deploy.sh's $OUT")
+    out = p.parse_args(argv).out
     print("\n".join(["## Demo models (SST-2)", "", *demo_tables(out), "## BERT-base shapes", "", *shape_table(out)]))
     return 0
 

@@ -1,14 +1,17 @@
-"""Step time of distillation, three ways, interleaved in one process so that machine noise cancels:
+"""Step time of distillation, three ways, interleaved in one process so that machine noise cancels (the README's
+"Distillation step time"):
 
   (a) fine-tuning the student alone (the floor for any distillation step),
   (b) PKD that runs the teacher on every step,
   (c) PKD from the teacher cache.
 
 Default teacher (all-MiniLM-L6-v2, 6 layers) -> 3-layer student, batch 32, 64 tokens, PKD-Skip map [2, 4].
-Each step is the real training step: pkd.train.batch_loss, backward, AdamW.
+Each step is the real training step: pkd.train.batch_loss, backward, gradient clipping, and the optimizer and
+schedule pkd trains with (pkd.train's: fused AdamW on CPU and CUDA).
 Prints the median step times and the ratios c/a (target <= 1.10) and b/c (target >= 1.4).
 
     .venv/bin/python bench/distill_speed.py [--steps 10] [--batch-size 32] [--seq-len 64] [--threads N]
+        [--teacher PATH]
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ import time
 import torch
 
 from pkd.cache import LiveTeacher, ensure_cache
+from pkd.config import TrainConfig
 from pkd.losses import LossConfig, skip_map
 from pkd.models import EncodedSplit, default_teacher_path, load_classifier, load_tokenizer, make_collator
 from pkd.student import make_student
 from pkd.tasks import Example, Split, get_task
-from pkd.train import batch_loss
+from pkd.train import _setup_optimizer, batch_loss
 
 
 def main() -> None:
@@ -37,13 +41,14 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--student-layers", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--teacher", default=None, help="checkpoint to time (default: all-MiniLM-L6-v2)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     task = get_task("sst2")
-    path = default_teacher_path()
+    path = args.teacher or default_teacher_path()
     tokenizer = load_tokenizer(path)
     teacher = load_classifier(path, task).eval()  # its head is untrained: only the time matters here
     layer_map = skip_map(teacher.config.num_hidden_layers, args.student_layers)
@@ -67,23 +72,26 @@ def main() -> None:
         for mode in modes:
             torch.manual_seed(0)
             model = make_student(path, args.student_layers, task).train()
-            students[mode] = (model, torch.optim.AdamW(model.parameters(), lr=1e-5))
+            optimizer, scheduler = _setup_optimizer(model, None, TrainConfig(lr=1e-5, epochs=1), len(batches), "cpu")
+            students[mode] = (model, optimizer, scheduler)
         times: dict[str, list[float]] = {m: [] for m in modes}
         for step, batch in enumerate(batches):
             order = list(modes) if step % 2 == 0 else list(reversed(modes))  # no mode always runs first
             for mode in order:
                 loss_cfg, source = modes[mode]
-                model, optimizer = students[mode]
+                model, optimizer, scheduler = students[mode]
                 start = time.perf_counter()
                 loss = batch_loss(model, batch, task, loss_cfg, source, layer_map if source else [])["loss"]
                 loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), TrainConfig.max_grad_norm)
                 optimizer.step()
+                scheduler.step()
                 optimizer.zero_grad()
                 if step >= 2:
                     times[mode].append(time.perf_counter() - start)
 
     med = {m: statistics.median(t) for m, t in times.items()}
-    result = {"config": {"teacher": "all-MiniLM-L6-v2", "student_layers": args.student_layers,
+    result = {"config": {"teacher": args.teacher or "all-MiniLM-L6-v2", "student_layers": args.student_layers,
                          "batch_size": args.batch_size, "seq_len": args.seq_len, "steps": args.steps,
                          "threads": torch.get_num_threads()},
               "median_step_seconds": med,

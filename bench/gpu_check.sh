@@ -9,6 +9,7 @@
 #      machine has AVX2 without VNNI and measured 2.8-3.1x; if a VNNI CPU gives about 6x, the host explains
 #      the issue's probe.
 # Needs a CUDA build of torch in .venv (or PY=... / PKD=...). Nothing here downloads anything.
+# Feeds docs/scaling.md (GPU runs) and docs/deploy.md (the int8 question).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

@@ -3,7 +3,7 @@
 Reads what bench/race.sh wrote: the teacher's `pkd evaluate --json` logs, and for each student of the
 compare folder its dev result.json and its test evaluation log. Students are grouped by method, mean ± sample
 std over seeds. A first row gives the floor: always answering the letter most frequent in the training
-subset (the letters are not uniform, so this is above 25%). Prints Markdown.
+subset (the letters are not uniform, so this is above 25%). Prints Markdown: the tables of docs/race.md.
 
     .venv/bin/python bench/race_table.py [--out bench/out] [--teacher teacher-race-4k] [--compare compare-race-4k-L3]
         [--data-dir ../shared/data/race] [--max-train-examples 4000] [--max-eval-examples 500]

@@ -11,6 +11,7 @@ its weight is alpha T^2; its "pkd" match is one layer's term, so each of the L m
 --method: pkd (the [CLS] matches of --layer-map: 2,4 for PKD-Skip, 4,5 for PKD-Last), kd (no matches), or ft:
 TextBrewer's side at its fastest, a plain PyTorch loop on the labels with no teacher loaded (the issue allows it).
 Prints one JSON line: {"dev_accuracy": best over epochs, "per_epoch": [...], "seconds": wall from start-up}.
+Feeds docs/performance.md through bench/vs_textbrewer.sh.
 """
 
 import argparse

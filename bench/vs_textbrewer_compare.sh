@@ -1,6 +1,7 @@
 # Sourced by bench/vs_textbrewer.sh with MODE=compare (its variables and helpers set): issue 15's second target,
 # `pkd compare` (4 methods x 3 seeds) against TextBrewer running the same 12 trainings. Results in
 # $OUT/compare-results.tsv, one line per timed unit: pkd's two compares as a whole, TextBrewer per training.
+# Feeds docs/performance.md and the README's `pkd compare` against TextBrewer rows.
 results=$OUT/compare-results.tsv
 printf "tool\tmethod\tseed\tseconds\tdev_accuracy\n" > "$results"
 # ORDERS: which data orders pkd runs ("shuffled grouped", or one of them to save its ~40 min on this machine):
@@ -57,7 +58,7 @@ for tool, seconds in total.items():
         cells.append(f"{statistics.mean(accs):.2f} ± {spread:.2f} ({', '.join(f'{a:.2f}' for a in accs)})")
     print(f"| {tool} | {seconds:.1f} | {total['textbrewer'] / seconds:.2f}x | " + " | ".join(cells) + " |")
 PY
-# Length grouping's effect on accuracy, method by method (paired over dev examples, seeds pooled).
+# Length grouping's effect on accuracy, method by method (paired over seeds and dev examples).
 if [ -f "$OUT/pkd-compare/compare.json" ] && [ -f "$OUT/pkd-compare-grouped/compare.json" ]; then
-  $PY bench/order_effect.py "$OUT/pkd-compare" "$OUT/pkd-compare-grouped" --task sst2 --data-dir "$DATA"
+  $PKD report "$OUT/pkd-compare" --paired "$OUT/pkd-compare-grouped" --data-dir "$DATA"
 fi

@@ -6,7 +6,7 @@ The API (pkd.finetune, pkd.distill, ...) and the submodules load on first use (P
 
 import importlib
 
-from pkd.config import LossConfig
+from pkd.config import DataConfig, LossConfig
 from pkd.errors import DataError, ExportError, PkdError, TrainingError, UsageError
 from pkd.version import __version__
 
@@ -16,8 +16,8 @@ _LAZY = {"build_cache": "api", "compare": "api", "distill": "api", "evaluate": "
          "last_map": "losses"}
 
 __all__ = ["__version__", "build_cache", "compare", "distill", "evaluate", "export", "finetune", "predict",
-           "make_student", "pkd_loss", "LossConfig", "skip_map", "last_map", "PkdError", "UsageError", "DataError",
-           "TrainingError", "ExportError"]
+           "make_student", "pkd_loss", "LossConfig", "DataConfig", "skip_map", "last_map", "PkdError", "UsageError",
+           "DataError", "TrainingError", "ExportError"]
 
 
 def __getattr__(name: str):

@@ -17,13 +17,15 @@ from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
 from pkd.config import (
     SELECTIONS,
     CompareConfig,
+    DataConfig,
     DistillConfig,
     ExportConfig,
+    LossConfig,
     RunConfig,
     TrainConfig,
     from_options,
 )
-from pkd.data import load_split, split_files
+from pkd.data import load_split, recorded_data_dir, resolve_task, split_files
 from pkd.dist import barrier, is_main, prepare_out_dir_once
 from pkd.errors import DataError, UsageError
 from pkd.io import check_out_dir, check_resume, library_versions, read_jsonl, write_json, write_text
@@ -38,9 +40,10 @@ from pkd.models import (
     resolve_model,
     vocabulary_fingerprint,
 )
+from pkd.patient import PROBES, choose_pooling, flat_warning, probe_spreads
 from pkd.stats import verdicts, verdicts_markdown
 from pkd.student import choose_init_layers, make_student
-from pkd.tasks import RECIPE_MEASURED_ON, Recipe, Task, get_task
+from pkd.tasks import RECIPE_MEASURED_ON, Recipe, Task
 from pkd.train import (
     check_device,
     evaluate_parts,
@@ -101,15 +104,9 @@ def _filled(given: object, filled: object, names: tuple[str, ...]) -> list[str]:
     return [f"{n} {getattr(filled, n)}" for n in names if getattr(given, n) is None]
 
 
-def say(note: str) -> None:
-    """A note for the person running pkd (what a default chose and why): one line on stderr, from rank 0."""
-    if note and is_main():
-        print(note, file=sys.stderr)
-
-
 def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = None) -> dict:
     """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a task; returns the best dev metrics."""
-    task = get_task(run.task)
+    task = resolve_task(run.task, run.data)
     cfg = train_config(task, train_cfg, student=False)
     filled = _filled(train_cfg, cfg, ("lr", "epochs", "max_seq_len"))
     check_out_dir(run.out, run.overwrite, run.resume)
@@ -127,8 +124,9 @@ def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = Non
                        quiet=run.quiet)
 
 
-def finetune(task: str, out: str | Path, model: str | None = None, **options) -> dict:
-    """run_finetune from keywords: each option is a field of RunConfig or TrainConfig (pkd.config)."""
+def finetune(task: str | None, out: str | Path, model: str | None = None, **options) -> dict:
+    """run_finetune from keywords: each option is a field of RunConfig, DataConfig or TrainConfig (pkd.config);
+    task None with train_file=... (or dataset=...) for a task defined by its data."""
     return run_finetune(*from_options({"task": task, "out": out, **options}, RunConfig, TrainConfig), model=model)
 
 
@@ -185,9 +183,11 @@ class Distillation:
         return student, Projection(hs, ht, len(self.layer_map))
 
 
-def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remote_code: bool = False) -> Distillation:
-    """Load and check the teacher, find the students' source and the layer map. Shared by distill and compare."""
-    task = get_task(task_name)
+def prepare_distillation(task_name: str | None, distill_cfg: DistillConfig, trust_remote_code: bool = False,
+                         data: DataConfig | None = None) -> Distillation:
+    """Load and check the teacher, find the students' source and the layer map. Shared by distill and compare.
+    The task: task_name, else the one `data` defines, else the teacher's run.json's (pkd.data.resolve_task)."""
+    task = resolve_task(task_name, data, distill_cfg.teacher)
     teacher_path = resolve_model(distill_cfg.teacher)
     teacher = load_classifier(teacher_path, task, trust_remote_code, require_head=True)
     tokenizer = load_tokenizer(teacher_path, trust_remote_code)
@@ -208,27 +208,66 @@ def prepare_distillation(task_name: str, distill_cfg: DistillConfig, trust_remot
                         distill_cfg, trust_remote_code, note)
 
 
+def say(line: str) -> None:
+    """One line for the person running pkd (stderr, main process only); nothing for an empty line."""
+    if line and is_main():
+        print(line, file=sys.stderr, flush=True)
+
+
+def resolve_pooling(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_data: EncodedSplit,
+                    layers: list[int], loss: LossConfig) -> tuple[LossConfig, dict | None]:
+    """`loss` with --pt-pooling resolved (auto: from how much the mapped layers' [CLS] targets vary over a probe of
+    the training inputs; pkd.patient), and the probe's measurements with the line that says which and why (None
+    when PT is off: no layer map, or beta 0). patient_signal prints that line, once the settings are checked."""
+    if not layers or loss.beta == 0:
+        return replace(loss, pt_pooling=choose_pooling(loss.pt_pooling, None)[0]), None
+    probe = probe_spreads(teacher, train_data, tokenizer, sorted(set(layers)))
+    pooling, reason = choose_pooling(loss.pt_pooling, probe)
+    return replace(loss, pt_pooling=pooling), {"examples": min(len(train_data), PROBES), "reason": reason, **probe}
+
+
+def patient_signal(cache: TeacherCache | None, layers: list[int], loss: LossConfig, probe: dict | None) -> dict | None:
+    """run.json's and compare.json's record of how much each mapped layer's PT targets vary across the training
+    examples (mean pairwise cosine, pkd.patient: from the whole cache, or from the probe when the teacher runs
+    live), after printing the pooling's line and a warning when a layer's targets are the same for every input.
+    None when PT is off."""
+    if probe is None:
+        return None
+    layers = sorted(set(layers))
+    spreads, examples = ((cache.spreads(layers), len(cache)) if cache is not None
+                         else (probe[loss.pt_pooling], probe["examples"]))
+    say(probe["reason"])
+    say(flat_warning(spreads, loss.pt_pooling, examples))
+    return {"pooling": loss.pt_pooling, "measure": "mean pairwise cosine of the normalised targets",
+            "examples": examples, "layers": {str(k): round(c, 4) for k, c in spreads.items()},
+            "probe": {p: {str(k): round(c, 4) for k, c in probe[p].items()} for p in ("cls", "mean")}}
+
+
 def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
     """Distill a student from a fine-tuned teacher; returns the best dev metrics."""
-    distill_cfg, cfg, note = student_settings(get_task(run.task), distill_cfg, train_cfg)
+    distill_cfg, cfg, note = student_settings(resolve_task(run.task, run.data, distill_cfg.teacher), distill_cfg,
+                                              train_cfg)
     loss_cfg = loss_for(distill_cfg.method, distill_cfg.loss)
     check_out_dir(run.out, run.overwrite, run.resume)
-    d = prepare_distillation(run.task, distill_cfg, run.trust_remote_code)
+    d = prepare_distillation(run.task, distill_cfg, run.trust_remote_code, run.data)
     train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
     dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
     say(note)
     say(d.init_note)
+    loss_cfg, probe = resolve_pooling(d.teacher, d.tokenizer, train_data, d.layer_map, loss_cfg)
     teacher_outputs = None
     if distill_cfg.method != "ft":
-        teacher_outputs = (LiveTeacher(d.teacher) if distill_cfg.live_teacher else
+        teacher_outputs = (LiveTeacher(d.teacher, loss_cfg.pt_pooling) if distill_cfg.live_teacher else
                            ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, d.layer_map,
-                                        distill_cfg.cache_dir))
+                                        distill_cfg.cache_dir, pooling=loss_cfg.pt_pooling))
     student, projection = d.build_student(cfg.seed)
     info = {"command": "distill", "method": distill_cfg.method, "teacher": d.teacher_path,
             "student_init": distill_cfg.student_init, "student_source": d.student_source,
             "student_layers": distill_cfg.student_layers, "init_layers": student.config.pkd_init["layers"],
             "base_model": d.student_source, "data": train_data.split.source,
-            "cache": str(getattr(teacher_outputs, "path", "")), "versions": library_versions()}
+            "cache": str(getattr(teacher_outputs, "path", "")), "versions": library_versions(),
+            "pt_signal": patient_signal(None if distill_cfg.live_teacher else teacher_outputs, d.layer_map, loss_cfg,
+                                        probe)}
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     return train(student, d.tokenizer, d.task, train_data, dev, cfg, out, loss_cfg, teacher_outputs,
                        d.layer_map, projection, resume=run.resume, run_info=info, quiet=run.quiet)
@@ -240,12 +279,15 @@ def distill(teacher: str, task: str, student_layers: int, out: str | Path, **opt
                                       **options}, RunConfig, DistillConfig, TrainConfig))
 
 
-def build_cache(teacher: str, task: str, layers: list[int] | None = None, data_dir: str | Path | None = None,
+def build_cache(teacher: str, task: str | None, layers: list[int] | None = None, data_dir: str | Path | None = None,
                 cache_dir: str | Path | None = None, max_seq_len: int | None = None,
                 max_train_examples: int | None = None, rebuild: bool = False,
-                trust_remote_code: bool = False) -> TeacherCache:
-    """Run the teacher once over the training split and store what distillation needs (layers: default all)."""
-    task_ = get_task(task)
+                trust_remote_code: bool = False, data: DataConfig | None = None,
+                pt_pooling: str = "auto") -> TeacherCache:
+    """Run the teacher once over the training split and store what distillation needs (layers: default all;
+    pt_pooling as --pt-pooling, auto resolved on the stored layers). task None: the task `data` defines, else the
+    teacher's run.json's."""
+    task_ = resolve_task(task, data, teacher)
     path = resolve_model(teacher)
     model = load_classifier(path, task_, trust_remote_code, require_head=True)
     tokenizer = load_tokenizer(path, trust_remote_code)
@@ -256,14 +298,19 @@ def build_cache(teacher: str, task: str, layers: list[int] | None = None, data_d
         raise UsageError(f"--layers: layer {bad[0]} is out of range 1..{depth}")
     max_seq_len = max_seq_len or task_.default_max_seq_len
     data = _encode(task_, "train", tokenizer, max_seq_len, data_dir, max_train_examples)[0]
-    return ensure_cache(model, tokenizer, data, max_seq_len, layers, cache_dir, rebuild=rebuild)
+    loss, probe = resolve_pooling(model, tokenizer, data, layers, LossConfig(beta=1.0, pt_pooling=pt_pooling))
+    cache = ensure_cache(model, tokenizer, data, max_seq_len, layers, cache_dir, rebuild=rebuild,
+                         pooling=loss.pt_pooling)
+    patient_signal(cache, layers, loss, probe)  # the warning, if a stored layer's targets are all alike
+    return cache
 
 
-def evaluate(model: str, task: str, split: str = "dev", data_dir: str | Path | None = None,
+def evaluate(model: str, task: str | None, split: str = "dev", data_dir: str | Path | None = None,
              max_seq_len: int | None = None, batch_size: int = 128, trust_remote_code: bool = False,
-             max_examples: int | None = None) -> dict:
-    """Score a fine-tuned classifier (a run directory or checkpoint) on a labelled split."""
-    task_ = get_task(task)
+             max_examples: int | None = None, data: DataConfig | None = None) -> dict:
+    """Score a fine-tuned classifier (a run directory, checkpoint or export) on a labelled split. task None: the
+    task `data` defines, else the one the model's run.json (export.json) records."""
+    task_ = resolve_task(task, data, model)
     if max_examples is not None and max_examples < 1:
         raise UsageError(f"--max-examples {max_examples}: must be at least 1")
     path = resolve_model(model)
@@ -290,10 +337,15 @@ def _run_max_len(path: str, task: Task) -> int:
     return json.loads(run.read_text())["train"]["max_seq_len"] if run.is_file() else task.default_max_seq_len
 
 
-def predict(model: str, task: str, out_file: str | Path, split: str = "test", data_dir: str | Path | None = None,
-            max_seq_len: int | None = None, batch_size: int = 128, trust_remote_code: bool = False) -> list[Path]:
-    """Write submission TSVs (index, prediction; RACE predicts A-D). MNLI writes one file per part, -m / -mm."""
-    task_ = get_task(task)
+def predict(model: str, task: str | None, out_file: str | Path, split: str = "test",
+            data_dir: str | Path | None = None, max_seq_len: int | None = None, batch_size: int = 128,
+            trust_remote_code: bool = False, data: DataConfig | None = None,
+            probabilities: bool = False) -> list[Path]:
+    """Write submission TSVs (index, prediction; RACE predicts A-D). MNLI writes one file per part, -m / -mm.
+    A file task (task None: the model's recorded one, or `data`'s) writes id and label name (multi-label: the
+    names joined by its --label-sep, else ","; regression: the value), and with `probabilities` one column per
+    label (softmax, or each label's sigmoid for multi-label)."""
+    task_ = resolve_task(task, data, model)
     out_file = Path(out_file)
     targets = [out_file] if len(split_files(task_, split)) == 1 else [
         out_file.with_name(f"{out_file.stem}-{suffix}{out_file.suffix}") for suffix in ("m", "mm")]
@@ -305,7 +357,12 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
     parts = _encode(task_, split, tokenizer, max_seq_len or _run_max_len(path, task_), data_dir)
     written = []
     for part, target in zip(parts, targets, strict=True):
-        preds = predictions_from_logits(task_, predict_logits(net, part, tokenizer, batch_size))
+        logits = predict_logits(net, part, tokenizer, batch_size)
+        if task_.files is not None:
+            write_text(target, prediction_rows(task_, part.split.examples, logits, probabilities))
+            written.append(target)
+            continue
+        preds = predictions_from_logits(task_, logits)
         rows = ["index\tprediction"]
         for ex, p in zip(part.split.examples, preds, strict=True):
             rows.append(f"{ex.index}\t{p:.3f}" if task_.is_regression else f"{ex.index}\t{task_.labels[int(p)]}")
@@ -314,12 +371,45 @@ def predict(model: str, task: str, out_file: str | Path, split: str = "test", da
     return written
 
 
+def label_probabilities(task: Task, logits: np.ndarray) -> np.ndarray:
+    """[n, labels]: the softmax over the classes, or each label's sigmoid for multi-label."""
+    if task.multi_label:
+        return 1 / (1 + np.exp(-logits))
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def prediction_rows(task: Task, examples: list, logits: np.ndarray, probabilities: bool = False) -> str:
+    """A file task's predictions as TSV: id, the label name (multi-label: the names of the labels that are on,
+    joined by its --label-sep, else ","; regression: the value), and with `probabilities` (not for regression)
+    one p_<label> column per label."""
+    preds = predictions_from_logits(task, logits)
+    labels = task.labels or ()
+    probs = label_probabilities(task, logits) if probabilities and labels else np.zeros((len(examples), 0))
+    sep = task.files.label_sep or ","
+
+    def shown(p: np.ndarray) -> str:
+        if task.is_regression:
+            return f"{p:.4f}"
+        if task.multi_label:
+            return sep.join(name for name, on in zip(labels, p, strict=True) if on)
+        return labels[int(p)]
+
+    rows = ["\t".join(["id", "prediction", *(f"p_{name}" for name in labels if probs.shape[1])])]
+    for ex, p, q in zip(examples, preds, probs, strict=True):
+        rows.append("\t".join([ex.index, shown(p), *(f"{x:.4f}" for x in q)]))
+    return "\n".join(rows) + "\n"
+
+
 def run_export(run: str | Path, cfg: ExportConfig) -> dict:
     """pkd.deploy.export (ONNX or PyTorch, fp32 or int8, parity-checked); with cfg.evaluate, the export directory
     is also scored on the full dev split by `evaluate` - the code that scores runs - before it is renamed into
-    place, and export.json records the metrics as "dev"."""
-    def score(directory: Path, task_name: str) -> dict:
-        return evaluate(str(directory), task_name, "dev", data_dir=cfg.data_dir, max_seq_len=cfg.max_seq_len)
+    place, and export.json records the metrics as "dev". Without --data-dir or $PKD_DATA, a registry task's data
+    is read from where the run read it (pkd.data.recorded_data_dir)."""
+    cfg = replace(cfg, data_dir=cfg.data_dir or recorded_data_dir(run))
+
+    def score(directory: Path, task_name: str) -> dict:  # the task: the one export.json records
+        return evaluate(str(directory), None, "dev", data_dir=cfg.data_dir, max_seq_len=cfg.max_seq_len)
 
     return deploy.export(run, cfg, score=score if cfg.evaluate else None)
 
@@ -335,16 +425,20 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
 
     Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
     """
-    distill_cfg, cfg, note = student_settings(get_task(run.task), distill_cfg, train_cfg)
+    distill_cfg, cfg, note = student_settings(resolve_task(run.task, run.data, distill_cfg.teacher), distill_cfg,
+                                              train_cfg)
     loss_for("pkd-skip", distill_cfg.loss)  # validates the weights before any work
     check_out_dir(run.out, run.overwrite, run.resume)
     # One load of the teacher and one student builder serve every method; only the layer map differs.
     methods = compare_cfg.methods
     with_map = next((m for m in methods if m not in ("ft", "kd")), methods[0])  # checks hidden sizes if PT is used
-    d = prepare_distillation(run.task, replace(distill_cfg, method=with_map), run.trust_remote_code)
+    d = prepare_distillation(run.task, replace(distill_cfg, method=with_map), run.trust_remote_code, run.data)
     depth = d.teacher.config.num_hidden_layers
     maps = {m: layer_map_for(m, depth, distill_cfg.student_layers) for m in methods}
     train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
+    union = sorted({k for lm in maps.values() for k in lm})
+    weights, probe = resolve_pooling(d.teacher, d.tokenizer, train_data, union, distill_cfg.loss)
+    distill_cfg = replace(distill_cfg, loss=weights)
 
     def info(method: str) -> dict:
         return {"command": "compare", "method": method, "teacher": d.teacher_path,
@@ -360,8 +454,9 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
                 train_data))
     say(note)
     say(d.init_note)
-    union = sorted({k for lm in maps.values() for k in lm})
-    cache = ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, union, distill_cfg.cache_dir)
+    cache = ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, union, distill_cfg.cache_dir,
+                         pooling=weights.pt_pooling)
+    signal = patient_signal(cache, union, weights, probe)
     dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
     teacher_score = compare_cfg.teacher_score
     if teacher_score is None:
@@ -387,19 +482,20 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
         selected = {m: epochs[m][:common] for m in done_methods}
         pairs = verdicts(lambda p, y: compute_metrics(d.task, p, y)["score"], labels,
                          selected_predictions(out, done_methods, cfg.seed, selected))
-        weights = distill_cfg.loss
         summary = {"task": d.task.name, "student_layers": distill_cfg.student_layers, "teacher": d.teacher_path,
                    "teacher_score": teacher_score, "floor_score": floor, "select": compare_cfg.select,
                    "runs_finished": finished, "runs_planned": len(runs),
                    "methods": table, "train": asdict(cfg),
                    "student_init": distill_cfg.student_init, "dev_examples": len(labels), "verdicts": pairs,
-                   "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta}}
+                   "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta,
+                            "pt_pooling": weights.pt_pooling}, "pt_signal": signal}
         markdown = "" if finished == len(runs) else (
             f"Partial: {finished} of {len(runs)} runs finished (`--resume` continues); verdicts over the first "
             f"{common} seed(s).\n\n")
         markdown += compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, floor, table,
                                      compare_cfg.select)
-        markdown += "\nPaired differences on the dev examples, seeds pooled (pkd.stats):\n\n" + verdicts_markdown(pairs)
+        markdown += ("\nPaired differences, 95% interval over training seeds and dev examples (pkd.stats):\n\n"
+                     + verdicts_markdown(pairs))
         if compare_cfg.export != "none":  # the same runs, deployed: ONNX Runtime, scored on dev
             variant = "ort-int8" if compare_cfg.export == "int8" else "ort"
             deployed_table = seed_statistics({m: deployed[m] for m in done_methods}, teacher_score, floor)
@@ -421,7 +517,8 @@ def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
                          loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],
                          projection, resume=True, run_info={**info(method), "cache": str(cache.path),
-                                                            "teacher_score": teacher_score, "floor_score": floor},
+                                                            "teacher_score": teacher_score, "floor_score": floor,
+                                                            "pt_signal": signal if maps[method] else None},
                          quiet=run.quiet)
             if is_main():
                 write_json(run_dir / "result.json", best)

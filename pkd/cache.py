@@ -1,15 +1,17 @@
 """The teacher-output cache: one no-grad pass of the teacher over the training split.
 
-It stores the teacher's logits and the [CLS] vectors of only the mapped layers, in fp16, as memory-mapped
+It stores the teacher's logits and the PT targets of only the mapped layers (the [CLS] vector, or with
+pooling "mean" the attention-masked mean of the tokens; pkd.patient), in fp16, as memory-mapped
 .npy arrays indexed by example: logits [n, C] and cls [n, L, H], or for multiple choice (RACE) logits
 [n, choices] and cls [n, choices, L, H], one [CLS] vector per choice. An array whose values do not fit in fp16
 (|x| > 65504) is stored in float32 instead: fp16 would make them inf, and the only symptom would be a
 non-finite loss later. Its directory name is a fingerprint
-of everything that determines its contents (teacher weights, tokenizer, data file, max_seq_len, layers), so
+of everything that determines its contents (teacher weights, tokenizer, data file, max_seq_len, pooling, layers), so
 a change of any of them gives a new cache instead of a stale one; a cache that holds more layers than asked
 for serves the request. It is built under a temporary name and renamed into place when complete: a killed
 build is never used. Its files' sizes are checked when it is opened, and their SHA-256 checksums on demand
-(`pkd cache --verify`).
+(`pkd cache --verify`). Its meta.json also records how much each stored layer's targets vary across the
+training examples (pkd.patient), the number a run checks before it trains.
 """
 
 from __future__ import annotations
@@ -34,18 +36,19 @@ from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
 from pkd.models import (
     EncodedSplit,
-    cls_states,
     feature_length,
     make_collator,
     model_fingerprint,
+    pooled_states,
     tokenizer_fingerprint,
 )
+from pkd.patient import layer_spreads
 from pkd.progress import show_progress
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-FORMAT_VERSION = 2  # 2: an array may be float32 where fp16 overflows
+FORMAT_VERSION = 3  # 2: an array may be float32 where fp16 overflows; 3: pooled targets, their spread in meta
 FP16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -54,9 +57,10 @@ def default_cache_root() -> Path:
 
 
 def _key_inputs(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data_fingerprint: str,
-                max_seq_len: int) -> dict:
+                max_seq_len: int, pooling: str) -> dict:
     return {"version": FORMAT_VERSION, "teacher": model_fingerprint(teacher),
-            "tokenizer": tokenizer_fingerprint(tokenizer), "data": data_fingerprint, "max_seq_len": max_seq_len}
+            "tokenizer": tokenizer_fingerprint(tokenizer), "data": data_fingerprint, "max_seq_len": max_seq_len,
+            "pooling": pooling}
 
 
 def _key(inputs: dict, layers: list[int]) -> str:
@@ -113,12 +117,20 @@ class TeacherCache:
         except (OSError, ValueError, KeyError) as e:
             raise DataError(f"{self.path}: corrupted teacher cache ({type(e).__name__}); delete it") from None
         self.layers: list[int] = self.meta["layers"]
+        self.pooling: str = self.meta.get("pooling", "cls")
         if self.logits.shape[0] != self.meta["num_examples"] or self.cls.shape[0] != self.meta["num_examples"]:
             raise DataError(f"{self.path}: cache holds {self.logits.shape[0]} examples, "
                             f"meta says {self.meta['num_examples']}; delete it")
 
     def __len__(self) -> int:
         return self.meta["num_examples"]
+
+    def spreads(self, layers: list[int]) -> dict[int, float]:
+        """Teacher layer -> mean pairwise cosine of its stored targets over the training examples (pkd.patient)."""
+        stored = self.meta.get("spread") or {}
+        missing = [k for k in layers if str(k) not in stored]  # a cache built before the spread was recorded
+        measured = layer_spreads(self.cls[..., [self.layers.index(k) for k in missing], :], missing) if missing else {}
+        return {k: stored[str(k)] if str(k) in stored else measured[k] for k in layers}
 
     def outputs(self, batch: dict, layers: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = batch["idx"].cpu().numpy()
@@ -135,24 +147,26 @@ class LiveTeacher:
     """Runs the teacher on every batch (`--live-teacher`): what the cache replaces, kept to measure what the cache
     saves and to check that both train the same student (up to the cache's fp16 rounding)."""
 
-    def __init__(self, teacher: torch.nn.Module):
-        self.teacher = teacher.eval()
+    def __init__(self, teacher: torch.nn.Module, pooling: str = "cls"):
+        self.teacher, self.pooling = teacher.eval(), pooling
 
     @torch.no_grad()
     def outputs(self, batch: dict, layers: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = batch["input_ids"].device
         if next(self.teacher.parameters()).device != device:  # the training loop put the batches on its device
             self.teacher.to(device)
-        return teacher_forward(self.teacher, batch, layers)
+        return teacher_forward(self.teacher, batch, layers, self.pooling)
 
 
-def teacher_forward(teacher: torch.nn.Module, batch: dict,
-                    layers: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+def teacher_forward(teacher: torch.nn.Module, batch: dict, layers: list[int],
+                    pooling: str = "cls") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The teacher's logits [B, C] and its PT targets of `layers` [B, L, H] (None without layers)."""
     inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
     out = teacher(**inputs, output_hidden_states=bool(layers))
     if not layers:
         return out.logits.float(), None
-    return out.logits.float(), cls_states(out.hidden_states, layers, batch["input_ids"]).float()
+    return out.logits.float(), pooled_states(out.hidden_states, layers, batch["input_ids"],
+                                             batch.get("attention_mask"), pooling).float()
 
 
 def build_lock(root: str | Path) -> Path:
@@ -182,7 +196,7 @@ def _one_process_at_a_time(ensure: Callable[..., TeacherCache]) -> Callable[...,
 @_one_process_at_a_time
 def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data: EncodedSplit, max_seq_len: int,
                  layers: list[int], cache_root: str | Path | None = None, batch_size: int = 128,
-                 device: str | None = None, rebuild: bool = False) -> TeacherCache:
+                 device: str | None = None, rebuild: bool = False, pooling: str = "cls") -> TeacherCache:
     """Open the cache for these inputs, building it first if it does not exist yet.
 
     Under `accelerate launch` the build is sharded: each rank runs the teacher over its own contiguous slice of
@@ -192,7 +206,7 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
     """
     layers = sorted(set(layers))
     root = Path(cache_root) if cache_root else default_cache_root()
-    inputs = _key_inputs(teacher, tokenizer, data.split.fingerprint, max_seq_len)
+    inputs = _key_inputs(teacher, tokenizer, data.split.fingerprint, max_seq_len, pooling)
     path = root / _key(inputs, layers)
     if not rebuild:  # rank 0 decides for everyone
         found = dist.broadcast(str(path) if path.exists() else str(_wider_cache(root, inputs, layers) or ""))
@@ -209,15 +223,18 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
                             "shared filesystem, or build the cache with `pkd cache` on each node first")
         lo, hi = len(data) * rank // world, len(data) * (rank + 1) // world
         _write_shard(teacher, tokenizer, torch.utils.data.Subset(data, range(lo, hi)), layers, device, batch_size,
-                     tmp, "" if world == 1 else f".{rank:05d}", progress=rank == 0)
+                     tmp, "" if world == 1 else f".{rank:05d}", progress=rank == 0, pooling=pooling)
         dist.barrier()  # every shard is complete
         if rank == 0:
             if world > 1:
                 _join_shards(tmp, world, len(data))
             if not (tmp / "logits.npy").is_file():
                 raise DataError("teacher cache: the training split has no examples")
+            states = np.load(tmp / "cls.npy", mmap_mode="r")
+            spread = {str(k): c for k, c in layer_spreads(states, layers).items()}
             write_json(tmp / "meta.json", {
                 "version": FORMAT_VERSION, "layers": layers, "num_examples": len(data), "max_seq_len": max_seq_len,
+                "pooling": pooling, "spread": spread,
                 "data": data.split.source, "data_fingerprint": data.split.fingerprint, "shards": world,
                 "dtype": {n: str(np.load(tmp / f"{n}.npy", mmap_mode="r").dtype) for n in ("logits", "cls")},
                 "sha256": {n: _sha256(tmp / f"{n}.npy") for n in ("logits", "cls")},
@@ -228,7 +245,7 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
 
 def _write_shard(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data: torch.utils.data.Dataset,
                  layers: list[int], device: str | torch.device, batch_size: int, tmp: Path, suffix: str,
-                 progress: bool) -> None:
+                 progress: bool, pooling: str = "cls") -> None:
     """The teacher's outputs for `data` as logits<suffix>.npy and cls<suffix>.npy; nothing for an empty slice.
 
     The examples run longest first, in batches of similar length (far less padding than in file order), and
@@ -243,7 +260,7 @@ def _write_shard(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
     with torch.inference_mode():
         for batch in show_progress(loader, len(loader), "teacher cache", disable=not progress):
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits, cls = teacher_forward(teacher, batch, layers)
+            logits, cls = teacher_forward(teacher, batch, layers, pooling)
             if cls is None:  # FT/KD need no hidden states; keep a zero-width array for one layout
                 cls = logits.new_zeros(*batch["input_ids"].shape[:-1], 0, 1)
             if logits_arr is None:

@@ -15,15 +15,17 @@ from pathlib import Path
 
 from pkd.config import (
     CompareConfig,
+    DataConfig,
     DistillConfig,
     ExportConfig,
+    LossConfig,
     RunConfig,
     SweepConfig,
     TrainConfig,
     from_options,
     parse_layer_map,
 )
-from pkd.errors import PkdError
+from pkd.errors import PkdError, UsageError
 from pkd.version import __version__
 
 
@@ -48,7 +50,7 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, title: str | None = N
         default = getattr(defaults, f.name) if defaults is not None else (
             f.default_factory() if f.default_factory is not MISSING else f.default)
         if is_dataclass(default):  # a nested config (DistillConfig.loss): its fields, with its defaults here
-            add_fields(parser, type(default), f.name if title else None, default)
+            add_fields(parser, type(default), f.metadata.get("title") or (f.name if title else None), default)
             continue
         meta = f.metadata
         flag = meta.get("flag", "--" + f.name.replace("_", "-"))
@@ -82,6 +84,122 @@ def configs(args: argparse.Namespace, *classes: type) -> list:
     return from_options(vars(args), *classes, strict=False)
 
 
+# --------------------------------------------------------------------------------------------- config files
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help=(
+        "read options from a JSON or YAML file: option names as keys (dashes or underscores), flat or in sections "
+        "such as train: or loss:; a run's own run.json (compare.json, sweep.json) re-runs it. Options on the command "
+        "line win"))
+
+
+class _Probe(_Parser):
+    def error(self, message: str):  # the caller names the file the bad value came from
+        raise UsageError(message)
+
+
+def _read_config(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    if file.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise UsageError(f"--config {path}: reading YAML needs PyYAML (pip install pyyaml); or use JSON") from None
+        try:
+            data = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as e:
+            raise UsageError(f"--config {path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    else:
+        try:
+            data = json.loads(file.read_text())
+        except ValueError as e:
+            raise UsageError(f"--config {path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected option names and their values")
+    return data
+
+
+def _run_record_settings(record: dict) -> dict:
+    """The settings of a run's run.json (a comparison's compare.json, a sweep's sweep.json): its train and loss
+    sections and the options it records beside them, not what it records about the run (result, versions, data
+    fingerprint, ...). The layer map of every method but pkd follows from the method, so only that one's is read;
+    a pre-trained student's source is its --student-base; a comparison's methods are its table's rows, run over its
+    seeds; a sweep's grid is its --grid."""
+    settings = {**record.get("train", {}), **record.get("loss", {}),
+                **{k: v for k, v in record.items() if not isinstance(v, dict)}}
+    if record.get("method") != "pkd":
+        settings.pop("layer_map", None)
+    if record.get("student_init") == "pretrained" and "student_source" in record:
+        settings["student_base"] = record["student_source"]
+    if "runs_planned" in record:
+        settings["methods"] = list(record["methods"])
+        settings["seeds"] = record["runs_planned"] // len(settings["methods"])
+    if "trials" in record:
+        settings["grid"] = [f"{name}={','.join(map(str, values))}" for name, values in record["grid"].items()]
+        settings["random_trials"] = record.get("random")
+    return settings
+
+
+def _as_arguments(action: argparse.Action, value: object) -> list[str]:
+    """A value from a config file as the command-line arguments that give it."""
+    flag = action.option_strings[0]
+    if action.nargs == 0:  # a switch: on is its flag; off is its --no- form, or nothing where off is the default
+        if value not in (True, False):
+            raise UsageError(f"{flag}: expected true or false, not {value!r}")
+        return [flag] if value else [s for s in action.option_strings if s.startswith("--no-")][:1]
+    if value is None:
+        return []
+    items = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+    return [flag, *items] if action.nargs in ("+", "*") else [flag, ",".join(items)]
+
+
+def config_arguments(path: str, command: str) -> list[str]:
+    """The options in a config file as command-line arguments of `command`, each value checked by the command's
+    own parser. A run's run.json (compare.json, sweep.json) gives its settings and its other entries are skipped; in
+    any other file a key that is not an option of the command is an error."""
+    probe = _Probe(prog=f"pkd {command}")
+    COMMANDS[command].arguments(probe)
+    actions = {a.dest: a for a in probe._actions if a.option_strings and a.dest != "help"}
+    if actions.pop("config", None) is None:  # not a training command: its parser rejects --config
+        return []
+    data = _read_config(path)
+    record = any(key in data for key in ("versions", "runs_planned", "trials"))  # run, compare, sweep.json
+    if record:
+        data = _run_record_settings(data)
+    options = {}
+    for key, value in data.items():
+        section = isinstance(value, dict) and key.replace("-", "_") not in actions
+        for name, item in (value.items() if section else [(key, value)]):
+            dest = name.replace("-", "_")
+            if dest in actions:
+                options[dest] = item
+            elif not record:
+                raise UsageError(f"--config {path}: {key + '.' if section else ''}{name} is not an option of "
+                                 f"pkd {command}")
+    for action in actions.values():  # check the file's values alone: the command line may give the required ones
+        action.required = False
+    try:
+        arguments = [text for dest, value in options.items() for text in _as_arguments(actions[dest], value)]
+        probe.parse_args(arguments)
+    except UsageError as e:
+        raise UsageError(f"--config {path}: {e}") from None
+    return arguments
+
+
+def with_config_file(argv: list[str]) -> list[str]:
+    """argv with the options of its --config file put before its own, so that those given on the command line win
+    (argparse keeps an option's last value)."""
+    if not argv or argv[0] not in COMMANDS:
+        return argv
+    pre = _Parser(prog=f"pkd {argv[0]}", add_help=False)
+    pre.add_argument("--config")
+    path = pre.parse_known_args(argv[1:])[0].config
+    return argv if path is None else [argv[0], *config_arguments(path, argv[0]), *argv[1:]]
+
+
 # ------------------------------------------------------------------------------------------ the commands
 
 
@@ -100,6 +218,7 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, RunConfig)
     p.add_argument("--model", default=None, help="checkpoint path or Hub name (default: all-MiniLM-L6-v2)")
     add_fields(p, TrainConfig, "training")
+    add_config_option(p)
 
 
 def _finetune(args: argparse.Namespace) -> str:
@@ -113,6 +232,7 @@ def _distill_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, RunConfig)
     add_fields(p, DistillConfig, "distillation")
     add_fields(p, TrainConfig, "training")
+    add_config_option(p)
 
 
 def _distill(args: argparse.Namespace) -> str:
@@ -126,6 +246,7 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, DistillConfig, "distillation", skip=("method", "layer_map", "live_teacher"))
     add_fields(p, CompareConfig, "comparison")
     add_fields(p, TrainConfig, "training")
+    add_config_option(p)
 
 
 def _compare(args: argparse.Namespace) -> str:
@@ -143,6 +264,7 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, DistillConfig, "distillation", skip=("live_teacher",))
     add_fields(p, SweepConfig, f"search (NAME is one of {', '.join(sweep.PARAMS)})")
     add_fields(p, TrainConfig, "training")
+    add_config_option(p)
 
 
 def _sweep(args: argparse.Namespace) -> str:
@@ -154,8 +276,9 @@ def _sweep(args: argparse.Namespace) -> str:
 
 def _cache_arguments(p: argparse.ArgumentParser) -> None:
     add_fields(p, DistillConfig, only=("teacher", "cache_dir"))
-    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code"))
+    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code", "data"))
     p.add_argument("--layers", type=parse_layer_map, default=None, help="teacher layers to store (default: all)")
+    add_fields(p, LossConfig, only=("pt_pooling",))
     add_fields(p, TrainConfig, only=("max_seq_len", "max_train_examples"))
     p.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
     p.add_argument("--verify", action="store_true", help="check the SHA-256 of every file of the cache (opening it "
@@ -167,19 +290,21 @@ def _cache(args: argparse.Namespace) -> str:
 
     cache = api.build_cache(args.teacher, args.task, args.layers, data_dir=args.data_dir, cache_dir=args.cache_dir,
                             max_seq_len=args.max_seq_len, max_train_examples=args.max_train_examples,
-                            rebuild=args.rebuild, trust_remote_code=args.trust_remote_code)
+                            rebuild=args.rebuild, trust_remote_code=args.trust_remote_code,
+                            data=configs(args, DataConfig)[0], pt_pooling=args.pt_pooling)
     if args.verify:
         from pkd.cache import TeacherCache
 
         TeacherCache(cache.path, verify=True)
     return json.dumps({"cache": str(cache.path), "examples": len(cache), "layers": cache.layers,
+                       "pooling": cache.pooling, "spread": cache.spreads(cache.layers),
                        **({"verified": True} if args.verify else {})}) + "\n"
 
 
 def _scoring_arguments(p: argparse.ArgumentParser, split: str) -> None:
     """What evaluate and predict share: a model, a task's split, and how to encode and batch it."""
     p.add_argument("model", help="run directory or checkpoint")
-    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code"))
+    add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code", "data"))
     p.add_argument("--split", default=split)
     p.add_argument("--max-seq-len", type=int, default=None, help="default: the run's own")
     p.add_argument("--batch-size", type=int, default=128)
@@ -197,7 +322,7 @@ def _evaluate(args: argparse.Namespace) -> str:
 
     metrics = api.evaluate(args.model, args.task, args.split, data_dir=args.data_dir, max_seq_len=args.max_seq_len,
                            batch_size=args.batch_size, trust_remote_code=args.trust_remote_code,
-                           max_examples=args.max_examples)
+                           max_examples=args.max_examples, data=configs(args, DataConfig)[0])
     if args.json:
         return json.dumps(metrics) + "\n"
     return "".join(f"{k:>12}  {v:.2f}\n" for k, v in metrics.items())
@@ -206,6 +331,8 @@ def _evaluate(args: argparse.Namespace) -> str:
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
     _scoring_arguments(p, "test")
     p.add_argument("--out", required=True, help="output TSV")
+    p.add_argument("--probabilities", action="store_true",
+                   help="your own data: also one column per label with its probability")
 
 
 def _predict(args: argparse.Namespace) -> str:
@@ -213,7 +340,8 @@ def _predict(args: argparse.Namespace) -> str:
 
     paths = api.predict(args.model, args.task, args.out, args.split, data_dir=args.data_dir,
                         max_seq_len=args.max_seq_len, batch_size=args.batch_size,
-                        trust_remote_code=args.trust_remote_code)
+                        trust_remote_code=args.trust_remote_code, data=configs(args, DataConfig)[0],
+                        probabilities=args.probabilities)
     return "".join(f"{p}\n" for p in paths)
 
 
@@ -299,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         command = argv[0] if argv and argv[0] in COMMANDS else None
         # a type= converter (--layer-map) may raise a UsageError
-        args = build_parser(command, only=True).parse_args(argv)
+        args = build_parser(command, only=True).parse_args(with_config_file(argv))
         from pkd.models import quiet_transformers
 
         quiet_transformers()

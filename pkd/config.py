@@ -12,6 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pkd.errors import UsageError
+from pkd.tasks import LABEL_KINDS
 
 if TYPE_CHECKING:
     from pkd.tasks import Recipe
@@ -108,7 +109,12 @@ class LossConfig:
         "help": "weight of PT, the original code's beta divided by the hidden size: 0.65 is the original 500 at "
                 "hidden size 768 (BERT-base), and 250 at 384 (the default MiniLM teacher); see docs/method.md"})
     normalize: bool = field(default=True, metadata={
-        "help": "match L2-normalised [CLS] states in PT, the paper's choice (--no-normalize: raw states)"})
+        "help": "match L2-normalised states in PT, the paper's choice (--no-normalize: raw states)"})
+    pt_pooling: str = field(default="auto", metadata={
+        "help": "the vector of each mapped layer that PT matches: cls (the paper's), mean (the attention-masked mean "
+                "of the tokens), or auto: cls when every mapped teacher layer's [CLS] varies across training inputs, "
+                "else mean (pkd.patient; the choice is printed and recorded in run.json)",
+        "choices": ("auto", "cls", "mean")})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -117,6 +123,8 @@ class LossConfig:
             raise UsageError(f"--temperature {self.temperature}: must be > 0")
         if not self.beta >= 0:
             raise UsageError(f"--beta {self.beta}: must be >= 0")
+        if self.pt_pooling not in ("auto", "cls", "mean"):
+            raise UsageError(f"--pt-pooling {self.pt_pooling}: choose auto, cls or mean")
 
 
 @dataclass
@@ -165,11 +173,63 @@ class DistillConfig:
 
 
 @dataclass
+class DataConfig:
+    """A task defined by its data (pkd.files, docs/own-data.md): files or a dataset, which columns hold the texts,
+    labels and ids, and how the labels read. Unset options come from the run.json of the model a command starts
+    from (its teacher, or the run it scores), so only `pkd finetune` needs them."""
+
+    train_file: str | None = field(default=None, metadata={
+        "help": "training data as .csv, .tsv, .jsonl, .json or .parquet: a task defined by its data, instead of "
+                "--task", "metavar": "PATH"})
+    dev_file: str | None = field(default=None, metadata={
+        "help": "dev data, the same format (default: a held-out --dev-fraction of --train-file)", "metavar": "PATH"})
+    test_file: str | None = field(default=None, metadata={"help": "data to predict, labels optional",
+                                                           "metavar": "PATH"})
+    dataset: str | None = field(default=None, metadata={
+        "help": "a directory written by datasets' save_to_disk, or a Hub dataset name, with train and optionally "
+                "validation and test splits", "metavar": "NAME_OR_PATH"})
+    dataset_config: str | None = field(default=None, metadata={"help": "the --dataset's configuration name"})
+    text_columns: str | None = field(default=None, metadata={
+        "help": "the text column, or two for a pair: A,B (default: guessed when unambiguous)", "metavar": "A[,B]"})
+    label_column: str | None = field(default=None, metadata={"help": "the label column (default: label)"})
+    id_column: str | None = field(default=None, metadata={
+        "help": "a column of unique ids that predict writes (default: id when there is one, else the row number)"})
+    label_kind: str | None = field(default=None, metadata={
+        "help": "default: inferred from the training labels (numbers with a fraction: regression; a list or "
+                "--label-sep: multi-label; else classification)", "choices": LABEL_KINDS})
+    label_sep: str | None = field(default=None, metadata={
+        "help": "multi-label from a string column: the separator between labels, e.g. '|'", "metavar": "SEP"})
+    dev_fraction: float | None = field(default=None, metadata={
+        "help": "without a dev file: the share of the training rows held out as dev, stratified by label "
+                "(default 0.1)"})
+    split_seed: int | None = field(default=None, metadata={"help": "seed of the dev hold-out (default 0)"})
+    metric: str | None = field(default=None, metadata={
+        "help": "the dev metric that picks the best epoch (default: accuracy, pearson or f1_micro by label kind)"})
+
+    def __post_init__(self) -> None:
+        if self.dev_fraction is not None and not 0 < self.dev_fraction < 1:
+            raise UsageError(f"--dev-fraction {self.dev_fraction}: must be between 0 and 1")
+        if self.label_kind is not None and self.label_kind not in LABEL_KINDS:
+            raise UsageError(f"--label-kind {self.label_kind}: choose one of {', '.join(LABEL_KINDS)}")
+        if self.train_file is not None and self.dataset is not None:
+            raise UsageError(f"--train-file {self.train_file} and --dataset {self.dataset}: give one of them")
+
+    @property
+    def given(self) -> bool:
+        """Whether any data option was given."""
+        return any(getattr(self, f.name) is not None for f in fields(self))
+
+
+@dataclass
 class RunConfig:
     """Where a run reads its data and writes its results."""
 
-    task: str = field(metadata={"help": "a GLUE task (sst2, mnli, ...) or race, race-high, race-middle"})
     out: str = field(metadata={"help": "run directory"})
+    task: str | None = field(default=None, metadata={
+        "help": "a GLUE task (sst2, mnli, ...) or race, race-high, race-middle; for your own data, see --train-file "
+                "and --dataset (default: the task of the model's run.json)"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={
+        "title": "your own data, instead of --task (docs/own-data.md)"})
     data_dir: str | None = field(default=None, metadata={
         "help": "glue_data directory, or for RACE a folder with train.jsonl.gz etc. (also found in its race/ or "
                 "../race/); default: $PKD_DATA, else the Hub"})

@@ -39,6 +39,7 @@ import platform
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING
@@ -56,11 +57,11 @@ from transformers import (
 )
 
 from pkd.config import FORMATS, QUANTIZATIONS, ExportConfig
-from pkd.data import load_split
+from pkd.data import load_split, resolve_task
 from pkd.errors import DataError, ExportError, UsageError
 from pkd.io import atomic_dir, check_out_dir, library_versions, write_json
 from pkd.models import EncodedSplit, load_tokenizer, make_collator, resolve_model
-from pkd.tasks import Task, get_task
+from pkd.tasks import Task
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -368,17 +369,15 @@ def export(run: str | Path, cfg: ExportConfig, score: Callable[[Path, str], dict
         raise DataError(f"{path}: already an export directory; export the run it came from ({EXPORT_FILE})")
     model, kind = load_source(path)
     run_info = _read_run(path)
-    task_name = cfg.task or run_info.get("task")
-    if task_name is None:
-        raise UsageError(f"{path}: no run.json naming its task; pass --task for the parity batch")
-    task_ = get_task(task_name)
+    task_ = resolve_task(cfg.task, None, path)  # the run's own (a file task's from its recorded data)
     if task_.is_multiple_choice != (kind == MULTIPLE_CHOICE):
         raise DataError(f"{path}: a {kind} model cannot run task {task_.name}")
     max_seq_len = cfg.max_seq_len or run_info.get("train", {}).get("max_seq_len") or task_.default_max_seq_len
     tokenizer = load_tokenizer(path)
     batch, source = parity_batch(tokenizer, task_, cfg.data_dir, max_seq_len)
     info = {"source": str(Path(path).resolve()) if Path(path).exists() else path, "task": task_.name,
-            "max_seq_len": max_seq_len, "parity_data": source}
+            "max_seq_len": max_seq_len, "parity_data": source,
+            **({"file_task": asdict(task_.files)} if task_.files is not None else {})}
     return export_model(model, kind, tokenizer, batch, cfg, info,
                         score=None if score is None else lambda d: score(d, task_.name))
 

@@ -114,7 +114,10 @@ def atomic_files(directory: str | Path) -> Iterator[Path]:
 # run.json entries that do not change what a run computes, so a resumed run may differ in them: bookkeeping, where
 # the cache and data files lie (the data's content is data_fingerprint), and checkpoint and evaluation batching.
 RESUME_FREE = ("versions", "cache", "num_processes", "command", "teacher_score", "floor_score", "sweep", "result",
-               "data", "train.keep_checkpoints", "train.save_every", "train.eval_batch_size")
+               "data", "train.keep_checkpoints", "train.save_every", "train.eval_batch_size", "pt_signal")
+# Settings added after runs were already made: the value such an older run.json implies by leaving them out, so
+# resuming it with another value is refused by name too.
+RESUME_IMPLIED = {"loss.pt_pooling": "cls"}
 
 
 def _flat(record: dict, prefix: str = "") -> dict[str, Any]:
@@ -141,6 +144,7 @@ def check_resume(out: str | Path, record: dict) -> dict | None:
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read ({type(e).__name__}); use another --out or --overwrite") from None
     old, new = _flat(stored), _flat(json.loads(json.dumps(record, default=str)))
+    old = {**{k: v for k, v in RESUME_IMPLIED.items() if k in new}, **old}
     free = [k for k in old.keys() & new.keys() if any(k == f or k.startswith(f"{f}.") for f in RESUME_FREE)]
     differ = sorted(k for k in old.keys() & new.keys() if old[k] != new[k] and k not in free)
     if differ:

@@ -5,9 +5,13 @@
 KD  = T^2 * KL(softmax(z_t / T) || softmax(z_s / T)), summed over classes and averaged over examples
       (PyTorch's reduction="batchmean"). The original code used reduction="mean", which also divides by the
       number of classes C, so its alpha-weighted term is ours divided by C.
-      For regression the KD term is the squared error between student and teacher outputs.
-PT  = for each mapped student layer j: || h_s(j)/|h_s(j)| - h_t(I(j))/|h_t(I(j))| ||^2 on the [CLS] vector,
-      summed over hidden units, averaged over mapped layers and examples. The original code took an
+      For regression the KD term is the squared error between student and teacher outputs. For multi-label
+      tasks (one sigmoid per label) CE is the binary cross-entropy and KD is T^2 times the binary KL divergence
+      between the teacher's and the student's per-label sigmoid at temperature T, summed over labels and averaged
+      over examples.
+PT  = for each mapped student layer j: || h_s(j)/|h_s(j)| - h_t(I(j))/|h_t(I(j))| ||^2 on the [CLS] vector
+      (the paper's), or on the attention-masked mean of the layer's tokens (--pt-pooling mean: pkd.patient says
+      why), summed over hidden units, averaged over mapped layers and examples. The original code took an
       element-wise mean over hidden units as well, so beta_ours = beta_original / hidden_size
       (the paper's preset beta 500 at hidden size 768 is 0.65 here).
 """
@@ -90,24 +94,46 @@ def loss_for(method: str, weights: LossConfig) -> LossConfig:
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-            regression: bool = False) -> torch.Tensor:
-    """The KD term: T^2 * KL(softmax(teacher / T) || softmax(student / T)), or the squared error for regression.
+            regression: bool = False, multi_label: bool = False) -> torch.Tensor:
+    """The KD term: T^2 * KL(softmax(teacher / T) || softmax(student / T)), or the squared error for regression,
+    or for multi-label T^2 * sum over labels of KL(Bernoulli(sigmoid(teacher / T)) || Bernoulli(sigmoid(student / T))).
 
     Args:
         student_logits: [B, C] (multiple choice: [B, choices], one score per choice; regression: [B, 1]).
         teacher_logits: the same shape as student_logits.
         temperature: T > 0; ignored for regression.
         regression: a one-output regression task (STS-B).
+        multi_label: C independent labels, one sigmoid each.
 
     Returns:
-        A scalar: summed over classes, averaged over the B examples ("batchmean"), in fp32.
+        A scalar: summed over classes (labels), averaged over the B examples ("batchmean"), in fp32.
     """
     if regression:
         return F.mse_loss(student_logits.float(), teacher_logits.float())
+    if multi_label:
+        return binary_kd(student_logits.float() / temperature, teacher_logits.float() / temperature) * \
+            temperature * temperature
     t = temperature
     log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t
+
+
+def binary_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(Bernoulli(sigmoid(teacher)) || Bernoulli(sigmoid(student))) per label: the cross-entropy of the student's
+    sigmoid against the teacher's minus the teacher's own entropy (so it is 0 when they agree).
+
+    Args:
+        student_logits: [B, C], already divided by the temperature.
+        teacher_logits: [B, C], likewise.
+
+    Returns:
+        A scalar: summed over the C labels, averaged over the B examples, in fp32.
+    """
+    target = torch.sigmoid(teacher_logits)
+    cross = F.binary_cross_entropy_with_logits(student_logits, target, reduction="none")
+    entropy = F.binary_cross_entropy_with_logits(teacher_logits, target, reduction="none")
+    return (cross - entropy).sum(-1).mean()
 
 
 def pt_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -129,9 +155,13 @@ def pt_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor, normalize: boo
     return (s - t).pow(2).sum(-1).mean()
 
 
-def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool, multi_label: bool = False) -> torch.Tensor:
+    """The gold-label term: cross-entropy, squared error (regression), or binary cross-entropy averaged over the
+    [B, C] label grid (multi-label, labels 0/1)."""
     if regression:
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
     return F.cross_entropy(logits.float(), labels)
 
 
@@ -148,7 +178,7 @@ class Projection(nn.Module):
 
 def pkd_loss(cfg: LossConfig, logits: torch.Tensor, labels: torch.Tensor | None, regression: bool,
              teacher_logits: torch.Tensor | None = None, student_cls: torch.Tensor | None = None,
-             teacher_cls: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+             teacher_cls: torch.Tensor | None = None, multi_label: bool = False) -> dict[str, torch.Tensor]:
     """L = (1 - alpha) * CE + alpha * KD + beta * PT, and its parts. Terms with zero weight are not computed.
 
     Args:
@@ -156,6 +186,7 @@ def pkd_loss(cfg: LossConfig, logits: torch.Tensor, labels: torch.Tensor | None,
         logits: the student's, [B, C] (multiple choice: [B, choices]; regression: [B, 1]).
         labels: [B] class indices (float targets for regression); needed unless alpha = 1.
         regression: a one-output regression task: CE and KD become squared errors.
+        multi_label: C independent labels ([B, C] 0/1 labels): CE and KD work on per-label sigmoids.
         teacher_logits: the same shape as logits; needed when alpha > 0.
         student_cls, teacher_cls: [B, L, H] (multiple choice: [B, choices, L, H]); needed when beta > 0.
 
@@ -163,8 +194,8 @@ def pkd_loss(cfg: LossConfig, logits: torch.Tensor, labels: torch.Tensor | None,
         {"loss": the weighted total, "ce", "kd", "pt": the unweighted terms (0 when not computed)}, fp32 scalars.
     """
     zero = logits.new_zeros((), dtype=torch.float32)
-    ce = task_loss(logits, labels, regression) if cfg.alpha < 1 else zero
-    kd = kd_loss(logits, teacher_logits, cfg.temperature, regression) if cfg.alpha > 0 else zero
+    ce = task_loss(logits, labels, regression, multi_label) if cfg.alpha < 1 else zero
+    kd = kd_loss(logits, teacher_logits, cfg.temperature, regression, multi_label) if cfg.alpha > 0 else zero
     pt = pt_loss(student_cls, teacher_cls, cfg.normalize) if cfg.beta > 0 and student_cls is not None else zero
     total = (1 - cfg.alpha) * ce + cfg.alpha * kd + cfg.beta * pt
     return {"loss": total, "ce": ce, "kd": kd, "pt": pt}

@@ -97,11 +97,22 @@ def load_classifier(name_or_path: str, task: Task, trust_remote_code: bool = Fal
     kwargs: dict[str, Any] = {} if task.is_multiple_choice else {"num_labels": task.num_labels}
     if task.is_regression:
         kwargs["problem_type"] = "regression"
+    kwargs.update(label_names(task))
     try:
         return head_class(task).from_pretrained(
             name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
     except Exception as e:
         raise DataError(f"{name_or_path}: cannot load model ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def label_names(task: Task) -> dict[str, Any]:
+    """A file task's head config: its problem type and label names (id2label, label2id); {} for registry tasks."""
+    if task.files is None:
+        return {}
+    names = {"problem_type": task.problem_type}
+    if task.labels is not None:
+        names.update(id2label=dict(enumerate(task.labels)), label2id={n: i for i, n in enumerate(task.labels)})
+    return names
 
 
 def load_config(name_or_path: str, trust_remote_code: bool = False) -> PretrainedConfig:
@@ -196,13 +207,28 @@ def feature_length(feature: dict) -> int:
     return max((len(c) for c in ids), default=0) if len(ids) and not isinstance(ids[0], int) else len(ids)
 
 
-def cls_states(hidden_states: tuple[torch.Tensor, ...], layers: list[int], input_ids: torch.Tensor) -> torch.Tensor:
-    """The [CLS] vectors of the given layers (1-based; hidden_states[0] is the embeddings): [B, L, H].
+def pooled_states(hidden_states: tuple[torch.Tensor, ...], layers: list[int], input_ids: torch.Tensor,
+                  attention_mask: torch.Tensor | None = None, pooling: str = "cls") -> torch.Tensor:
+    """One vector per sequence for each of the given layers (1-based; hidden_states[0] is the embeddings).
 
-    A multiple-choice model (input [B, choices, T]) runs on [B * choices] sequences, so its stack becomes
-    [B, choices, L, H], one vector per choice.
+    Args:
+        hidden_states: the encoder's states, each [S, T, H] (S = B, or B * choices for multiple choice).
+        layers: which layers, in the order they are stacked.
+        input_ids: [B, T] or [B, choices, T]; gives the output's leading shape.
+        attention_mask: the same shape as input_ids (1 = token, 0 = padding); needed for "mean".
+        pooling: "cls" (the first token's vector, the paper's) or "mean" (the attention-masked mean of the tokens).
+
+    Returns:
+        [B, L, H], or [B, choices, L, H] for multiple choice: one vector per choice.
     """
-    stack = torch.stack([hidden_states[k][:, 0] for k in layers], dim=-2)
+    if pooling == "cls":
+        stack = torch.stack([hidden_states[k][:, 0] for k in layers], dim=-2)
+    elif pooling == "mean":
+        mask = attention_mask.reshape(-1, attention_mask.shape[-1]).unsqueeze(-1).to(hidden_states[0].dtype)
+        count = mask.sum(1).clamp(min=1)
+        stack = torch.stack([(hidden_states[k] * mask).sum(1) / count for k in layers], dim=-2)
+    else:
+        raise ValueError(f"pooling {pooling!r}: expected 'cls' or 'mean'")
     return stack.view(*input_ids.shape[:-1], len(layers), -1)
 
 

@@ -6,6 +6,9 @@ and one run per trial, labelled by its parameters), plus optionally `pkd bench -
 mean ± std over seeds per task, method and depth, accuracy against speed-up (or depth), and one training-curve
 figure per task and depth with every method and seed in it. The HTML is rendered from the same Markdown by
 markdown-it-py, with the plots inlined, so the page is one file to share.
+
+Without --out it prints the accuracy table instead. --metric shows one of each task's metrics in place of its
+score; --paired B prints B - A, method by method, for two comparisons one setting apart (pkd.stats).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import re
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,17 +60,38 @@ class Run:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB",
                    help="run or compare directories; quote a glob to let pkd expand it")
-    p.add_argument("--out", required=True, help="directory for report.md, report.html and the plots")
+    p.add_argument("--out", default=None,
+                   help="directory for report.md, report.html and the plots; without it the accuracy table is printed")
     p.add_argument("--bench", default=None, metavar="FILE.json", help="output of `pkd bench --json`")
     p.add_argument("--name", default="report",
                    help="write NAME.md and NAME.html (default report); other names also prefix the plots")
     p.add_argument("--select", choices=tuple(SELECTIONS), default="best",
                    help="which epoch's dev score the tables show: the best one (picked on dev, so optimistic; the "
                         "default) or the last one")
+    p.add_argument("--metric", default=None, metavar="NAME",
+                   help="one of each task's metrics (accuracy, f1, pearson, ...) in place of its score, the mean of "
+                        "its metrics; the teacher's value is its run.json's and the majority-class floor's comes "
+                        "from the data (--data-dir)")
+    p.add_argument("--paired", default=None, metavar="COMPARE_DIR_B",
+                   help="print B - A per method for the one compare directory given (A) and this one (B), of the "
+                        "same task and seeds and one setting apart: a paired interval over seeds and dev examples "
+                        "(pkd.stats)")
+    p.add_argument("--data-dir", default=None,
+                   help="data of --metric's floor and --paired's dev labels (default: $PKD_DATA, else the Hub)")
 
 
 def run_cli(args: argparse.Namespace) -> str:
-    written = write_report(args.runs, args.out, bench=args.bench, name=args.name, select=args.select)
+    if args.paired is not None:
+        if len(args.runs) != 1 or args.out is not None:
+            raise UsageError("--paired B: give one compare directory A, and no --out (the table is printed)")
+        return paired_markdown(args.runs[0], args.paired, args.data_dir, args.select)
+    if args.out is None:
+        runs = collect_runs(args.runs)
+        if args.metric:
+            runs = in_metric(runs, args.metric, args.data_dir)
+        return accuracy_markdown(accuracy_rows(runs, args.select), args.select, args.metric or "score")
+    written = write_report(args.runs, args.out, bench=args.bench, name=args.name, select=args.select,
+                           metric=args.metric, data_dir=args.data_dir)
     return "".join(f"{p}\n" for p in written)
 
 
@@ -248,7 +272,7 @@ def _bench_for(layers: int | None, bench: Sequence[dict], variant: str = "torch"
     return next((b for b in bench if b["layers"] == layers and b.get("variant", "torch") == variant), None)
 
 
-def accuracy_markdown(rows: Sequence[dict], select: str = "best") -> str:
+def accuracy_markdown(rows: Sequence[dict], select: str = "best", metric: str = "score") -> str:
     out = []
     for task in dict.fromkeys(r["task"] for r in rows):
         task_rows = [r for r in rows if r["task"] == task]
@@ -257,7 +281,8 @@ def accuracy_markdown(rows: Sequence[dict], select: str = "best") -> str:
         notes = ([f"teacher {teachers.pop():.2f}"] if len(teachers) == 1 else []) + (
             [f"majority-class floor {floors.pop():.2f}"] if len(floors) == 1 else [])
         title = f"### {task}" + (f" ({', '.join(notes)})" if notes else "")
-        out += [title, "", f"| method | layers | {SELECTIONS[select]} (mean ± std) | retention "
+        shown = SELECTIONS[select].replace("score", metric)
+        out += [title, "", f"| method | layers | {shown} (mean ± std) | retention "
                            "| gain over floor retained | seeds |", "|---|---|---|---|---|---|"]
         for r in task_rows:
             retention = f"{r['retention']:.1f}%" if r["retention"] is not None else "-"
@@ -353,31 +378,178 @@ def curve_groups(runs: Sequence[Run]) -> dict[str, list[Run]]:
     return dict(sorted(groups.items()))
 
 
+# -------------------------------------------------------------------------------- one metric, paired runs
+
+
+def in_metric(runs: Sequence[Run], metric: str, data_dir: str | Path | None = None) -> list[Run]:
+    """The runs with one of their task's metrics in place of its score (the mean of its metrics: MRPC's accuracy
+    and F1). Each run's value is read at its best-score and last epochs; its teacher's is the teacher's own best
+    epoch (its run.json: the model a comparison scored; None for a teacher pkd did not fine-tune); the majority-class
+    floor's in that metric comes from the training labels and dev examples the run used, read from data_dir."""
+    from pkd.data import load_split
+    from pkd.metrics import floor_score
+    from pkd.tasks import get_task
+
+    floors: dict[tuple, float] = {}
+    changed = []
+    for run in runs:
+        task = get_task(run.task)
+        known = (*task.metrics, *(f"accuracy_{level}" for level in task.levels))
+        if metric not in known:
+            raise UsageError(f"--metric {metric}: {task.name} has {', '.join(known)}")
+        if run.variant != "torch":  # an export: its dev metrics, and the run it came from
+            record = _read_json(run.path / "export.json")
+            best = last = record.get("dev", {}).get(metric)
+            info = _run_info(Path(record["source"])) if record.get("source") else {}
+        else:
+            best = next((h.get(metric) for h in run.history if h.get("score") == run.score), None)
+            last = run.history[-1].get(metric) if run.history else None
+            info = _run_info(run.path)
+        teacher = _best_record(Path(info["teacher"])).get(metric) if info.get("teacher") else None
+        limits = info.get("train", {})
+        key = (task.name, limits.get("max_train_examples"), limits.get("max_eval_examples"))
+        if key not in floors:
+            train = load_split(task, "train", data_dir, key[1])[0].examples
+            dev = load_split(task, "dev", data_dir, key[2])[0].examples
+            floors[key] = floor_score(task, [e.label for e in train], dev, metric)
+        changed.append(replace(run, score=best, last_score=last, teacher_score=teacher, floor_score=floors[key]))
+    return changed
+
+
+def _run_info(run_dir: Path) -> dict:
+    return _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+
+
+def _best_record(run_dir: Path) -> dict:
+    """A finished run's best dev epoch: run.json's result, or for a run from before it recorded one, the best line
+    of metrics.jsonl ({} for a checkpoint that is not a pkd run)."""
+    recorded = _run_info(run_dir).get("result")
+    history = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    return recorded or max(history, key=lambda h: h.get("score", float("-inf")), default={})
+
+
+def _selected_predictions(compare_dir: Path, select: str) -> tuple[dict, dict[tuple[str, int], object]]:
+    """A comparison's compare.json, and the dev predictions of each finished run at its selected epoch, by
+    (method, seed)."""
+    import numpy as np
+
+    from pkd.train import predictions_file
+
+    meta = _read_json(compare_dir / "compare.json")
+    found = {}
+    for run in read_compare(compare_dir):
+        if run.variant != "torch" or run.score is None:
+            continue
+        result = _read_json(run.path / "result.json")
+        epoch = result["epoch"] if select == "best" else (result.get("last") or run.history[-1])["epoch"]
+        file = predictions_file(run.path, epoch)
+        if not file.is_file():
+            raise DataError(f"{file}: missing (a run made before pkd kept its dev predictions)")
+        found[run.method, run.seed] = np.load(file)
+    return meta, found
+
+
+def paired_markdown(a: str | Path, b: str | Path, data_dir: str | Path | None = None, select: str = "best") -> str:
+    """B - A for two `pkd compare` directories of the same task and seeds that differ in one setting (the data
+    order, the student's init): per method, pkd.stats' paired interval over seeds and dev examples, seed s of B
+    paired with seed s of A; "all" pools every method's seeds. Markdown."""
+    import numpy as np
+
+    from pkd.data import load_split
+    from pkd.metrics import compute_metrics
+    from pkd.stats import verdicts
+    from pkd.tasks import get_task
+
+    a, b = Path(a), Path(b)
+    for path in (a, b):
+        if _kind(path) != "compare":
+            raise UsageError(f"{path}: not a compare directory (no compare.json)")
+    (meta, runs_a), (meta_b, runs_b) = _selected_predictions(a, select), _selected_predictions(b, select)
+    if meta["task"] != meta_b["task"]:
+        raise UsageError(f"--paired {b}: task {meta_b['task']}, but {a} is {meta['task']}")
+    common = sorted(set(runs_a) & set(runs_b), key=lambda k: (_method_key(k[0]), k[1]))
+    if not common:
+        raise UsageError(f"--paired {b}: no finished run (method and seed) in both {a} and {b}")
+    task = get_task(meta["task"])
+    dev = load_split(task, "dev", data_dir, meta.get("train", {}).get("max_eval_examples"))[0].examples
+    labels = np.array([e.label for e in dev])
+    names = (a.name, b.name) if a.name != b.name else (str(a), str(b))
+    predictions: dict[str, list] = {}
+    for method, seed in common:
+        for name, runs in zip(names, (runs_a, runs_b), strict=True):
+            for group in (method, "all"):
+                predictions.setdefault(f"{group} ({name})", []).append(runs[method, seed])
+    methods = [*dict.fromkeys(m for m, _ in common), "all"]
+    try:
+        rows = verdicts(lambda p, y: compute_metrics(task, p, y)["score"], labels, predictions,
+                        [(f"{m} ({names[1]})", f"{m} ({names[0]})") for m in methods])
+    except ValueError as e:  # predictions of another dev set than --data-dir's
+        raise DataError(f"--paired {b}: {e}") from None
+    seeds = sorted({s for _, s in common})
+    return (f"{task.name}, {select}-epoch dev score: {names[1]} - {names[0]}, seeds {', '.join(map(str, seeds))} "
+            f"paired, {len(labels)} dev examples\n\n" + verdicts_markdown(rows))
+
+
 # --------------------------------------------------------------------------------------------- writing
 
 
 def verdict_sections(patterns: Sequence[str]) -> str:
-    """The paired-bootstrap verdicts (pkd.stats) of each comparison among `patterns`, as Markdown."""
+    """The verdicts (pkd.stats: seed-aware paired intervals) of each comparison among `patterns`, as Markdown. A
+    compare.json written before the verdicts counted seed variance is named, not shown."""
     text = []
     for d in (p for pattern in patterns for p in matches(pattern)):
         if _kind(d) != "compare":
             continue
         meta = _read_json(d / "compare.json")
         rows = meta.get("verdicts")
-        if rows:
+        if rows and "per_seed" not in rows[0]:
+            text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}): its verdicts were computed "
+                     "over dev examples only; `pkd compare ... --resume` with the same settings recomputes them with "
+                     "seed variance.", ""]
+        elif rows:
             text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}; {meta.get('select', 'best')} "
                      f"epochs, {rows[0]['seeds']} seeds, {rows[0]['examples']} dev examples):", "",
                      verdicts_markdown(rows)]
     return "\n".join(text)
 
 
+def signal_markdown(signal: dict) -> str:
+    """One row per mapped teacher layer: how much its PT targets vary across the training examples (pkd.patient)."""
+    probe = signal.get("probe") or {}
+    lines = [f"| teacher layer | targets' mean pairwise cosine ({signal['pooling']}) | probe: [CLS] | probe: mean |",
+             "|---|---|---|---|"]
+    for layer, value in signal["layers"].items():
+        cells = [f"{probe[p][layer]:.4f}" if layer in probe.get(p, {}) else "-" for p in ("cls", "mean")]
+        lines.append(f"| {layer} | {value:.4f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def signal_sections(patterns: Sequence[str]) -> str:
+    """The patient signal recorded by each comparison and run among `patterns` that used PT, as Markdown."""
+    text = []
+    for d in (p for pattern in patterns for p in matches(pattern)):
+        kind = _kind(d)
+        meta = _read_json(d / ("compare.json" if kind == "compare" else "run.json")) if kind in ("compare", "run") \
+            else {}
+        signal = meta.get("pt_signal")
+        if signal and signal.get("layers"):
+            text += [f"**{d}** (PT pooling {signal['pooling']}, over {signal['examples']} training examples; 1.0000 "
+                     "is the same vector for every input):", "", signal_markdown(signal)]
+    return "\n".join(text)
+
+
 def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | None = None,
-                 name: str = "report", select: str = "best") -> list[Path]:
+                 name: str = "report", select: str = "best", metric: str | None = None,
+                 data_dir: str | Path | None = None) -> list[Path]:
     """Write NAME.md, NAME.html and the PNGs into `out`; returns the paths of the two reports.
 
-    A name other than "report" also prefixes the plots, so a report can live in a shared folder (docs/)."""
+    A name other than "report" also prefixes the plots, so a report can live in a shared folder (docs/).
+    metric: one of the tasks' metrics in place of their score in the tables and plots (in_metric); the paired
+    verdicts of a comparison are in its score, so they are left out."""
     prefix = "" if name == "report" else f"{name}-"
     runs = collect_runs(patterns)
+    if metric:
+        runs = in_metric(runs, metric, data_dir)
     bench_rows = read_bench(bench) if bench else []
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -389,12 +561,15 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
     epoch_note = ("Scores are each run's best epoch on dev, the epoch whose model is kept; the same dev set picks "
                   "it, so they are optimistic (`--select last` shows the last epoch).\n" if select == "best" else
                   "Scores are each run's last epoch on dev.\n")
-    sections.append(("Accuracy", epoch_note + "\n" + accuracy_markdown(rows, select) if rows else
+    sections.append(("Accuracy", epoch_note + "\n" + accuracy_markdown(rows, select, metric or "score") if rows else
                      "No run has finished yet.\n", []))
-    verdicts = verdict_sections(patterns)
+    verdicts = "" if metric else verdict_sections(patterns)
     if verdicts:
-        sections.append(("Paired differences (A - B, 95% paired-bootstrap interval over dev examples, seeds pooled)",
+        sections.append(("Paired differences (A - B, 95% interval over training seeds and dev examples)",
                          verdicts, []))
+    signal = signal_sections(patterns)
+    if signal:
+        sections.append(("Patient signal (how much the PT targets vary across inputs)", signal, []))
     if bench_rows:
         from pkd.bench import bench_markdown
 

@@ -4,15 +4,28 @@ Every method of a `pkd compare` is trained with the same S seeds (the same stude
 order per seed) and scored on the same n dev examples, so the runs pair up by seed and by example. For a
 score function f (the task's "score": accuracy, the mean of accuracy and F1, of Pearson and Spearman, ...):
 
-    d = (1/S) * sum_s [ f(A_s) - f(B_s) ]
+    d_s = f(A_s) - f(B_s),        d = (1/S) * sum_s d_s
 
-Its 95% confidence interval comes from a paired bootstrap over dev examples with the seeds pooled: draw n
-example indices with replacement, score every seed of both methods on that same draw, average the S
-differences, and repeat `draws` times; the interval is the 2.5th to 97.5th percentile of those averages.
-Drawing examples, not runs, is what makes overlapping "mean ± std" columns decidable: a difference that holds
-on most re-drawn dev sets is real for this dev distribution, one that flips sign is a tie.
+d varies for two reasons, and its interval counts both:
 
-Verdict: "better" when the whole interval is above 0, "worse" when it is below 0, "tie" otherwise.
+- **seeds**: another set of S training seeds gives other d_s. Their variance over the seeds, var_s(d_s) / S, is
+  estimated from the S paired differences themselves.
+- **dev examples**: another dev sample of the same distribution gives another d. Its variance is that of d over
+  a paired bootstrap of the dev examples (draw n indices with replacement, score every seed of both methods on
+  the same draw, average the S differences; `draws` times).
+
+    se^2 = var_s(d_s) / S + var_boot(d)
+    95% interval = d -/+ t(0.975, df) * se
+    df = (S - 1) * (se^2 / (var_s(d_s) / S))^2      (Welch-Satterthwaite, the bootstrap term taken as exact)
+
+With 3 seeds and seeds that disagree, df is near 2 and t near 4.3: one lucky seed cannot make a verdict. When
+every seed gives the same difference, the interval is the dev-example one. A two-level bootstrap (resample the
+seeds, then the examples) was the alternative; with S = 3 it sees only 10 distinct seed multisets and understates
+the seed variance by a factor (S - 1) / S, so three differences of one sign would be called a win one time in
+four by chance alone. docs/method.md has the reasoning.
+
+Verdict: "better" when the whole interval is above 0, "worse" when it is below 0, "tie" otherwise; with a single
+seed the seed variance is unknown and the verdict is "1 seed" (no claim either way).
 """
 
 from __future__ import annotations
@@ -20,16 +33,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], float]  # (predictions, labels) -> score
 
 # The pairs a comparison reports, as (A, B): is A better than B? The paper's ordering is PKD >= KD >= FT.
 PAIRS = (("pkd-skip", "kd"), ("pkd-last", "kd"), ("kd", "ft"), ("pkd-skip", "ft"), ("pkd-skip", "pkd-last"))
+ONE_SEED = "1 seed"  # the verdict when the seed variance cannot be estimated
 
 
-def paired_bootstrap(score: ScoreFn, labels: np.ndarray, preds_a: Sequence[np.ndarray],
+def paired_difference(score: ScoreFn, labels: np.ndarray, preds_a: Sequence[np.ndarray],
                      preds_b: Sequence[np.ndarray], draws: int = 1000, seed: int = 0) -> dict[str, float | str]:
-    """The seed-averaged difference score(A) - score(B) with a 95% paired-bootstrap interval.
+    """The seed-averaged difference score(A) - score(B) with a 95% interval over seeds and dev examples.
 
     Args:
         score: maps (predictions [n], labels [n]) to a number (higher is better).
@@ -40,32 +55,44 @@ def paired_bootstrap(score: ScoreFn, labels: np.ndarray, preds_a: Sequence[np.nd
         seed: seeds the resampling, so the interval is reproducible.
 
     Returns:
-        {"diff": d on the full dev set, "low": 2.5th percentile, "high": 97.5th percentile,
-         "verdict": "better" | "tie" | "worse", "seeds": S, "examples": n, "draws": draws}
+        {"diff": d on the full dev set, "low", "high": the 95% interval (None with one seed),
+         "verdict": "better" | "tie" | "worse" | "1 seed", "per_seed": [d_s], "seed_se": sd(d_s) / sqrt(S),
+         "example_se": the bootstrap's sd of d, "df": degrees of freedom of t, "seeds": S, "examples": n,
+         "draws": draws}
     """
     labels = np.asarray(labels)
     if len(preds_a) != len(preds_b) or not preds_a:
-        raise ValueError(f"paired bootstrap needs the same seeds for both methods ({len(preds_a)} vs {len(preds_b)})")
+        raise ValueError(f"a paired difference needs the same seeds for both methods "
+                         f"({len(preds_a)} vs {len(preds_b)})")
     a, b = np.stack([np.asarray(p) for p in preds_a]), np.stack([np.asarray(p) for p in preds_b])
     if a.shape[1] != len(labels) or b.shape[1] != len(labels):
         raise ValueError(f"predictions for {a.shape[1]} and {b.shape[1]} examples, labels for {len(labels)}")
 
-    def diff(idx: np.ndarray) -> float:
+    def per_seed(idx: np.ndarray) -> np.ndarray:
         y = labels[idx]
-        return float(np.mean([score(pa[idx], y) - score(pb[idx], y) for pa, pb in zip(a, b, strict=True)]))
+        return np.array([score(pa[idx], y) - score(pb[idx], y) for pa, pb in zip(a, b, strict=True)])
 
-    n = len(labels)
+    n, seeds = len(labels), len(a)
     rng = np.random.default_rng(seed)
-    samples = np.array([diff(rng.integers(0, n, n)) for _ in range(draws)])
-    low, high = np.percentile(samples, [2.5, 97.5])
+    boot = np.array([per_seed(rng.integers(0, n, n)).mean() for _ in range(draws)])
+    d_s = per_seed(np.arange(n))
+    diff, example_var = float(d_s.mean()), float(boot.var(ddof=1))
+    result = {"diff": diff, "per_seed": [float(x) for x in d_s], "example_se": example_var ** 0.5,
+              "seeds": seeds, "examples": n, "draws": draws}
+    if seeds < 2:
+        return {**result, "low": None, "high": None, "seed_se": None, "df": None, "verdict": ONE_SEED}
+    seed_var = float(d_s.var(ddof=1)) / seeds
+    total = seed_var + example_var
+    df = (seeds - 1) * (total / seed_var) ** 2 if seed_var > 0 else 1e9  # no seed variance: the normal quantile
+    half = float(scipy_stats.t.ppf(0.975, df)) * total ** 0.5 if total > 0 else 0.0
+    low, high = diff - half, diff + half
     verdict = "better" if low > 0 else "worse" if high < 0 else "tie"
-    return {"diff": diff(np.arange(n)), "low": float(low), "high": float(high), "verdict": verdict,
-            "seeds": len(a), "examples": n, "draws": draws}
+    return {**result, "low": low, "high": high, "seed_se": seed_var ** 0.5, "df": df, "verdict": verdict}
 
 
 def verdicts(score: ScoreFn, labels: np.ndarray, predictions: dict[str, Sequence[np.ndarray]],
              pairs: Sequence[tuple[str, str]] = PAIRS, draws: int = 1000) -> list[dict]:
-    """paired_bootstrap for each pair (A, B) of `pairs` whose methods both have predictions.
+    """paired_difference for each pair (A, B) of `pairs` whose methods both have predictions.
 
     Args:
         predictions: method -> one prediction array [n] per seed, in seed order.
@@ -73,16 +100,19 @@ def verdicts(score: ScoreFn, labels: np.ndarray, predictions: dict[str, Sequence
     Returns:
         One row per pair: {"a", "b", "diff", "low", "high", "verdict", "seeds", "examples", "draws"}.
     """
-    return [{"a": a, "b": b, **paired_bootstrap(score, labels, predictions[a], predictions[b], draws)}
+    return [{"a": a, "b": b, **paired_difference(score, labels, predictions[a], predictions[b], draws)}
             for a, b in pairs if predictions.get(a) and predictions.get(b)]
 
 
 def verdicts_markdown(rows: Sequence[dict]) -> str:
-    """The verdict table: the seed-averaged difference A - B with its 95% paired-bootstrap interval."""
+    """The verdict table: the seed-averaged difference A - B with its 95% interval over seeds and dev examples,
+    and each seed's difference (with 2-3 seeds, what the interval rests on)."""
     if not rows:
         return ""
-    lines = ["| A vs B | A - B (95% CI) | verdict |", "|---|---|---|"]
+    lines = ["| A vs B | A - B (95% CI, seeds and examples) | per seed | verdict |", "|---|---|---|---|"]
     for r in rows:
-        interval = f"{r['diff']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
-        lines.append(f"| {r['a']} vs {r['b']} | {interval} | {r['verdict']} |")
+        interval = (f"{r['diff']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]" if r["seeds"] > 1
+                    else f"{r['diff']:+.2f} (no interval)")
+        per_seed = ", ".join(f"{x:+.2f}" for x in r.get("per_seed", []))
+        lines.append(f"| {r['a']} vs {r['b']} | {interval} | {per_seed} | {r['verdict']} |")
     return "\n".join(lines) + "\n"

@@ -8,10 +8,10 @@ Which layers: the paper's first M, unless the checkpoint's [CLS] state after lay
 input. Then a [CLS]-pooled classifier on top of those layers starts with nothing to separate, and learns only
 once the lower layers have learnt to route the input into [CLS]: hundreds of steps at the loss's starting
 value. all-MiniLM-L6-v2, trained with mean pooling, is such a checkpoint: the mean pairwise cosine of its
-[CLS] state over SST-2 sentences is 1.000 after layers 1-5 and 0.71 after layer 6 (bench/diagnose_pooling.py).
-For those, the student takes the first M-1 layers and the checkpoint's top layer, whose [CLS] output does
-depend on the input (docs/recipes.md has the measurements). A checkpoint whose [CLS] is constant even at its
-top (random weights) keeps the first M.
+[CLS] state over SST-2 sentences is 1.000 after layers 1-5 and 0.71 after layer 6
+(bench/investigations/diagnose_pooling.py). For those, the student takes the first M-1 layers and the
+checkpoint's top layer, whose [CLS] output does depend on the input (docs/recipes.md has the measurements).
+A checkpoint whose [CLS] is constant even at its top (random weights) keeps the first M.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from pkd.errors import DataError, UsageError
-from pkd.models import has_head, head_class, load_classifier, load_config, load_tokenizer
+from pkd.models import has_head, head_class, label_names, load_classifier, load_config, load_tokenizer
 from pkd.tasks import Task
 
 
@@ -157,6 +157,8 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     student_config.num_hidden_layers = num_layers
     student_config.num_labels = task.num_labels
     student_config.problem_type = "regression" if task.is_regression else "single_label_classification"
+    for key, value in label_names(task).items():
+        setattr(student_config, key, value)
     student = head_class(task).from_config(student_config, trust_remote_code=trust_remote_code)
     target = student if keep_head else getattr(student, student.base_model_prefix)
     missing, unexpected = target.load_state_dict(state, strict=False)

@@ -112,8 +112,8 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     """
     from pkd import api
     from pkd.cache import default_cache_root
+    from pkd.data import resolve_task
     from pkd.losses import loss_for
-    from pkd.tasks import get_task
 
     if dist.launched():
         raise UsageError("pkd sweep starts its own processes (--jobs); run it directly, not under accelerate launch")
@@ -121,16 +121,20 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
         raise UsageError(f"--jobs {search.jobs}: must be at least 1")
     grid = parse_grid(search.grid)
     trials = expand(grid, search.random_trials, train_cfg.seed)
-    task = get_task(run.task)
+    task = resolve_task(run.task, run.data, distill_cfg.teacher)
     distill_cfg, cfg = api.student_configs(task, distill_cfg, train_cfg)
     records = {}
     for params in trials:  # every trial's settings are checked before any work
         trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
         trial_cfg = api.student_configs(task, trial_distill, trial_train)[1]  # as the trial's `pkd distill` fills it
+        loss = asdict(loss_for(distill_cfg.method, trial_distill.loss))
+        if loss["beta"] == 0:  # no PT: recorded as the paper's pooling (pkd.train.run_record)
+            loss["pt_pooling"] = "cls"
+        elif loss["pt_pooling"] == "auto":  # resolved on the teacher when the trial runs, and checked then
+            del loss["pt_pooling"]
         records[trial_name(params)] = {
             "method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
-            "student_init": distill_cfg.student_init, "train": asdict(trial_cfg),
-            "loss": asdict(loss_for(distill_cfg.method, trial_distill.loss)),
+            "student_init": distill_cfg.student_init, "train": asdict(trial_cfg), "loss": loss,
             # given layers are compared with the trials' (probed ones are chosen again by each trial's distill)
             **({"init_layers": distill_cfg.init_layers} if distill_cfg.init_layers else {})}
     check_out_dir(run.out, run.overwrite, run.resume)
@@ -146,7 +150,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
         lmap = layer_map_for(distill_cfg.method, depth, distill_cfg.student_layers, distill_cfg.layer_map)
         api.build_cache(distill_cfg.teacher, run.task, lmap, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
                         max_seq_len=cfg.max_seq_len, max_train_examples=cfg.max_train_examples,
-                        trust_remote_code=run.trust_remote_code)
+                        trust_remote_code=run.trust_remote_code, data=run.data)
     out = prepare_out_dir(run.out, run.overwrite, run.resume)
     names = [trial_name(p) for p in trials]
     write_json(out / "sweep.json", {"teacher": distill_cfg.teacher, "task": task.name,

@@ -1,11 +1,12 @@
 """The task registry: what each task (GLUE and RACE) reads, how it is labelled, scored and trained by default
-(its Recipe), and the types the readers produce (Example, Split). No reading happens here: pkd.glue and pkd.race
-read the files and the Hub, and pkd.data picks the reader for a task.
+(its Recipe), and the types the readers produce (Example, Split). A task defined by the user's own data is a Task
+too, with a FileSpec saying where its data is and how it reads (pkd.files builds both). No reading happens here:
+pkd.glue, pkd.race and pkd.files read the files and the Hub, and pkd.data picks the reader for a task.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from pkd.errors import UsageError
 
@@ -39,6 +40,39 @@ class Recipe:
 RECIPE_MEASURED_ON = "all-MiniLM-L6-v2"
 
 
+LABEL_KINDS = ("classification", "regression", "multi-label")
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A task defined by its data (pkd.files): where the data is, which columns hold what, how the labels read, and
+    how the dev split was made. run.json records it as "file_task", so later commands need no data flags."""
+
+    train: str = ""  # file paths (absolute), or split names of `dataset`
+    dev: str = ""  # "": the dev split is a held-out share of train
+    test: str = ""
+    dataset: str = ""  # a directory written by save_to_disk, or a Hub dataset name ("" for files)
+    dataset_config: str = ""
+    sha256: dict[str, str] = field(default_factory=dict, hash=False)  # split -> contents' sha256 (or fingerprint)
+    text_columns: tuple[str, ...] = ()
+    label_column: str = "label"
+    id_column: str = ""
+    label_kind: str = "classification"  # one of LABEL_KINDS
+    labels: tuple[str, ...] = ()  # sorted; empty for regression
+    label_sep: str = ""  # multi-label from a string column: the separator
+    metric: str = ""  # the metric that picks the best epoch
+    dev_fraction: float = 0.1
+    split_seed: int = 0
+    holdout: dict[str, object] = field(default_factory=dict, hash=False)  # rows and sha256 of the held-out indices
+
+    @classmethod
+    def from_record(cls, record: dict) -> FileSpec:
+        """The inverse of dataclasses.asdict (JSON turns tuples into lists)."""
+        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "text_columns": tuple(known.get("text_columns", ())),
+                      "labels": tuple(known.get("labels", ()))})
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -57,6 +91,9 @@ class Task:
     level: str | None = None  # RACE: keep only the passages of this level
     levels: tuple[str, ...] = ()  # RACE: levels whose accuracy is also reported on its own
     recipe: Recipe = Recipe()  # training defaults (the GLUE ones unless the task's entry says otherwise)
+    multi_label: bool = False  # labels are a set: one sigmoid output per label
+    score_metric: str = ""  # the metric that is "score" (picks the best epoch); "": the mean of `metrics`
+    files: FileSpec | None = None  # a task defined by its data (pkd.files); None for the registry's tasks
 
     @property
     def default_max_seq_len(self) -> int:
@@ -73,6 +110,13 @@ class Task:
     @property
     def num_labels(self) -> int:
         return 1 if self.labels is None else len(self.labels)
+
+    @property
+    def problem_type(self) -> str:
+        """transformers' name for the head's kind (config.problem_type)."""
+        if self.is_regression:
+            return "regression"
+        return "multi_label_classification" if self.multi_label else "single_label_classification"
 
 
 # MRPC's 3-layer students from the pre-trained layers kept 89-90% of the teacher's accuracy and peaked by epoch 2 of
@@ -135,7 +179,7 @@ def get_task(name: str) -> Task:
 @dataclass
 class Example:
     texts: tuple[str, ...]
-    label: int | float | None  # None for unlabeled test data
+    label: int | float | tuple[float, ...] | None  # None for unlabeled test data; multi-label: 0/1 per label
     index: str  # the id to write in a prediction file
     level: str | None = None  # RACE: "high" or "middle"
 

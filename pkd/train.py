@@ -11,7 +11,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, atomic_files, atomic_path, check_resume, write_json, write_text
 from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
-from pkd.models import EncodedSplit, cls_states, feature_length, make_collator
+from pkd.models import EncodedSplit, feature_length, make_collator, pooled_states
 from pkd.progress import show_progress
 from pkd.tasks import Task
 
@@ -301,6 +301,11 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task
     loss_cfg, layer_map = loss_cfg or LossConfig(), layer_map or []
     if (loss_cfg.alpha > 0 or loss_cfg.beta > 0) and teacher is None:
         raise UsageError("alpha or beta > 0 needs a teacher")
+    if teacher is not None and layer_map and loss_cfg.beta > 0:  # PT pools the student's states as the teacher's
+        if loss_cfg.pt_pooling not in ("auto", teacher.pooling):
+            raise UsageError(f"--pt-pooling {loss_cfg.pt_pooling}: the teacher's outputs are pooled with "
+                             f"{teacher.pooling}")
+        loss_cfg = replace(loss_cfg, pt_pooling=teacher.pooling)
     record = run_record(run_info or {}, cfg, loss_cfg, layer_map, task, train_data)
     if resume:
         stored = check_resume(out, record)
@@ -359,9 +364,13 @@ def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map
                train_data: EncodedSplit) -> dict:
     """run.json as a run starts: `run_info` (what the command knows: method, teacher, student source, ...) and the
     settings of the loop. `--resume` compares it with the stored one (pkd.io.check_resume)."""
-    return {**run_info, "train": asdict(cfg), "loss": asdict(loss_cfg), "layer_map": list(layer_map),
+    loss = asdict(loss_cfg)
+    if not (layer_map and loss_cfg.beta > 0):  # no PT: the pooling means nothing, and one KD run serves both poolings
+        loss["pt_pooling"] = "cls"
+    return {**run_info, "train": asdict(cfg), "loss": loss, "layer_map": list(layer_map),
             "task": task.name, "num_train_examples": len(train_data),
-            "data_fingerprint": train_data.split.fingerprint}
+            "data_fingerprint": train_data.split.fingerprint,
+            **({"file_task": asdict(task.files)} if task.files is not None else {})}
 
 
 def _finish(run: TrainingState, record: dict, keep: int) -> dict:
@@ -481,12 +490,13 @@ def batch_loss(model: torch.nn.Module, batch: dict, task: Task, loss_cfg: LossCo
     if teacher is not None:
         teacher_logits, teacher_cls = teacher.outputs(batch, list(layer_map) if use_pt else [])
     if use_pt:
-        # Student layer j (1..M-1) is matched to teacher layer layer_map[j-1].
-        student_cls = cls_states(out.hidden_states, list(range(1, len(layer_map) + 1)), batch["input_ids"])
+        # Student layer j (1..M-1) is matched to teacher layer layer_map[j-1], pooled as the teacher's targets are.
+        student_cls = pooled_states(out.hidden_states, list(range(1, len(layer_map) + 1)), batch["input_ids"],
+                                    batch.get("attention_mask"), teacher.pooling)
         if projection is not None:
             student_cls = projection(student_cls)
     return pkd_loss(loss_cfg, out.logits, batch.get("labels"), task.is_regression, teacher_logits, student_cls,
-                    teacher_cls)
+                    teacher_cls, multi_label=task.multi_label)
 
 
 def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:

@@ -198,9 +198,9 @@ def test_overflow_part_way_through_a_build_widens_what_was_written(teacher_and_d
     with torch.no_grad():
         ref = real(model.eval(), make_collator(tok)(list(data)), [2])[1]
 
-    def large_from_batch_3(teacher, batch, layers):
+    def large_from_batch_3(teacher, batch, layers, pooling):
         calls["n"] += 1
-        logits, cls = real(teacher, batch, layers)
+        logits, cls = real(teacher, batch, layers, pooling)
         return logits, cls * (1e5 if calls["n"] >= 3 else 1.0)
 
     monkeypatch.setattr(pkd.cache, "teacher_forward", large_from_batch_3)

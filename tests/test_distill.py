@@ -35,7 +35,9 @@ def test_distill_cli_pkd_skip(tiny_teacher, glue_dir, tmp_path, capsys):
     best = json.loads(capsys.readouterr().out)["best"]
     run = json.loads((out / "run.json").read_text())
     assert run["method"] == "pkd-skip" and run["layer_map"] == [2] and run["init_layers"] == [1, 2]
-    assert run["loss"] == {"alpha": 0.7, "temperature": 10.0, "beta": 1.0, "normalize": True}
+    # The tiny random teacher's [CLS] is alike across inputs below its top, so auto pools the mean (pkd.patient).
+    assert run["loss"] == {"alpha": 0.7, "temperature": 10.0, "beta": 1.0, "normalize": True, "pt_pooling": "mean"}
+    assert run["pt_signal"]["pooling"] == "mean" and set(run["pt_signal"]["layers"]) == {"2"}
     assert len(read_jsonl(out / "metrics.jsonl")) == 2
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 2
     assert pkd.evaluate(str(out), "sst2", data_dir=glue_dir)["accuracy"] == pytest.approx(best["accuracy"])
@@ -304,9 +306,9 @@ def test_pt_pairs_each_student_layer_with_its_teacher_layer(tmp_path, monkeypatc
     student, student_seen, _ = model(m, 1)
     got = {}
 
-    def spy(cfg, logits, labels, regression, teacher_logits=None, student_cls=None, teacher_cls=None):
+    def spy(cfg, logits, labels, regression, teacher_logits=None, student_cls=None, teacher_cls=None, **options):
         got.update(student=student_cls.detach(), teacher=teacher_cls.detach())
-        return real(cfg, logits, labels, regression, teacher_logits, student_cls, teacher_cls)
+        return real(cfg, logits, labels, regression, teacher_logits, student_cls, teacher_cls, **options)
 
     real = pkd.train.pkd_loss
     monkeypatch.setattr(pkd.train, "pkd_loss", spy)

@@ -354,22 +354,26 @@ def test_sequence_classifier_is_refused_for_race(tiny_teacher):
         load_classifier(str(tiny_teacher), get_task("race"), require_head=True)
 
 
-def test_teacher_cls_is_one_vector_per_choice(race_teacher, race_dir):
-    """teacher_forward's [B, 4, L, H] equals running each choice on its own; the cache stores that shape."""
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_teacher_targets_are_one_vector_per_choice(race_teacher, race_dir, pooling):
+    """teacher_forward's [B, 4, L, H] equals running each choice on its own: its [CLS] vector, or with
+    --pt-pooling mean the mean of its own tokens; the cache stores that shape."""
     task = get_task("race")
     model = load_classifier(str(race_teacher), task, require_head=True).eval()
     tok = load_tokenizer(str(race_teacher))
     data = EncodedSplit(load_split(task, "dev", race_dir)[0], tok, 40)
     batch = make_collator(tok)([data[i] for i in range(3)])
     with torch.no_grad():
-        logits, cls = teacher_forward(model, batch, [1, 3])
-        assert logits.shape == (3, 4) and cls.shape == (3, 4, 2, 32)
+        logits, states = teacher_forward(model, batch, [1, 3], pooling)
+        assert logits.shape == (3, 4) and states.shape == (3, 4, 2, 32)
         for b in range(3):
             for c in range(4):
-                single = {k: batch[k][b, c][None] for k in ("input_ids", "attention_mask", "token_type_ids")}
+                real = int(batch["attention_mask"][b, c].sum())
+                single = {k: batch[k][b, c][None, :real] for k in ("input_ids", "attention_mask", "token_type_ids")}
                 hidden = model.bert(**single, output_hidden_states=True).hidden_states
                 for j, layer in enumerate([1, 3]):
-                    torch.testing.assert_close(cls[b, c, j], hidden[layer][0, 0], atol=1e-5, rtol=0)
+                    expected = hidden[layer][0, 0] if pooling == "cls" else hidden[layer][0].mean(0)
+                    torch.testing.assert_close(states[b, c, j], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_distill_pkd_skip_round_trip(race_teacher, race_dir, tmp_path, monkeypatch, capsys):
@@ -406,7 +410,7 @@ def test_distill_pkd_skip_round_trip(race_teacher, race_dir, tmp_path, monkeypat
     data = EncodedSplit(load_split(task, "train", race_dir)[0], tok, 40)
     batch = make_collator(tok)([data[i] for i in (5, 0, 17)])
     cached_logits, cached_cls = cache.outputs(batch, [2])
-    live_logits, live_cls = LiveTeacher(load_classifier(str(race_teacher), task)).outputs(batch, [2])
+    live_logits, live_cls = LiveTeacher(load_classifier(str(race_teacher), task), cache.pooling).outputs(batch, [2])
     assert cached_logits.shape == (3, 4) and cached_cls.shape == (3, 4, 1, 32)
     torch.testing.assert_close(cached_logits, live_logits, atol=1e-2, rtol=1e-2)
     torch.testing.assert_close(cached_cls, live_cls, atol=1e-2, rtol=1e-2)

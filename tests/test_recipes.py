@@ -76,11 +76,42 @@ def test_students_of_another_checkpoint_get_the_papers_settings_and_say_so(tiny_
                     "all-MiniLM-L6-v2 with 3-layer students; docs/recipes.md)")
 
 
-def test_glue_students_learn_faster_than_their_teachers_and_pairs_keep_their_tails():
-    for task in GLUE_TASKS.values():
-        # 5e-5 left pre-trained-initialised students at the majority class or the mean (docs/recipes.md)
-        assert task.recipe.student_lr > task.recipe.teacher_lr, task.name
-        assert task.recipe.max_seq_len >= 128, task.name  # at 64, 20% of MRPC's pairs and 37% of RTE's are cut
+def test_students_learn_faster_at_the_recipes_rate_than_at_the_teachers(tiny_teacher, tiny_bert, glue_dir, tmp_path,
+                                                                       monkeypatch):
+    """A student distilled with the recipe's learning rate (none given) ends the same steps at a lower training
+    loss than one given the teacher's rate (at 5e-5 pre-trained-initialised students stalled: docs/recipes.md)."""
+    import pkd
+
+    measured_on(monkeypatch, tiny_bert)  # the recipe's 2e-4 applies to students of the checkpoint it was measured on
+    recipe = get_task("sst2").recipe
+    common = dict(data_dir=glue_dir, cache_dir=str(tmp_path / "cache"), quiet=True, epochs=2, batch_size=16,
+                  max_seq_len=24, seed=0)
+    losses = {}
+    for name, lr in (("recipe", None), ("teacher's", recipe.teacher_lr)):
+        out = tmp_path / name
+        pkd.distill(str(tiny_teacher), "sst2", 2, out, lr=lr, **common)
+        assert json.loads((out / "run.json").read_text())["train"]["lr"] == (lr or recipe.student_lr)
+        losses[name] = [h["train_loss"] for h in read_jsonl(out / "metrics.jsonl")]
+    assert losses["recipe"][-1] < losses["teacher's"][-1], losses
+    assert losses["recipe"][-1] < losses["recipe"][0]  # and it does learn
+
+
+def test_pair_tasks_keep_long_pairs_whole_by_default(tmp_path):
+    """At the recipe's max_seq_len a pair of two 40-word sentences is encoded whole (at 64 tokens 20% of MRPC's
+    pairs and 37% of RTE's lose their tail); RACE's passages get 512 tokens."""
+    from conftest import WORDS, make_tokenizer
+
+    from pkd.models import EncodedSplit
+    from pkd.tasks import Example, Split
+
+    tokenizer = make_tokenizer(tmp_path)
+    for name in ("mrpc", "rte", "stsb", "qqp", "qnli", "mnli"):
+        task = get_task(name)
+        first, second = " ".join(WORDS[:40]), " ".join(reversed(WORDS[:40]))
+        split = Split(task, "train", [Example((first, second), 0, "0")], "memory", f"long-{name}")
+        length = TrainConfig().for_task(task.recipe, student=True).max_seq_len
+        ids = EncodedSplit(split, tokenizer, length)[0]["input_ids"]
+        assert tokenizer.decode(ids, skip_special_tokens=True) == f"{first} {second}", name
     for task in RACE_TASKS.values():  # not re-measured: the paper's learning rate, the passages' 512 tokens
         assert (task.recipe.student_lr, task.recipe.max_seq_len) == (5e-5, 512)
 

@@ -6,7 +6,7 @@
 #   teacher-init: PKD-Skip with the student initialised from the fine-tuned teacher's first 3 layers;
 #   4 epochs on the 8k subset;
 #   compare-teacher-init: FT / KD / PKD-Skip over 3 seeds with the teacher initialisation.
-# Resumable. Usage: bash bench/retention.sh [PROBE...]  (default: all, in the order below); data from
+# Resumable. Usage: bash bench/investigations/retention.sh [PROBE...]  (default: all, in the order below); data from
 # $PKD_DATA (default ../shared/data/glue); needs bench/out/teacher-sst2 (bench/real_results.sh).
 set -euo pipefail
 DATA=${PKD_DATA:-../shared/data/glue}
@@ -15,7 +15,7 @@ PKD=${PKD:-.venv/bin/pkd}
 # --no-group-by-length: these results were measured in the shuffled order, the default before issue 15.
 mkdir -p "$OUT"
 export PKD_CACHE=${PKD_CACHE:-$OUT/cache}
-source "$(dirname "$0")/steps.sh"
+source "$(dirname "$0")/../steps.sh"
 
 distill() {  # distill NAME METHOD ARGS...: a 3-layer student of the SST-2 teacher
   local name=$1 method=$2; shift 2

@@ -14,7 +14,7 @@ For a multiple-choice task (--task race) the head scores each option's sequence,
 the representation varies between the options of one question, not between questions: it prints, after every
 layer, the mean cosine between the four options' [CLS] states of the same question ("within") beside the
 mean pairwise cosine across questions, and the same for the mean-pooled state.
-Usage: python bench/diagnose_pooling.py [--task sst2] [--n 256] [--depths 6,3] [--max-seq-len 128]
+Usage: python bench/investigations/diagnose_pooling.py [--task sst2] [--n 256] [--depths 6,3] [--max-seq-len 128]
 """
 
 from __future__ import annotations

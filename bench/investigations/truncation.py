@@ -1,12 +1,12 @@
 """What fraction of each task's training inputs does a max_seq_len cut? (one of issue 16's candidates)
 
 Tokenizes every training example with the default teacher's tokenizer, untruncated, and prints the share of
-examples longer than each limit and the median length. Usage: python bench/truncation.py [DATA_DIR]
+examples longer than each limit and the median length. Usage: python bench/investigations/truncation.py [DATA_DIR]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import numpy as np
 
@@ -18,7 +18,9 @@ LIMITS = (64, 128, 256)
 
 
 def main() -> None:
-    data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/glue"
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data_dir", nargs="?", default="../shared/data/glue", help="a glue_data directory")
+    data = p.parse_args().data_dir
     tok = load_tokenizer(resolve_model(None))
     print("| task | examples | median tokens | " + " | ".join(f"> {n}" for n in LIMITS) + " |")
     print("|---|---|---|" + "---|" * len(LIMITS))

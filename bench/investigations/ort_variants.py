@@ -6,7 +6,7 @@ probe's) - plus both fp32 graphs, and times every graph interleaved with the fp3
 b=32 x 128 tokens (throughput) and b=1 (latency), in ONNX Runtime sessions made as pkd makes them (pkd.deploy:
 intra-op threads, spinning off). Prints one table with ratios against the PyTorch teacher.
 
-  .venv/bin/python bench/ort_variants.py runs/demo/teacher runs/demo/student --threads 2 --repeats 3
+  .venv/bin/python bench/investigations/ort_variants.py runs/demo/teacher runs/demo/student --threads 2 --repeats 3
 """
 
 from __future__ import annotations

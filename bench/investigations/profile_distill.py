@@ -6,8 +6,8 @@ tokenizing the data, loading the teacher and building the student, the teacher c
 and loss, backward, optimizer), dev scoring, checkpoints, the saved model. Phases are cumulative times of pkd's
 own functions, so they can nest; the table says which.
 
-  .venv/bin/python bench/profile_distill.py --teacher runs/demo/teacher -- --max-train-examples 4000 --epochs 2 \
-      --max-seq-len 64 --lr 5e-5 [--no-group-by-length]
+  .venv/bin/python bench/investigations/profile_distill.py --teacher runs/demo/teacher -- \
+      --max-train-examples 4000 --epochs 2 --max-seq-len 64 --lr 5e-5 [--no-group-by-length]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 16's diagnosis: why do pre-trained-initialised 3-layer students of all-MiniLM-L6-v2 learn slowly or not
 # at all? Short single-seed runs, one lever at a time (docs/recipes.md has the table and the reading).
-# Resumable (a finished step is skipped). Usage: bash bench/diagnose.sh [DATA_DIR]; outputs under bench/out/diag/.
+# Resumable (a finished step is skipped). Usage: bash bench/investigations/diagnose.sh [DATA_DIR]; outputs under bench/out/diag/.
 set -euo pipefail
 DATA=${1:-${PKD_DATA:-../shared/data/glue}}
 OUT=bench/out/diag
@@ -9,7 +9,7 @@ PKD=${PKD:-.venv/bin/pkd}
 # --no-group-by-length: these results were measured in the shuffled order, the default before issue 15.
 mkdir -p "$OUT"
 export PKD_CACHE=${PKD_CACHE:-bench/out/cache}
-source "$(dirname "$0")/steps.sh"
+source "$(dirname "$0")/../steps.sh"
 
 # SST-2, short budget: the first 4,000 examples, 1 epoch (125 steps), max_seq_len 64.
 short=(--task sst2 --data-dir "$DATA" --max-train-examples 4000 --max-seq-len 64 --epochs 1 --quiet)

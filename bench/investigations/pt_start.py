@@ -1,0 +1,75 @@
+"""Where does PT start? The patient term of a fresh student against its teacher, per layer map and pooling.
+
+Issue 24 asked why STS-B's PKD-Last students (teacher layers 4, 5) fell below 90% of the teacher with two
+seeds of three while PKD-Skip's (2, 4) did not. With [CLS] targets that are one vector for every input, PT
+cannot teach anything about the input, but it still pulls: its value at the start is the distance between the
+student's (constant) [CLS] direction and the teacher's, and its gradient reshapes the student's lower layers
+towards that direction, whatever the input. This prints, over the first training inputs, for each map and
+pooling: the PT value at initialisation (0 = already matched, 4 = opposite), the mean pairwise cosine of the
+teacher's targets and of the student's states, and the cosine between each mapped layer's mean target and the
+student's mean state. Feeds docs/patient.md ("Why PKD-Last fell on STS-B").
+
+    .venv/bin/python bench/investigations/pt_start.py --teacher bench/out/grouping/stsb-teacher-shuffled --task stsb
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from pkd.data import load_split
+from pkd.losses import last_map, pt_loss, skip_map
+from pkd.models import EncodedSplit, load_classifier, load_tokenizer, make_collator, pooled_states
+from pkd.patient import mean_pairwise_cosine
+from pkd.student import make_student
+from pkd.tasks import get_task
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", required=True, help="fine-tuned teacher run directory")
+    p.add_argument("--student-base", default=None, help="the students' source (default: the teacher's base)")
+    p.add_argument("--task", default="stsb")
+    p.add_argument("--student-layers", type=int, default=3)
+    p.add_argument("--examples", type=int, default=256)
+    p.add_argument("--data-dir", default="../shared/data/glue")
+    args = p.parse_args()
+    import json
+    from pathlib import Path
+
+    task = get_task(args.task)
+    base = args.student_base or json.loads((Path(args.teacher) / "run.json").read_text())["base_model"]
+    teacher = load_classifier(args.teacher, task, require_head=True).eval()
+    student = make_student(base, args.student_layers, task).eval()
+    tokenizer = load_tokenizer(args.teacher)
+    data = EncodedSplit(load_split(task, "train", args.data_dir, args.examples)[0], tokenizer, 128)
+    batch = make_collator(tokenizer)([data[i] for i in range(len(data))])
+    inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
+    depth = teacher.config.num_hidden_layers
+    with torch.no_grad():
+        t_hidden = teacher(**inputs, output_hidden_states=True).hidden_states
+        s_hidden = student(**inputs, output_hidden_states=True).hidden_states
+    student_layers = list(range(1, args.student_layers))
+    print(f"{args.teacher} ({depth} layers) -> {args.student_layers}-layer student from {base} "
+          f"(layers {student.config.pkd_init['layers']}), {len(data)} {task.name} training inputs\n")
+    print("| map | pooling | PT at init | teacher targets' cosine | student states' cosine | cos(mean target, "
+          "mean student state) |")
+    print("|---|---|---|---|---|---|")
+    for name, layer_map in (("PKD-Skip", skip_map(depth, args.student_layers)),
+                            ("PKD-Last", last_map(depth, args.student_layers))):
+        for pooling in ("cls", "mean"):
+            t = pooled_states(t_hidden, layer_map, batch["input_ids"], batch["attention_mask"], pooling)
+            s = pooled_states(s_hidden, student_layers, batch["input_ids"], batch["attention_mask"], pooling)
+            pt = float(pt_loss(s, t))
+            spread_t = ", ".join(f"{mean_pairwise_cosine(t[:, i].numpy()):.4f}" for i in range(len(layer_map)))
+            spread_s = ", ".join(f"{mean_pairwise_cosine(s[:, i].numpy()):.4f}" for i in range(len(layer_map)))
+            align = ", ".join(f"{float(F.cosine_similarity(F.normalize(t[:, i], dim=-1).mean(0), F.normalize(s[:, i], dim=-1).mean(0), dim=0)):+.3f}"  # noqa: E501
+                              for i in range(len(layer_map)))
+            print(f"| {name} {','.join(map(str, layer_map))} | {pooling} | {pt:.3f} | {spread_t} | {spread_s} | "
+                  f"{align} |")
+
+
+if __name__ == "__main__":
+    main()
