@@ -380,10 +380,10 @@ def test_distill_pkd_skip_round_trip(race_teacher, race_dir, tmp_path, monkeypat
     shapes = []
     real = pkd.train.pkd_loss
 
-    def spy(cfg, logits, labels, regression, teacher_logits=None, student_cls=None, teacher_cls=None):
+    def spy(cfg, logits, labels, regression, teacher_logits=None, student_cls=None, teacher_cls=None, **options):
         shapes.append((tuple(logits.shape), tuple(teacher_logits.shape), tuple(student_cls.shape),
                        tuple(teacher_cls.shape)))
-        return real(cfg, logits, labels, regression, teacher_logits, student_cls, teacher_cls)
+        return real(cfg, logits, labels, regression, teacher_logits, student_cls, teacher_cls, **options)
 
     monkeypatch.setattr(pkd.train, "pkd_loss", spy)
     cache_dir = tmp_path / "cache"
