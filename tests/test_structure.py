@@ -74,3 +74,11 @@ def test_help_and_version_do_not_load_torch():
     for flag in ("--help", "--version"):
         out = subprocess.run([sys.executable, "-c", probe, flag], capture_output=True, text=True, check=True).stdout
         assert out.strip().splitlines()[-1] == "[]", out
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    missing = [p.name for p in sorted(PACKAGE.glob("*.py")) if f"`pkd/{p.name}`" not in readme
+               and p.name not in ("errors.py", "version.py")]
+    assert not missing, f"README's layout table lacks {missing}"
+    assert "`pkd/errors.py`, `pkd/version.py`" in readme
