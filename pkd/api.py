@@ -89,8 +89,8 @@ def student_settings(task: Task, distill_cfg: DistillConfig,
     measured = base is not None and resolve_model(base) == default_teacher_path()
     recipe = task.recipe if measured else task.recipe.paper()
     filled_distill, cfg = distill_cfg.for_task(recipe), train_config(task, train_cfg, student=True, recipe=recipe)
-    filled = _filled(train_cfg, cfg, ("lr", "epochs", "max_seq_len")) + _filled(distill_cfg, filled_distill,
-                                                                                ("student_init",))
+    filled = (_filled(train_cfg, cfg, ("lr", "epochs", "max_seq_len", "group_by_length"))
+              + _filled(distill_cfg, filled_distill, ("student_init",)))
     where = (f"the task's recipe, measured on {RECIPE_MEASURED_ON} with 3-layer students (docs/recipes.md)"
              if measured else f"the paper's settings: no recipe was measured on students of "
              f"{base or 'a teacher with no recorded base_model'} (the recipes were, on {RECIPE_MEASURED_ON} with "
@@ -108,7 +108,7 @@ def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = Non
     """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a task; returns the best dev metrics."""
     task = resolve_task(run.task, run.data)
     cfg = train_config(task, train_cfg, student=False)
-    filled = _filled(train_cfg, cfg, ("lr", "epochs", "max_seq_len"))
+    filled = _filled(train_cfg, cfg, ("lr", "epochs", "max_seq_len", "group_by_length"))
     check_out_dir(run.out, run.overwrite, run.resume)
     source = resolve_model(model)
     tokenizer = load_tokenizer(source, run.trust_remote_code)

@@ -59,9 +59,9 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, title: str | None = N
             kwargs["required"] = True
         else:
             kwargs["default"] = default
-        if f.type in ("bool", bool):  # a switch; one that is on by default also gets its --no- form
+        if f.type in ("bool", bool, "bool | None"):  # a switch; on (or the recipe's) by default: also its --no- form
             group.add_argument(flag, dest=f.name, default=default, help=kwargs["help"],
-                               action=argparse.BooleanOptionalAction if default is True else "store_true")
+                               action=argparse.BooleanOptionalAction if default is not False else "store_true")
             continue
         kwargs["type"] = meta.get("parse") or _scalar(f.type)
         for key in ("choices", "nargs", "metavar"):

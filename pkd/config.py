@@ -68,11 +68,10 @@ class TrainConfig:
                 "while it runs, the newest 2 (or N) are kept for --resume"})
     precision: str = field(default="fp32", metadata={"help": "training precision", "choices": ("fp32", "bf16", "fp16")})
     grad_accum: int = field(default=1, metadata={"help": "batches per optimizer step"})
-    # On by default since issue 15's benchmark: 2.1x faster `pkd compare` on SST-2 at 64 tokens, and a tie in
-    # accuracy over its 12 paired runs (docs/performance.md). Earlier pkd runs' shuffled order: --no-group-by-length.
-    group_by_length: bool = field(default=True, metadata={
-        "help": "batch examples of similar length: less padding, about 2x faster; --no-group-by-length keeps the "
-                "plain shuffled order (a different data order, the same accuracy within seed noise)"})
+    group_by_length: bool | None = field(default=None, metadata={
+        "help": "batch examples of similar length: less padding, about 2x faster (default: the task's recipe, "
+                "docs/performance.md: on for single texts, where it measured a tie; off for pairs, where it cost "
+                "accuracy on STS-B); --no-group-by-length keeps the plain shuffled order"})
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_len", "grad_accum",
@@ -89,13 +88,14 @@ class TrainConfig:
             raise UsageError(f"--precision {self.precision}: choose fp32, bf16 or fp16")
 
     def for_task(self, recipe: Recipe, student: bool) -> TrainConfig:
-        """This config with what was not given (max_seq_len, epochs, lr) filled in from the task's recipe, for a
-        student or for a fine-tuned teacher."""
+        """This config with what was not given (max_seq_len, epochs, lr, group_by_length) filled in from the task's
+        recipe, for a student or for a fine-tuned teacher."""
         return replace(
             self,
             max_seq_len=self.max_seq_len or recipe.max_seq_len,
             epochs=self.epochs or (recipe.student_epochs if student else recipe.teacher_epochs),
-            lr=self.lr or (recipe.student_lr if student else recipe.teacher_lr))
+            lr=self.lr or (recipe.student_lr if student else recipe.teacher_lr),
+            group_by_length=recipe.group_by_length if self.group_by_length is None else self.group_by_length)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from pkd.config import DataConfig
 from pkd.errors import DataError, UsageError
-from pkd.tasks import Example, FileSpec, Split, Task
+from pkd.tasks import PAIR_RECIPE, Example, FileSpec, Recipe, Split, Task
 
 if TYPE_CHECKING:
     import datasets
@@ -452,14 +452,16 @@ def holdout_of(table: Table, spec: FileSpec) -> np.ndarray:
 
 
 def make_task(spec: FileSpec) -> Task:
-    """The Task a FileSpec defines; it takes the GLUE default recipe (pkd.tasks.Recipe)."""
+    """The Task a FileSpec defines; it takes the GLUE default recipe (pkd.tasks.Recipe), pairs of texts the pair
+    tasks' (PAIR_RECIPE: the shuffled order)."""
     metrics = KIND_METRICS[spec.label_kind]
     if spec.label_kind == "classification" and len(spec.labels) == 2:
         metrics += ("mcc",)
     name = Path(spec.dataset).name if spec.dataset else Path(spec.train).stem
     return Task(name or "data", "", spec.text_columns, spec.label_column,
                 None if spec.label_kind == "regression" else spec.labels, metrics,
-                multi_label=spec.label_kind == "multi-label", score_metric=spec.metric, files=spec)
+                multi_label=spec.label_kind == "multi-label", score_metric=spec.metric, files=spec,
+                recipe=PAIR_RECIPE if len(spec.text_columns) > 1 else Recipe())
 
 
 def check_metric(metric: str, spec: FileSpec) -> None:

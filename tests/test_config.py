@@ -22,8 +22,9 @@ def test_every_training_option_is_on_the_command_line_with_its_default(command):
     assert cfg == TrainConfig()  # epochs, lr and max_seq_len None: the task's recipe fills them in (pkd.api)
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):  # a switch; one that is on by default is turned off by its --no- form
-            forms = [(flag, True)] + ([(flag.replace("--", "--no-", 1), False)] if f.default else [])
+        if isinstance(f.default, bool) or f.type == "bool | None":  # a switch; one that is on (or the recipe's)
+            # by default is turned off by its --no- form
+            forms = [(flag, True)] + ([(flag.replace("--", "--no-", 1), False)] if f.default is not False else [])
             for given, expected in forms:
                 changed = configs(build_parser().parse_args([command, *BASE[command], given]), TrainConfig)[0]
                 assert getattr(changed, f.name) is expected, given

@@ -19,8 +19,34 @@ def test_the_recipe_fills_in_only_what_is_not_given(student):
     filled = TrainConfig().for_task(r, student)
     assert (filled.epochs, filled.lr, filled.max_seq_len) == (
         (r.student_epochs, r.student_lr, r.max_seq_len) if student else (r.teacher_epochs, r.teacher_lr, r.max_seq_len))
-    given = TrainConfig(epochs=1, lr=1e-3, max_seq_len=32)
+    given = TrainConfig(epochs=1, lr=1e-3, max_seq_len=32, group_by_length=True)
     assert given.for_task(r, student) == given
+
+
+def test_single_texts_are_grouped_by_length_and_pairs_keep_the_shuffled_order():
+    """The order follows docs/performance.md's paired measurements: a tie on SST-2, a cost on STS-B's pairs."""
+    order = {name: TrainConfig().for_task(t.recipe, True).group_by_length
+             for name, t in [*GLUE_TASKS.items(), *RACE_TASKS.items()]}
+    assert {name for name, grouped in order.items() if grouped} == {"cola", "sst2"}
+    assert TrainConfig(group_by_length=True).for_task(get_task("stsb").recipe, True).group_by_length is True
+    assert TrainConfig(group_by_length=False).for_task(get_task("sst2").recipe, False).group_by_length is False
+
+
+def test_a_pair_task_trains_shuffled_and_an_old_grouped_run_refuses_to_resume(tiny_bert, glue_dir, tmp_path, capsys):
+    args = ["finetune", "--task", "stsb", "--model", str(tiny_bert), "--data-dir", str(glue_dir), "--epochs", "1",
+            "--batch-size", "16", "--lr", "2e-3", "--max-seq-len", "24", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "t")]) == 0
+    assert "group_by_length False" in capsys.readouterr().err  # the line that names what the recipe filled in
+    run = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert run["train"]["group_by_length"] is False
+    # A run made while grouping was every task's default says so in its run.json: --resume names the change.
+    run["train"]["group_by_length"] = True
+    del run["result"]
+    (tmp_path / "t" / "run.json").write_text(json.dumps(run))
+    assert main([*args, "--out", str(tmp_path / "t"), "--resume"]) == 2
+    assert "train.group_by_length True (now False)" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "g"), "--group-by-length"]) == 0  # what is given wins
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["train"]["group_by_length"] is True
 
 
 def test_the_recipe_picks_the_students_init_unless_it_is_given():
@@ -55,8 +81,8 @@ def test_mrpc_students_start_from_the_teacher_by_default(tiny_teacher, tiny_bert
     assert (run["student_init"], run["student_source"]) == ("teacher", str(tiny_teacher))
     assert run["train"]["epochs"] == 2 and len(read_jsonl(out / "metrics.jsonl")) == 2
     [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pkd: mrpc students: ")]
-    assert line == ("pkd: mrpc students: lr 0.0002, epochs 2, student_init teacher from the task's recipe, measured "
-                    "on all-MiniLM-L6-v2 with 3-layer students (docs/recipes.md)")
+    assert line == ("pkd: mrpc students: lr 0.0002, epochs 2, group_by_length False, student_init teacher from the "
+                    "task's recipe, measured on all-MiniLM-L6-v2 with 3-layer students (docs/recipes.md)")
 
 
 def test_students_of_another_checkpoint_get_the_papers_settings_and_say_so(tiny_teacher, tiny_bert, glue_dir,
@@ -71,9 +97,9 @@ def test_students_of_another_checkpoint_get_the_papers_settings_and_say_so(tiny_
     assert (run["student_init"], run["student_source"]) == ("pretrained", str(tiny_bert))
     assert (run["train"]["lr"], run["train"]["epochs"], run["train"]["max_seq_len"]) == (5e-5, 4, 128)
     [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pkd: mrpc students: ")]
-    assert line == (f"pkd: mrpc students: lr 5e-05, epochs 4, max_seq_len 128, student_init pretrained from the "
-                    f"paper's settings: no recipe was measured on students of {tiny_bert} (the recipes were, on "
-                    "all-MiniLM-L6-v2 with 3-layer students; docs/recipes.md)")
+    assert line == (f"pkd: mrpc students: lr 5e-05, epochs 4, max_seq_len 128, group_by_length False, "
+                    f"student_init pretrained from the paper's settings: no recipe was measured on students of "
+                    f"{tiny_bert} (the recipes were, on all-MiniLM-L6-v2 with 3-layer students; docs/recipes.md)")
 
 
 def test_students_learn_faster_at_the_recipes_rate_than_at_the_teachers(tiny_teacher, tiny_bert, glue_dir, tmp_path,
@@ -127,7 +153,8 @@ def test_distill_and_finetune_train_with_the_tasks_recipe_and_record_it(tiny_tea
     run = json.loads((teacher / "run.json").read_text())
     assert (run["train"]["lr"], run["train"]["epochs"]) == (recipe.teacher_lr, recipe.teacher_epochs)
     assert len(read_jsonl(teacher / "metrics.jsonl")) == recipe.teacher_epochs
-    assert "pkd: stsb teacher: lr 5e-05, epochs 3 from the task's recipe (docs/recipes.md)\n" in capsys.readouterr().err
+    assert ("pkd: stsb teacher: lr 5e-05, epochs 3, group_by_length False from the task's recipe (docs/recipes.md)\n"
+            in capsys.readouterr().err)
 
     student = tmp_path / "student"
     distill = ["distill", "--teacher", str(teacher), "--student-layers", "2", "--cache-dir", str(tmp_path / "c"),

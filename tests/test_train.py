@@ -177,7 +177,7 @@ def test_resume_refuses_other_settings_and_changes_nothing(tiny_bert, glue_dir, 
     out = tmp_path / "run"
     args = ["finetune", "--task", "sst2", "--model", str(tiny_bert), "--data-dir", str(glue_dir), "--epochs", "2",
             "--batch-size", "16", "--lr", "2e-3", "--max-seq-len", "24", "--seed", "0", "--save-every", "1",
-            "--max-train-examples", "64", "--out", str(out), "--quiet"]
+            "--max-train-examples", "64", "--group-by-length", "--out", str(out), "--quiet"]  # nothing filled in
     _stop_at_step(monkeypatch, 6)  # in the second epoch (4 steps an epoch)
     assert main(args) == 1
     monkeypatch.undo()
@@ -292,9 +292,9 @@ def test_length_grouped_order_is_a_resumable_permutation_with_less_padding():
 
 
 def test_training_in_the_shuffled_order(tiny_bert, glue_dir, tmp_path):
-    """Length grouping is the default (every other training test runs it); the plain shuffled order of earlier
-    pkd runs stays one switch away, and run.json records which order a run used."""
-    assert TrainConfig().group_by_length is True
+    """Length grouping is SST-2's default (single texts); the plain shuffled order stays one switch away, and
+    run.json records which order a run used."""
+    assert TrainConfig().group_by_length is None  # the task's recipe decides (tests/test_recipes.py)
     best = pkd.finetune("sst2", tmp_path / "s", model=str(tiny_bert), data_dir=glue_dir, quiet=True,
                         group_by_length=False, **{**TINY_TRAIN, "epochs": 1})
     run = json.loads((tmp_path / "s" / "run.json").read_text())
