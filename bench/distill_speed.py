@@ -31,7 +31,7 @@ from pkd.losses import LossConfig, skip_map
 from pkd.models import EncodedSplit, default_teacher_path, load_classifier, load_tokenizer, make_collator
 from pkd.student import make_student
 from pkd.tasks import Example, Split, get_task
-from pkd.train import _setup_optimizer, batch_loss
+from pkd.train import batch_loss, make_optimizer
 
 
 def main() -> None:
@@ -72,7 +72,7 @@ def main() -> None:
         for mode in modes:
             torch.manual_seed(0)
             model = make_student(path, args.student_layers, task).train()
-            optimizer, scheduler = _setup_optimizer(model, None, TrainConfig(lr=1e-5, epochs=1), len(batches), "cpu")
+            optimizer, scheduler = make_optimizer(model, None, TrainConfig(lr=1e-5, epochs=1), len(batches), "cpu")
             students[mode] = (model, optimizer, scheduler)
         times: dict[str, list[float]] = {m: [] for m in modes}
         for step, batch in enumerate(batches):

@@ -378,7 +378,7 @@ def test_weight_decay_skips_every_tensor_of_fewer_than_two_dims():
             self.ln, self.norm, self.final_norm = torch.nn.LayerNorm(4), torch.nn.LayerNorm(4), torch.nn.RMSNorm(4)
 
     model, projection = OtherNames(), torch.nn.Linear(4, 4)
-    optimizer, _ = pkd.train._setup_optimizer(model, projection, TrainConfig(lr=1e-3, epochs=1, weight_decay=0.1),
+    optimizer, _ = pkd.train.make_optimizer(model, projection, TrainConfig(lr=1e-3, epochs=1, weight_decay=0.1),
                                                4, "cpu")
     names = {id(p): n for n, p in [*model.named_parameters(), *(("projection." + n, p)
                                                                 for n, p in projection.named_parameters())]}
