@@ -9,7 +9,6 @@ check (`pkd cache --verify`). Usage: python bench/cache_open.py [DIR] [EXAMPLES]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import inspect
 import json
 import statistics
@@ -18,15 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pkd.cache import TeacherCache
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from pkd.cache import TeacherCache, sha256_of
 
 
 def build(path: Path, n: int) -> None:
@@ -39,7 +30,7 @@ def build(path: Path, n: int) -> None:
     files = {name: path / f"{name}.npy" for name in arrays}
     (path / "meta.json").write_text(json.dumps({
         "version": 2, "layers": [2, 4], "num_examples": n, "max_seq_len": 64, "data": "synthetic", "shards": 1,
-        "dtype": {k: "float16" for k in files}, "sha256": {k: sha256(f) for k, f in files.items()},
+        "dtype": {k: "float16" for k in files}, "sha256": {k: sha256_of(f) for k, f in files.items()},
         "bytes": {k: f.stat().st_size for k, f in files.items()}}))
 
 

@@ -86,7 +86,8 @@ def _wider_cache(root: Path, inputs: dict, layers: list[int]) -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, read in 4 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -110,7 +111,7 @@ class TeacherCache:
                 # whole cache (docs/performance.md), so it is done on demand (verify: `pkd cache --verify`), when
                 # the size is off, and for a cache built before sizes were recorded.
                 size = self.meta.get("bytes", {}).get(name)
-                if (verify or size is None or file.stat().st_size != size) and _sha256(file) != digest:
+                if (verify or size is None or file.stat().st_size != size) and sha256_of(file) != digest:
                     raise DataError(f"{file}: checksum mismatch, the cache is corrupted; delete {self.path}")
             self.logits = np.load(self.path / "logits.npy", mmap_mode="r")
             self.cls = np.load(self.path / "cls.npy", mmap_mode="r")
@@ -237,7 +238,7 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
                 "pooling": pooling, "spread": spread,
                 "data": data.split.source, "data_fingerprint": data.split.fingerprint, "shards": world,
                 "dtype": {n: str(np.load(tmp / f"{n}.npy", mmap_mode="r").dtype) for n in ("logits", "cls")},
-                "sha256": {n: _sha256(tmp / f"{n}.npy") for n in ("logits", "cls")},
+                "sha256": {n: sha256_of(tmp / f"{n}.npy") for n in ("logits", "cls")},
                 "bytes": {n: (tmp / f"{n}.npy").stat().st_size for n in ("logits", "cls")}})
     dist.barrier()  # the cache is in place before anyone opens it
     return TeacherCache(path)

@@ -300,14 +300,14 @@ def test_opening_a_cache_checks_sizes_and_verify_checks_every_byte(tiny_teacher,
     path = Path(json.loads(capsys.readouterr().out)["cache"])
     meta = json.loads((path / "meta.json").read_text())
     assert meta["bytes"] == {n: (path / f"{n}.npy").stat().st_size for n in ("logits", "cls")}
-    real = pkd.cache._sha256
+    real = pkd.cache.sha256_of
 
     def no_hashing(file):
         raise AssertionError(f"{file} was hashed on open")
 
-    monkeypatch.setattr(pkd.cache, "_sha256", no_hashing)
+    monkeypatch.setattr(pkd.cache, "sha256_of", no_hashing)
     assert len(TeacherCache(path)) == meta["num_examples"]
-    monkeypatch.setattr(pkd.cache, "_sha256", real)
+    monkeypatch.setattr(pkd.cache, "sha256_of", real)
     assert main([*args, "--verify"]) == 0 and json.loads(capsys.readouterr().out)["verified"] is True
     arr = np.load(path / "logits.npy", mmap_mode="r+")
     arr[3, 0] += 1  # the same size, another value
