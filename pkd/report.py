@@ -580,7 +580,7 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
                 if bench_rows else None)
         sections.append(("Accuracy vs speed-up" if bench_rows else "Accuracy vs student layers", note,
                          [plot_pareto(rows, bench_rows, out / f"{prefix}pareto.png")]))
-    curves = [plot_curves(group, out / f"{prefix}{name}.png") for name, group in curve_groups(runs).items()]
+    curves = [plot_curves(group, out / f"{prefix}{figure}.png") for figure, group in curve_groups(runs).items()]
     if curves:
         sections.append(("Training curves", None, curves))
     skipped = [r for r in runs if r.score is None]
@@ -588,6 +588,11 @@ def write_report(patterns: Sequence[str], out: str | Path, bench: str | Path | N
         listing = "".join(f"- {r.path}\n" for r in skipped)
         sections.append(("Unfinished runs (left out of the tables)", listing, []))
 
+    return render_report(sections, out, name)
+
+
+def render_report(sections: Sequence[tuple[str, str | None, list[str]]], out: Path, name: str) -> list[Path]:
+    """NAME.md and a self-contained NAME.html (plots inlined) from (title, Markdown body, PNG names) sections."""
     md, body = ["# pkd report", ""], []
     for title, text, images in sections:
         md += [f"## {title}", ""]
