@@ -298,14 +298,8 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task
     resume: continue from the newest checkpoint, after checking that run.json has these settings; a finished run
     returns its recorded result.
     """
-    loss_cfg, layer_map = loss_cfg or LossConfig(), layer_map or []
-    if (loss_cfg.alpha > 0 or loss_cfg.beta > 0) and teacher is None:
-        raise UsageError("alpha or beta > 0 needs a teacher")
-    if teacher is not None and layer_map and loss_cfg.beta > 0:  # PT pools the student's states as the teacher's
-        if loss_cfg.pt_pooling not in ("auto", teacher.pooling):
-            raise UsageError(f"--pt-pooling {loss_cfg.pt_pooling}: the teacher's outputs are pooled with "
-                             f"{teacher.pooling}")
-        loss_cfg = replace(loss_cfg, pt_pooling=teacher.pooling)
+    layer_map = layer_map or []
+    loss_cfg = _setup_loss(loss_cfg or LossConfig(), teacher, layer_map)
     record = run_record(run_info or {}, cfg, loss_cfg, layer_map, task, train_data)
     if resume:
         stored = check_resume(out, record)
@@ -336,15 +330,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task
                             disable=quiet or not accelerator.is_local_main_process)
         start, seen = time.perf_counter(), 0
         for batch in bar:
-            with accelerator.accumulate(model):
-                loss = batch_loss(model, batch, task, loss_cfg, teacher, layer_map, projection)["loss"]
-                _check_finite(loss, run)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(optimizer_params(optimizer), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
+            loss = _train_step(run, batch, task, loss_cfg, teacher, layer_map, cfg.max_grad_norm)
             seen += batch["input_ids"].shape[0] * accelerator.num_processes
             global_loss = accelerator.reduce(loss.detach(), reduction="mean").item()  # over all processes
             progress.batch, progress.loss_sum, progress.loss_batches = (
@@ -358,6 +344,36 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task
         bar.close()
         _end_epoch(run, dev_parts, task, tokenizer, cfg, start, quiet)
     return _finish(run, record, cfg.keep_checkpoints)
+
+
+def _setup_loss(loss_cfg: LossConfig, teacher: TeacherCache | LiveTeacher | None,
+                layer_map: list[int]) -> LossConfig:
+    """The loss as trained: refused without a teacher when it needs one, and PT pooling the student's states as
+    the teacher's targets are pooled."""
+    if (loss_cfg.alpha > 0 or loss_cfg.beta > 0) and teacher is None:
+        raise UsageError("alpha or beta > 0 needs a teacher")
+    if teacher is None or not layer_map or loss_cfg.beta == 0:
+        return loss_cfg
+    if loss_cfg.pt_pooling not in ("auto", teacher.pooling):
+        raise UsageError(f"--pt-pooling {loss_cfg.pt_pooling}: the teacher's outputs are pooled with {teacher.pooling}")
+    return replace(loss_cfg, pt_pooling=teacher.pooling)
+
+
+def _train_step(run: TrainingState, batch: dict, task: Task, loss_cfg: LossConfig,
+                teacher: TeacherCache | LiveTeacher | None, layer_map: list[int], max_grad_norm: float) -> torch.Tensor:
+    """One batch: forward, loss, backward and (when gradients are synchronised) the optimizer step. Returns the
+    batch's loss."""
+    accelerator, optimizer = run.accelerator, run.optimizer
+    with accelerator.accumulate(run.model):
+        loss = batch_loss(run.model, batch, task, loss_cfg, teacher, layer_map, run.projection)["loss"]
+        _check_finite(loss, run)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and max_grad_norm > 0:
+            accelerator.clip_grad_norm_(optimizer_params(optimizer), max_grad_norm)
+        optimizer.step()
+        run.scheduler.step()
+        optimizer.zero_grad()
+    return loss
 
 
 def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map: list[int], task: Task,
