@@ -27,8 +27,9 @@ import torch
 
 from pkd.cache import LiveTeacher, ensure_cache
 from pkd.config import TrainConfig
+from pkd.encoding import EncodedSplit, make_collator
 from pkd.losses import LossConfig, skip_map
-from pkd.models import EncodedSplit, default_teacher_path, load_classifier, load_tokenizer, make_collator
+from pkd.models import default_teacher_path, load_classifier, load_tokenizer
 from pkd.student import make_student
 from pkd.tasks import Example, Split, get_task
 from pkd.train import batch_loss, make_optimizer

@@ -16,7 +16,8 @@ import argparse
 import torch
 
 from pkd.data import load_split
-from pkd.models import EncodedSplit, load_tokenizer, resolve_model
+from pkd.encoding import EncodedSplit
+from pkd.models import load_tokenizer, resolve_model
 from pkd.patient import PROBES, probe_spreads
 from pkd.tasks import get_task
 

@@ -27,12 +27,12 @@ from pkd.config import (
 )
 from pkd.data import load_split, recorded_data_dir, resolve_task, split_files
 from pkd.dist import barrier, is_main, prepare_out_dir_once
+from pkd.encoding import EncodedSplit
 from pkd.errors import DataError, UsageError
 from pkd.io import check_out_dir, check_resume, library_versions, read_jsonl, write_json, write_text
 from pkd.losses import Projection, layer_map_for, loss_for
 from pkd.metrics import compute_metrics, floor_score, gain_retention, predictions_from_logits
 from pkd.models import (
-    EncodedSplit,
     default_teacher_path,
     load_classifier,
     load_config,

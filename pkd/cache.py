@@ -32,16 +32,10 @@ import torch
 from filelock import FileLock
 
 from pkd import dist
+from pkd.encoding import EncodedSplit, feature_length, make_collator
 from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
-from pkd.models import (
-    EncodedSplit,
-    feature_length,
-    make_collator,
-    model_fingerprint,
-    pooled_states,
-    tokenizer_fingerprint,
-)
+from pkd.models import model_fingerprint, pooled_states, tokenizer_fingerprint
 from pkd.patient import layer_spreads
 from pkd.progress import show_progress
 

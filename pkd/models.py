@@ -1,29 +1,28 @@
-"""Loading encoders and tokenizers (local path or Hub name), safely, and encoding examples for them."""
+"""Loading encoders and tokenizers (local path or Hub name), safely; the fingerprints that identify them (the
+teacher cache's key, the teacher-student vocabulary check); and pooling an encoder's hidden states per sequence.
+
+Turning examples into their inputs is pkd.encoding's."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import (
     AutoConfig,
     AutoModelForMultipleChoice,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    DataCollatorWithPadding,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from pkd.errors import DataError
-from pkd.race import encode_choices
-from pkd.tasks import Split, Task
+from pkd.tasks import Task
 
 DEFAULT_TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -176,37 +175,6 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-class EncodedSplit(torch.utils.data.Dataset):
-    """Tokenized examples; each item carries `idx`, its position in the split, for the teacher cache.
-
-    Multiple-choice items (RACE) hold one sequence per choice for each tokenizer field (see pkd.race)."""
-
-    def __init__(self, split: Split, tokenizer: PreTrainedTokenizerBase, max_seq_len: int):
-        self.split = split
-        if split.task.is_multiple_choice:
-            self.features = encode_choices(split.examples, tokenizer, max_seq_len)
-        else:
-            columns = list(zip(*(e.texts for e in split.examples), strict=True)) if split.examples else [[]]
-            enc = tokenizer(*columns, truncation=True, max_length=max_seq_len)
-            self.features = [{k: enc[k][i] for k in enc} for i in range(len(split.examples))]
-        for i, (feat, ex) in enumerate(zip(self.features, split.examples, strict=True)):
-            feat["idx"] = i
-            if ex.label is not None:
-                feat["labels"] = ex.label
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.features[i]
-
-
-def feature_length(feature: dict) -> int:
-    """Tokens in an encoded example (the longest choice for multiple choice): what its batch is padded to."""
-    ids = feature["input_ids"]
-    return max((len(c) for c in ids), default=0) if len(ids) and not isinstance(ids[0], int) else len(ids)
-
-
 def pooled_states(hidden_states: tuple[torch.Tensor, ...], layers: list[int], input_ids: torch.Tensor,
                   attention_mask: torch.Tensor | None = None, pooling: str = "cls") -> torch.Tensor:
     """One vector per sequence for each of the given layers (1-based; hidden_states[0] is the embeddings).
@@ -230,29 +198,3 @@ def pooled_states(hidden_states: tuple[torch.Tensor, ...], layers: list[int], in
     else:
         raise ValueError(f"pooling {pooling!r}: expected 'cls' or 'mean'")
     return stack.view(*input_ids.shape[:-1], len(layers), -1)
-
-
-def make_collator(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict]:
-    """Dynamic padding to the longest sequence of the batch; multiple-choice batches become [B, choices, T]."""
-    return _Collator(tokenizer)
-
-
-class _Collator:
-    def __init__(self, tokenizer: PreTrainedTokenizerBase):
-        self.tokenizer = tokenizer
-        self.single = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-
-    def __call__(self, features: list[dict]) -> dict:
-        first = features[0]["input_ids"] if features else []
-        if not (len(first) and isinstance(first[0], (list, np.ndarray))):
-            return self.single(features)
-        # Multiple choice: pad every choice of every example to one length, then restore [B, choices, T].
-        # (transformers' DataCollatorForMultipleChoice would try to split `idx` and needs labels.)
-        size, choices = len(features), len(first)
-        keys = [k for k in features[0] if k not in ("idx", "labels")]
-        flat = [{k: np.asarray(f[k][c]).tolist() for k in keys} for f in features for c in range(choices)]
-        batch = {k: v.view(size, choices, -1) for k, v in self.tokenizer.pad(flat, return_tensors="pt").items()}
-        batch["idx"] = torch.tensor([f["idx"] for f in features])
-        if "labels" in features[0]:
-            batch["labels"] = torch.tensor([f["labels"] for f in features])
-        return batch

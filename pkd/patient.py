@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from pkd.encoding import EncodedSplit, make_collator
 from pkd.errors import UsageError
-from pkd.models import EncodedSplit, make_collator, pooled_states
+from pkd.models import pooled_states
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

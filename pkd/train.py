@@ -26,11 +26,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 
 from pkd import dist
 from pkd.config import LossConfig, TrainConfig
+from pkd.encoding import EncodedSplit, feature_length, make_collator
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, atomic_files, atomic_path, check_resume, write_json, write_text
 from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
-from pkd.models import EncodedSplit, feature_length, make_collator, pooled_states
+from pkd.models import pooled_states
 from pkd.progress import show_progress
 from pkd.tasks import Task
 

@@ -16,8 +16,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache, teacher_forward
 from pkd.data import load_split
+from pkd.encoding import EncodedSplit, make_collator
 from pkd.errors import DataError
-from pkd.models import EncodedSplit, make_collator
 from pkd.tasks import get_task
 
 SST2 = get_task("sst2")

@@ -56,7 +56,8 @@ def test_fp16_and_live_teacher_on_cuda(tiny_teacher, glue_dir, tmp_path):
 def test_cache_on_cuda_matches_cpu(tiny_teacher, glue_dir, tmp_path):
     from pkd.cache import ensure_cache
     from pkd.data import load_split
-    from pkd.models import EncodedSplit, load_classifier, load_tokenizer
+    from pkd.encoding import EncodedSplit
+    from pkd.models import load_classifier, load_tokenizer
     from pkd.tasks import get_task
 
     task = get_task("sst2")

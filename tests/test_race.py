@@ -22,9 +22,10 @@ from pkd.cache import LiveTeacher, TeacherCache, teacher_forward
 from pkd.cli import main
 from pkd.config import TrainConfig
 from pkd.data import load_split
+from pkd.encoding import EncodedSplit, make_collator
 from pkd.errors import DataError
 from pkd.losses import LossConfig
-from pkd.models import EncodedSplit, load_classifier, load_tokenizer, make_collator
+from pkd.models import load_classifier, load_tokenizer
 from pkd.race import fill, read_race
 from pkd.tasks import Example, Split, get_task
 

@@ -127,7 +127,7 @@ def test_pair_tasks_keep_long_pairs_whole_by_default(tmp_path):
     pairs and 37% of RTE's lose their tail); RACE's passages get 512 tokens."""
     from conftest import WORDS, make_tokenizer
 
-    from pkd.models import EncodedSplit
+    from pkd.encoding import EncodedSplit
     from pkd.tasks import Example, Split
 
     tokenizer = make_tokenizer(tmp_path)

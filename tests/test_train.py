@@ -249,7 +249,7 @@ def test_predictions_come_back_in_the_data_order(tiny_teacher):
     """Dev batches run longest first; each example's logits must still land at its own position."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pkd.models import EncodedSplit, make_collator
+    from pkd.encoding import EncodedSplit, make_collator
     from pkd.train import predict_logits
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from pkd.data import load_split
+from pkd.encoding import EncodedSplit, make_collator
 from pkd.losses import last_map, pt_loss, skip_map
-from pkd.models import EncodedSplit, load_classifier, load_tokenizer, make_collator, pooled_states
+from pkd.models import load_classifier, load_tokenizer, pooled_states
 from pkd.patient import mean_pairwise_cosine
 from pkd.student import make_student
 from pkd.tasks import get_task
