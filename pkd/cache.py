@@ -32,7 +32,7 @@ import torch
 from filelock import FileLock
 
 from pkd import dist
-from pkd.encoding import EncodedSplit, feature_length, make_collator
+from pkd.encoding import EncodedSplit, longest_first_loader
 from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
 from pkd.models import model_fingerprint, pooled_states, tokenizer_fingerprint
@@ -247,9 +247,8 @@ def _write_shard(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
     each output row is written at its example's position, so the files are in the data's order. Attention masks
     make an example's outputs independent of what it is batched with, up to float rounding.
     """
-    order = sorted(range(len(data)), key=lambda i: -feature_length(data[i]))  # stable: ties keep file order
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size, shuffle=False,
-                                         collate_fn=make_collator(tokenizer))
+    loader = longest_first_loader(data, tokenizer, batch_size)
+    order = loader.dataset.indices  # each batch row's position in `data`
     logits_arr = cls_arr = None
     start = 0
     with torch.inference_mode():

@@ -26,7 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 
 from pkd import dist
 from pkd.config import LossConfig, TrainConfig
-from pkd.encoding import EncodedSplit, feature_length, make_collator
+from pkd.encoding import EncodedSplit, feature_length, longest_first_loader, make_collator
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, atomic_files, atomic_path, check_resume, write_json, write_text
 from pkd.losses import pkd_loss
@@ -226,10 +226,7 @@ def predict_logits(model: torch.nn.Module, data: EncodedSplit, tokenizer: PreTra
     if accelerator is None:  # a model of its own (evaluate, predict): on the device the batches will be on
         accelerator = Accelerator(cpu=not torch.cuda.is_available())
         model.to(accelerator.device)
-    order = sorted(range(len(data)), key=lambda i: -feature_length(data[i]))  # stable: ties keep file order
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size, shuffle=False,
-                                         collate_fn=make_collator(tokenizer))
-    loader = accelerator.prepare(loader)
+    loader = accelerator.prepare(longest_first_loader(data, tokenizer, batch_size))
     model.eval()
     chunks, positions = [], []
     for batch in loader:
