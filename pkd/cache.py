@@ -32,7 +32,7 @@ import torch
 from filelock import FileLock
 
 from pkd import dist
-from pkd.encoding import EncodedSplit, longest_first_loader
+from pkd.encoding import EncodedSplit, longest_first_loader, model_inputs
 from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
 from pkd.models import model_fingerprint, pooled_states, tokenizer_fingerprint
@@ -156,8 +156,7 @@ class LiveTeacher:
 def teacher_forward(teacher: torch.nn.Module, batch: dict, layers: list[int],
                     pooling: str = "cls") -> tuple[torch.Tensor, torch.Tensor | None]:
     """The teacher's logits [B, C] and its PT targets of `layers` [B, L, H] (None without layers)."""
-    inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
-    out = teacher(**inputs, output_hidden_states=bool(layers))
+    out = teacher(**model_inputs(batch), output_hidden_states=bool(layers))
     if not layers:
         return out.logits.float(), None
     return out.logits.float(), pooled_states(out.hidden_states, layers, batch["input_ids"],

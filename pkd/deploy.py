@@ -58,7 +58,7 @@ from transformers import (
 
 from pkd.config import FORMATS, QUANTIZATIONS, ExportConfig
 from pkd.data import load_split, resolve_task
-from pkd.encoding import EncodedSplit, make_collator
+from pkd.encoding import EncodedSplit, make_collator, model_inputs
 from pkd.errors import DataError, ExportError, UsageError
 from pkd.io import atomic_dir, check_out_dir, library_versions, write_json
 from pkd.models import load_tokenizer, resolve_model
@@ -130,7 +130,7 @@ def parity_batch(tokenizer: PreTrainedTokenizerBase, task: Task, data_dir: str |
         raise DataError(f"{part.source}: no examples for the parity check")
     data = EncodedSplit(part, tokenizer, max_seq_len)
     batch = make_collator(tokenizer)([data[i] for i in range(min(examples, len(data)))])
-    return {k: v for k, v in batch.items() if k not in ("idx", "labels")}, part.source
+    return model_inputs(batch), part.source
 
 
 def random_batch(config: PretrainedConfig, kind: str, batch: int = 4, seq_len: int = 16, choices: int = 4,

@@ -17,6 +17,9 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from pkd.race import encode_choices
 from pkd.tasks import Split
 
+# What a batch carries that the model does not take.
+NOT_MODEL_INPUTS = ("idx", "labels")
+
 
 class EncodedSplit(torch.utils.data.Dataset):
     """Tokenized examples; each item carries `idx`, its position in the split, for the teacher cache.
@@ -49,6 +52,11 @@ def feature_length(feature: dict) -> int:
     return max((len(c) for c in ids), default=0) if len(ids) and not isinstance(ids[0], int) else len(ids)
 
 
+def model_inputs(batch: dict) -> dict:
+    """The batch (or an encoded example) without idx and labels: what the model's forward takes."""
+    return {k: v for k, v in batch.items() if k not in NOT_MODEL_INPUTS}
+
+
 def make_collator(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict]:
     """Dynamic padding to the longest sequence of the batch; multiple-choice batches become [B, choices, T]."""
     return _Collator(tokenizer)
@@ -66,7 +74,7 @@ class _Collator:
         # Multiple choice: pad every choice of every example to one length, then restore [B, choices, T].
         # (transformers' DataCollatorForMultipleChoice would try to split `idx` and needs labels.)
         size, choices = len(features), len(first)
-        keys = [k for k in features[0] if k not in ("idx", "labels")]
+        keys = list(model_inputs(features[0]))
         flat = [{k: np.asarray(f[k][c]).tolist() for k in keys} for f in features for c in range(choices)]
         batch = {k: v.view(size, choices, -1) for k, v in self.tokenizer.pad(flat, return_tensors="pt").items()}
         batch["idx"] = torch.tensor([f["idx"] for f in features])

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from pkd.encoding import EncodedSplit, make_collator
+from pkd.encoding import EncodedSplit, make_collator, model_inputs
 from pkd.errors import UsageError
 from pkd.models import pooled_states
 
@@ -94,7 +94,7 @@ def probe_spreads(teacher: torch.nn.Module, data: EncodedSplit, tokenizer: PreTr
     teacher.eval()
     spreads = {p: {k: Spread() for k in layers} for p in ("cls", "mean")}
     for batch in loader:
-        inputs = {k: v.to(device) for k, v in batch.items() if k not in ("idx", "labels")}
+        inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
         hidden = teacher(**inputs, output_hidden_states=True).hidden_states
         for pooling, by_layer in spreads.items():
             states = pooled_states(hidden, list(layers), inputs["input_ids"], inputs.get("attention_mask"), pooling)

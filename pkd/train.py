@@ -26,7 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 
 from pkd import dist
 from pkd.config import LossConfig, TrainConfig
-from pkd.encoding import EncodedSplit, feature_length, longest_first_loader, make_collator
+from pkd.encoding import EncodedSplit, feature_length, longest_first_loader, make_collator, model_inputs
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import append_jsonl, atomic_dir, atomic_files, atomic_path, check_resume, write_json, write_text
 from pkd.losses import pkd_loss
@@ -230,8 +230,7 @@ def predict_logits(model: torch.nn.Module, data: EncodedSplit, tokenizer: PreTra
     model.eval()
     chunks, positions = [], []
     for batch in loader:
-        inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
-        logits = model(**inputs).logits.float()
+        logits = model(**model_inputs(batch)).logits.float()
         chunks.append(accelerator.gather_for_metrics(logits).cpu())  # each example counted once
         positions.append(accelerator.gather_for_metrics(batch["idx"]).cpu())
     model.train()
@@ -498,8 +497,7 @@ def batch_loss(model: torch.nn.Module, batch: dict, task: Task, loss_cfg: LossCo
                projection: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The student's forward pass and its PKD loss on one batch (CE alone when there is no teacher)."""
     use_pt = bool(layer_map) and loss_cfg.beta > 0
-    inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
-    out = model(**inputs, output_hidden_states=use_pt)
+    out = model(**model_inputs(batch), output_hidden_states=use_pt)
     teacher_logits = teacher_cls = student_cls = None
     if teacher is not None:
         teacher_logits, teacher_cls = teacher.outputs(batch, list(layer_map) if use_pt else [])

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from pkd.data import load_split
-from pkd.encoding import EncodedSplit, make_collator
+from pkd.encoding import EncodedSplit, make_collator, model_inputs
 from pkd.losses import last_map, pt_loss, skip_map
 from pkd.models import load_classifier, load_tokenizer, pooled_states
 from pkd.patient import mean_pairwise_cosine
@@ -47,7 +47,7 @@ def main() -> None:
     tokenizer = load_tokenizer(args.teacher)
     data = EncodedSplit(load_split(task, "train", args.data_dir, args.examples)[0], tokenizer, 128)
     batch = make_collator(tokenizer)([data[i] for i in range(len(data))])
-    inputs = {k: v for k, v in batch.items() if k not in ("idx", "labels")}
+    inputs = model_inputs(batch)
     depth = teacher.config.num_hidden_layers
     with torch.no_grad():
         t_hidden = teacher(**inputs, output_hidden_states=True).hidden_states
