@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from pkd import deploy
+from pkd import deploy, inference
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
 from pkd.config import (
     SELECTIONS,
@@ -323,16 +323,16 @@ def evaluate(model: str, task: str | None, split: str = "dev", data_dir: str | P
 def _load_scorer(path: str, task: Task, trust_remote_code: bool):
     """A run directory's or checkpoint's classifier, or an export directory's model (ONNX Runtime for ONNX), with
     its tokenizer: evaluate and predict score both through the same code."""
-    if deploy.is_export_dir(path):
-        return deploy.load_for_task(path, task)
+    if inference.is_export_dir(path):
+        return inference.load_for_task(path, task)
     return (load_classifier(path, task, trust_remote_code, require_head=True),
             load_tokenizer(path, trust_remote_code))
 
 
 def _run_max_len(path: str, task: Task) -> int:
     """The max_seq_len a run trained with (an export directory records its source run's)."""
-    if deploy.is_export_dir(path):
-        return deploy.read_export(path).get("max_seq_len") or task.default_max_seq_len
+    if inference.is_export_dir(path):
+        return inference.read_export(path).get("max_seq_len") or task.default_max_seq_len
     run = Path(path) / "run.json"
     return json.loads(run.read_text())["train"]["max_seq_len"] if run.is_file() else task.default_max_seq_len
 
@@ -539,10 +539,10 @@ def _export_compared(run_dir: Path, precision: str, data_dir: str | None, scores
     if precision == "none" or not is_main():
         return
     target = run_dir / f"export-{precision}"
-    if not deploy.is_export_dir(target):
+    if not inference.is_export_dir(target):
         run_export(run_dir, ExportConfig(out=str(target), quantize="int8" if precision == "int8" else "none",
                                          evaluate=True, data_dir=data_dir))
-    scores.append(deploy.read_export(target)["dev"]["score"])
+    scores.append(inference.read_export(target)["dev"]["score"])
 
 
 def compare(teacher: str, task: str, student_layers: int, out: str | Path, **options) -> dict:

@@ -30,7 +30,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from pkd import deploy
+from pkd import deploy, inference
 from pkd.config import ExportConfig
 from pkd.errors import DataError, UsageError
 from pkd.models import resolve_model
@@ -208,11 +208,11 @@ class _Exported:
 
 
 def _load_export(path: str, threads: int | None = None) -> _Exported:
-    model, _, record = deploy.load_exported(path, threads)
-    if record["kind"] != deploy.SEQUENCE:
+    model, _, record = inference.load_exported(path, threads)
+    if record["kind"] != inference.SEQUENCE:
         raise UsageError(f"{path}: a {record['kind']} export; pkd bench times sequence classifiers on [batch, tokens]")
     with torch.device("meta"):  # the source architecture, for its parameter counts only
-        counts = parameter_counts(deploy.HEADS[record["kind"]].from_config(model.config))
+        counts = parameter_counts(inference.HEADS[record["kind"]].from_config(model.config))
     engine = "ort" if record["format"] == "onnx" else "torch"
     variant = engine + ("-opt" if record.get("optimize") else "") + ("-int8" if record["quantize"] == "int8" else "")
     return _Exported(model, (Path(path) / record["model_file"]).stat().st_size, counts, variant)
@@ -220,9 +220,9 @@ def _load_export(path: str, threads: int | None = None) -> _Exported:
 
 def load_model(name_or_path: str, threads: int | None = None) -> tuple[PreTrainedModel | _Exported, str]:
     """A classifier if the checkpoint is one, else the bare encoder; safetensors weights only. An export directory
-    gives its model as deploy.load_exported loads it."""
+    gives its model as inference.load_exported loads it."""
     path = resolve_model(name_or_path)
-    if deploy.is_export_dir(path):
+    if inference.is_export_dir(path):
         return _load_export(path, threads), path
     try:
         config = AutoConfig.from_pretrained(path)
@@ -274,7 +274,7 @@ def _weights_bytes(model: torch.nn.Module) -> int:
 @dataclass
 class _Entry:
     name: str
-    model: torch.nn.Module  # a Hugging Face model, or what deploy.load_exported gives
+    model: torch.nn.Module  # a Hugging Face model, or what inference.load_exported gives
     path: str | None
     size_bytes: int
     size_source: str  # files, estimate, or export (the model file of an export directory)
@@ -323,13 +323,13 @@ def _entries(models: Sequence[str], shape: str | None, layers: Sequence[int] | N
                 out.append(_Entry(name, model, path, size, source, counts))
                 continue
             fmt, quantize, optimize = settings
-            kind = deploy.classifier_kind(model.config, name) if shape is None else deploy.SEQUENCE
-            if kind != deploy.SEQUENCE:
+            kind = deploy.classifier_kind(model.config, name) if shape is None else inference.SEQUENCE
+            if kind != inference.SEQUENCE:
                 raise UsageError(f"{name}: a {kind} model; --variants times sequence classifiers on [batch, tokens]")
             target = workdir / f"{i}-{variant}"
             cfg = ExportConfig(out=str(target), format=fmt, quantize=quantize, optimize=optimize)
             deploy.export_model(model, kind, None, deploy.random_batch(model.config, kind), cfg, {"source": name})
-            exported, _, record = deploy.load_exported(target, threads)
+            exported, _, record = inference.load_exported(target, threads)
             file_size = (target / record["model_file"]).stat().st_size
             out.append(_Entry(f"{name} {variant}", exported, None, file_size, "export", counts, variant))
     return out

@@ -22,7 +22,7 @@ from test_bad_input import assert_one_error, run_cli
 from test_race import write_race
 
 import pkd
-from pkd import deploy
+from pkd import deploy, inference
 from pkd.bench import bench_models
 from pkd.tasks import get_task
 
@@ -59,8 +59,8 @@ def test_onnx_fp32_parity(exports, tiny_teacher, glue_dir):
     assert parity["examples"] == 16 and parity["max_abs_logit_diff"] <= 1e-3 and parity["agreement"] == 1.0
 
     source, _ = deploy.load_source(tiny_teacher)
-    model, tokenizer, _ = deploy.load_exported(out)
-    assert isinstance(model, deploy.OnnxClassifier)
+    model, tokenizer, _ = inference.load_exported(out)
+    assert isinstance(model, inference.OnnxClassifier)
     batch = _dev_batch(tokenizer, glue_dir)
     assert tuple(batch["input_ids"].shape) != tuple(parity["shape"])
     np.testing.assert_allclose(deploy.logits_of(model, batch), deploy.logits_of(source, batch), atol=1e-5)
@@ -86,7 +86,7 @@ def test_int8_agrees_with_fp32(exports, tiny_teacher, glue_dir, name):
     record = json.loads((out / "export.json").read_text())
     assert record["quantize"] == "int8" and record["parity"]["agreement"] >= 0.9
     source, _ = deploy.load_source(tiny_teacher)
-    model, tokenizer, _ = deploy.load_exported(out)
+    model, tokenizer, _ = inference.load_exported(out)
     batch = _dev_batch(tokenizer, glue_dir)
     reference, quantized = deploy.logits_of(source, batch), deploy.logits_of(model, batch)
     result = deploy.compare_logits(reference, quantized)
@@ -170,7 +170,7 @@ def test_race_multiple_choice_export(race_model, tmp_path, capsys):
     record = pkd.export(model, out, task="race", data_dir=race_dir, max_seq_len=48)
     assert record["kind"] == "multiple-choice" and record["parity"]["max_abs_logit_diff"] <= 1e-3
     assert record["parity"]["shape"][1] == 4  # [questions, choices, tokens]
-    session = deploy.load_exported(out)[0].session
+    session = inference.load_exported(out)[0].session
     assert [len(i.shape) for i in session.get_inputs()] == [3, 3, 3]
     scores = []
     for m in (model, out):

@@ -3,7 +3,7 @@
 Exports one run (default: the demo's PKD student) to ONNX four ways - attention as pkd exports it (eager) or as
 transformers runs it by default (sdpa), weights int8 unsigned (QUInt8, pkd's choice) or signed (QInt8, the
 probe's) - plus both fp32 graphs, and times every graph interleaved with the fp32 PyTorch teacher and student at
-b=32 x 128 tokens (throughput) and b=1 (latency), in ONNX Runtime sessions made as pkd makes them (pkd.deploy:
+b=32 x 128 tokens (throughput) and b=1 (latency), in ONNX Runtime sessions made as pkd makes them (pkd.inference:
 intra-op threads, spinning off). Prints one table with ratios against the PyTorch teacher.
 
   .venv/bin/python bench/investigations/ort_variants.py runs/demo/teacher runs/demo/student --threads 2 --repeats 3
@@ -21,7 +21,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import AutoModelForSequenceClassification
 
-from pkd.deploy import ort_session
+from pkd.inference import ort_session
 
 
 def export(model, attention: str, path: Path) -> None:

@@ -1,0 +1,218 @@
+"""Loading and running an export directory (what `pkd export` writes): the model behind the interface evaluation
+and benchmarking use, model(**batch).logits, whatever its format.
+
+It owns reading export.json and checking that an export fits the task it is asked to score, the ONNX Runtime
+session pkd runs a graph in, and the rebuilding of a PyTorch int8 model from its safetensors file. It is kept
+apart from writing an export (pkd.deploy) because scoring, predicting and benchmarking need only this half:
+pkd.deploy imports it for its parity check, never the other way round.
+
+  onnx   an ONNX Runtime CPU session, one inter-op thread, `threads` intra-op threads and spinning off: spinning
+         idle threads steal the CPU from whatever runs next (docs/deploy.md).
+  torch  save_pretrained's checkpoint, or for int8 the fp32 architecture from config.json, dynamically quantized,
+         with the stored int8 weights set into its Linear layers; never a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from transformers import (
+    AutoModelForMultipleChoice,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from pkd.config import FORMATS, QUANTIZATIONS
+from pkd.errors import DataError, UsageError
+from pkd.models import load_config, load_tokenizer
+from pkd.tasks import Task
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+EXPORT_FILE = "export.json"
+INSTALL_HINT = "pip install 'pkd[export]'"
+SEQUENCE, MULTIPLE_CHOICE = "sequence-classification", "multiple-choice"
+HEADS = {SEQUENCE: AutoModelForSequenceClassification, MULTIPLE_CHOICE: AutoModelForMultipleChoice}
+
+
+def require_onnxruntime() -> ModuleType:
+    """onnxruntime (and onnx), or a one-line error naming the install command."""
+    try:
+        import onnx  # noqa: F401  (the quantizer and the optimizer need it)
+        import onnxruntime
+    except ImportError as e:
+        raise UsageError(f"ONNX needs the optional dependencies ({e.name} is not installed): {INSTALL_HINT}") from None
+    return onnxruntime
+
+
+def is_export_dir(path: str | Path) -> bool:
+    return (Path(path) / EXPORT_FILE).is_file()
+
+
+def read_export(path: str | Path) -> dict:
+    """An export directory's export.json, checked to be one pkd wrote."""
+    try:
+        record = json.loads((Path(path) / EXPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{Path(path) / EXPORT_FILE}: cannot read ({type(e).__name__}: {e})") from None
+    if not isinstance(record, dict) or record.get("format") not in FORMATS or \
+            record.get("quantize") not in QUANTIZATIONS or record.get("kind") not in HEADS:
+        raise DataError(f"{Path(path) / EXPORT_FILE}: not a pkd export record")
+    return record
+
+
+def load_exported(path: str | Path, threads: int | None = None
+                  ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase | None, dict]:
+    """The model of an export directory behind the interface evaluation uses (model(**batch).logits), its
+    tokenizer (None if it has none) and export.json."""
+    path = Path(path)
+    record = read_export(path)
+    file = path / record["model_file"]
+    if not file.is_file():
+        raise DataError(f"{path}: export directory without its model file {record['model_file']}")
+    config = load_config(str(path))
+    tokenizer = load_tokenizer(str(path)) if (path / "tokenizer_config.json").is_file() else None
+    if record["format"] == "onnx":
+        model = OnnxClassifier(file, config, threads)
+        model.check_inputs(tokenizer, record["kind"])
+    elif record["quantize"] == "int8":
+        model = load_int8_model(file, config, record["kind"])
+    else:
+        model = HEADS[record["kind"]].from_pretrained(path, use_safetensors=True).eval()
+    return model, tokenizer, record
+
+
+def load_for_task(path: str | Path, task: Task, threads: int | None = None
+                  ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """An export directory's model and tokenizer for scoring `task`, after checking that they fit it."""
+    model, tokenizer, record = load_exported(path, threads)
+    if tokenizer is None:
+        raise DataError(f"{path}: export directory without a tokenizer (tokenizer_config.json)")
+    if task.is_multiple_choice != (record["kind"] == MULTIPLE_CHOICE):
+        raise DataError(f"{path}: a {record['kind']} export cannot run task {task.name}")
+    labels = getattr(model.config, "num_labels", None)
+    if not task.is_multiple_choice and labels != task.num_labels:
+        raise DataError(f"{path}: has {labels} labels, task {task.name} needs {task.num_labels}")
+    return model, tokenizer
+
+
+# ------------------------------------------------------------------------------------------ ONNX Runtime
+
+
+def ort_session(path: str | Path, threads: int | None = None) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session with `threads` intra-op threads (default: torch's) and spinning off: spinning
+    idle threads steal the CPU from whatever runs next (measured: PyTorch rows 20-30% slower)."""
+    ort = require_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise DataError(f"{path}: cannot load ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+                        ) from None
+
+
+class OnnxClassifier(torch.nn.Module):
+    """An ONNX Runtime session behind the model interface pkd evaluates and benchmarks: model(**batch).logits.
+
+    A module without parameters, so that .to(), .eval() and .train() from the shared evaluation code do no
+    harm. A missing token_type_ids is zeros, as in the Hugging Face models; other missing inputs are an error."""
+
+    def __init__(self, path: str | Path, config: PretrainedConfig, threads: int | None = None):
+        super().__init__()
+        self.path, self.config = Path(path), config
+        self.session = ort_session(path, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def check_inputs(self, tokenizer: PreTrainedTokenizerBase | None, kind: str) -> None:
+        """The graph's inputs must be what the tokenizer produces, with one rank per kind of model."""
+        rank = 3 if kind == MULTIPLE_CHOICE else 2
+        for i in self.session.get_inputs():
+            if len(i.shape) != rank:
+                raise DataError(f"{self.path}: input {i.name} has rank {len(i.shape)}, a {kind} model takes {rank}")
+        if tokenizer is None:
+            return
+        produced = list(tokenizer.model_input_names)
+        if set(self.input_names) != set(produced):
+            raise DataError(f"{self.path}: ONNX inputs {self.input_names} do not match the tokenizer's {produced}")
+
+    def forward(self, **inputs: torch.Tensor) -> SimpleNamespace:
+        feed = {}
+        for name in self.input_names:
+            value = inputs.get(name)
+            if value is None and name == "token_type_ids" and "input_ids" in inputs:
+                value = torch.zeros_like(inputs["input_ids"])
+            if value is None:
+                raise DataError(f"{self.path}: the model needs input {name}, got {sorted(inputs)}")
+            feed[name] = value.detach().cpu().numpy().astype(np.int64, copy=False)
+        logits = self.session.run(["logits"], feed)[0]
+        return SimpleNamespace(logits=torch.from_numpy(logits))
+
+
+# ------------------------------------------------------------------------------------------- PyTorch int8
+
+
+def quantize_torch(model: PreTrainedModel) -> PreTrainedModel:
+    """int8 weights for every nn.Linear, activations quantized per batch; a new model, the source is kept.
+    Exporting quantizes with it, and loading rebuilds the quantized architecture with it before setting the
+    stored weights."""
+    import copy
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with quiet_torch_onnx():  # torch.ao quantization warns that it is deprecated in favour of torchao
+        return quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def load_int8_model(path: Path, config: PretrainedConfig, kind: str) -> PreTrainedModel:
+    """Rebuild a model saved by pkd.deploy.int8_state_dict: the fp32 architecture from config.json with every
+    tensor but the Linear layers' filled in, quantized, then the int8 Linear weights set."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    state = load_file(path)
+    linears = {k.rsplit(".", 1)[0] for k in state if k.endswith(".weight_int8")}
+    model = HEADS[kind].from_config(config)
+    plain = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in linears}
+    missing, unexpected = model.load_state_dict(plain, strict=False)
+    missing = [k for k in missing if k.rsplit(".", 1)[0] not in linears]
+    if missing or unexpected:
+        raise DataError(f"{path}: does not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model = quantize_torch(model).eval()
+    qlinears = {name: m for name, m in model.named_modules() if isinstance(m, QLinear)}
+    if set(qlinears) != linears:
+        raise DataError(f"{path}: int8 weights for {len(linears)} Linear layers, the model has {len(qlinears)}")
+    for name, module in qlinears.items():
+        weight = torch._make_per_tensor_quantized_tensor(
+            state[f"{name}.weight_int8"], float(state[f"{name}.weight_scale"]),
+            int(state[f"{name}.weight_zero_point"]))
+        module.set_weight_bias(weight, state.get(f"{name}.bias"))
+    return model
+
+
+@contextmanager
+def quiet_torch_onnx() -> Iterator[None]:
+    """The exporter, the optimizer and the quantizers log warnings a user can do nothing about."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
