@@ -315,7 +315,7 @@ def evaluate(model: str, task: str | None, split: str = "dev", data_dir: str | P
         raise UsageError(f"--max-examples {max_examples}: must be at least 1")
     path = resolve_model(model)
     net, tokenizer = _load_scorer(path, task_, trust_remote_code)
-    max_seq_len = max_seq_len or _run_max_len(path, task_)
+    max_seq_len = max_seq_len or inference.trained_max_seq_len(path, task_)
     parts = _encode(task_, split, tokenizer, max_seq_len, data_dir, max_examples)
     return evaluate_parts(net, parts, task_, tokenizer, batch_size)
 
@@ -327,14 +327,6 @@ def _load_scorer(path: str, task: Task, trust_remote_code: bool):
         return inference.load_for_task(path, task)
     return (load_classifier(path, task, trust_remote_code, require_head=True),
             load_tokenizer(path, trust_remote_code))
-
-
-def _run_max_len(path: str, task: Task) -> int:
-    """The max_seq_len a run trained with (an export directory records its source run's)."""
-    if inference.is_export_dir(path):
-        return inference.read_export(path).get("max_seq_len") or task.default_max_seq_len
-    run = Path(path) / "run.json"
-    return json.loads(run.read_text())["train"]["max_seq_len"] if run.is_file() else task.default_max_seq_len
 
 
 def predict(model: str, task: str | None, out_file: str | Path, split: str = "test",
@@ -354,7 +346,7 @@ def predict(model: str, task: str | None, out_file: str | Path, split: str = "te
             raise UsageError(f"--out {target}: is a directory")
     path = resolve_model(model)
     net, tokenizer = _load_scorer(path, task_, trust_remote_code)
-    parts = _encode(task_, split, tokenizer, max_seq_len or _run_max_len(path, task_), data_dir)
+    parts = _encode(task_, split, tokenizer, max_seq_len or inference.trained_max_seq_len(path, task_), data_dir)
     written = []
     for part, target in zip(parts, targets, strict=True):
         logits = predict_logits(net, part, tokenizer, batch_size)

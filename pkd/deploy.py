@@ -34,7 +34,6 @@ scoring (OnnxClassifier, load_int8_model).
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Callable
 from dataclasses import asdict
@@ -60,6 +59,7 @@ from pkd.inference import (
     quantize_torch,
     quiet_torch_onnx,
     require_onnxruntime,
+    trained_max_seq_len,
 )
 from pkd.io import atomic_dir, check_out_dir, library_versions, write_json
 from pkd.models import load_config, load_tokenizer, resolve_model
@@ -311,11 +311,10 @@ def export(run: str | Path, cfg: ExportConfig, score: Callable[[Path, str], dict
     if is_export_dir(path):
         raise DataError(f"{path}: already an export directory; export the run it came from ({EXPORT_FILE})")
     model, kind = load_source(path)
-    run_info = _read_run(path)
     task_ = resolve_task(cfg.task, None, path)  # the run's own (a file task's from its recorded data)
     if task_.is_multiple_choice != (kind == MULTIPLE_CHOICE):
         raise DataError(f"{path}: a {kind} model cannot run task {task_.name}")
-    max_seq_len = cfg.max_seq_len or run_info.get("train", {}).get("max_seq_len") or task_.default_max_seq_len
+    max_seq_len = cfg.max_seq_len or trained_max_seq_len(path, task_)
     tokenizer = load_tokenizer(path)
     batch, source = parity_batch(tokenizer, task_, cfg.data_dir, max_seq_len)
     info = {"source": str(Path(path).resolve()) if Path(path).exists() else path, "task": task_.name,
@@ -323,11 +322,6 @@ def export(run: str | Path, cfg: ExportConfig, score: Callable[[Path, str], dict
             **({"file_task": asdict(task_.files)} if task_.files is not None else {})}
     return export_model(model, kind, tokenizer, batch, cfg, info,
                         score=None if score is None else lambda d: score(d, task_.name))
-
-
-def _read_run(path: str | Path) -> dict:
-    run = Path(path) / "run.json"
-    return json.loads(run.read_text()) if run.is_file() else {}
 
 
 def export_versions(fmt: str) -> dict[str, str]:

@@ -35,6 +35,7 @@ from transformers import (
 )
 
 from pkd.config import FORMATS, QUANTIZATIONS
+from pkd.data import run_record
 from pkd.errors import DataError, UsageError
 from pkd.models import load_config, load_tokenizer
 from pkd.tasks import Task
@@ -72,6 +73,16 @@ def read_export(path: str | Path) -> dict:
             record.get("quantize") not in QUANTIZATIONS or record.get("kind") not in HEADS:
         raise DataError(f"{Path(path) / EXPORT_FILE}: not a pkd export record")
     return record
+
+
+def trained_max_seq_len(path: str | Path, task: Task) -> int:
+    """The max_seq_len a model was trained with, to encode its inputs at: its run.json's, an export directory's
+    source run's (export.json), else the task's default (a checkpoint trained elsewhere)."""
+    if is_export_dir(path):
+        recorded = read_export(path).get("max_seq_len")
+    else:
+        recorded = run_record(path).get("train", {}).get("max_seq_len")
+    return recorded or task.default_max_seq_len
 
 
 def load_exported(path: str | Path, threads: int | None = None
