@@ -26,7 +26,7 @@ from pkd.config import (
     from_options,
 )
 from pkd.data import load_split, recorded_data_dir, resolve_task, split_files
-from pkd.dist import barrier, is_main, prepare_out_dir_once
+from pkd.dist import barrier, check_device, is_main, prepare_out_dir_once
 from pkd.encoding import EncodedSplit
 from pkd.errors import DataError, UsageError
 from pkd.io import check_out_dir, check_resume, library_versions, read_jsonl, write_json, write_text
@@ -45,7 +45,6 @@ from pkd.stats import verdicts, verdicts_markdown
 from pkd.student import choose_init_layers, make_student
 from pkd.tasks import RECIPE_MEASURED_ON, Recipe, Task
 from pkd.train import (
-    check_device,
     evaluate_parts,
     predict_logits,
     predictions_file,

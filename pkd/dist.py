@@ -1,7 +1,9 @@
-"""The few multi-process helpers the API needs outside the training loop, on Accelerate's PartialState.
+"""The device and the processes a command runs on, from Accelerate's PartialState, for the API outside the
+training loop as well as inside it.
 
 Under `accelerate launch` every rank runs the same command; these let rank 0 alone create directories and
-write files while the others wait. In a plain single process they cost nothing and do nothing.
+write files while the others wait. In a plain single process they cost nothing and do nothing. check_device
+refuses, before any work, settings this device or this number of processes cannot run.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from pkd.errors import UsageError
+
 if TYPE_CHECKING:
     from accelerate import PartialState
+
+    from pkd.config import TrainConfig
 
 _T = TypeVar("_T")
 
@@ -63,3 +69,22 @@ def prepare_out_dir_once(out: str | Path, overwrite: bool = False, resume: bool 
         prepare_out_dir(out, overwrite, resume)
     barrier()
     return Path(out)
+
+
+def check_device(cfg: TrainConfig) -> None:
+    """Refuse, in one line and before any work, a precision this device cannot do or a batch size that does not
+    split evenly across the processes of an `accelerate launch`."""
+    import torch
+
+    st = state()
+    if cfg.precision == "fp16" and st.device.type == "cpu":
+        raise UsageError("--precision fp16: needs a GPU and this run is on the CPU (Accelerate would silently "
+                         "train in fp32); use --precision bf16 or fp32")
+    if cfg.precision == "bf16" and st.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(st.device)}) cannot do bf16; "
+                         "use --precision fp16 or fp32")
+    for name in ("batch_size", "eval_batch_size"):
+        value = getattr(cfg, name)
+        if value % st.num_processes:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: the global batch is split across the "
+                             f"{st.num_processes} processes, so it must be a multiple of {st.num_processes}")

@@ -79,25 +79,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_device(cfg: TrainConfig) -> None:
-    """Refuse, in one line and before any work, a precision this device cannot do or a batch size that does not
-    split evenly across the processes of an `accelerate launch`."""
-    state = dist.state()
-    if cfg.precision == "fp16" and state.device.type == "cpu":
-        raise UsageError("--precision fp16: needs a GPU and this run is on the CPU (Accelerate would silently "
-                         "train in fp32); use --precision bf16 or fp32")
-    if cfg.precision == "bf16" and state.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UsageError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(state.device)}) cannot do bf16; "
-                         "use --precision fp16 or fp32")
-    for name in ("batch_size", "eval_batch_size"):
-        value = getattr(cfg, name)
-        if value % state.num_processes:
-            raise UsageError(f"--{name.replace('_', '-')} {value}: the global batch is split across the "
-                             f"{state.num_processes} processes, so it must be a multiple of {state.num_processes}")
-
-
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    check_device(cfg)
+    dist.check_device(cfg)
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
     if AcceleratorState._shared_state.get("_mixed_precision", mixed) != mixed:
         # Accelerate keeps one precision per process; the Python API may train at another one in the same process.

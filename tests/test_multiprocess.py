@@ -155,8 +155,9 @@ def test_two_process_distill_builds_a_sharded_cache(setup, capsys):
 
 def test_batch_size_must_split_across_processes(monkeypatch):
     import pkd.dist
+    from pkd.config import TrainConfig
+    from pkd.dist import check_device
     from pkd.errors import UsageError
-    from pkd.train import TrainConfig, check_device
 
     class TwoRanks:
         num_processes, device = 2, torch.device("cpu")
