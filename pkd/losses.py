@@ -26,32 +26,25 @@ from torch import nn
 
 from pkd.config import METHODS, LossConfig
 from pkd.errors import UsageError
+from pkd.student import check_student_depth
 
 
 def skip_map(teacher_layers: int, student_layers: int) -> list[int]:
     """Student layer j (1-based, j < M) -> teacher layer j * N / M, rounded half up when M does not divide N."""
-    _check_depths(teacher_layers, student_layers)
+    check_student_depth(student_layers, teacher_layers)
     return [(2 * j * teacher_layers + student_layers) // (2 * student_layers) for j in range(1, student_layers)]
 
 
 def last_map(teacher_layers: int, student_layers: int) -> list[int]:
     """The M-1 teacher layers just below the top one."""
-    _check_depths(teacher_layers, student_layers)
+    check_student_depth(student_layers, teacher_layers)
     return list(range(teacher_layers - student_layers + 1, teacher_layers))
-
-
-def _check_depths(teacher_layers: int, student_layers: int) -> None:
-    if student_layers < 1:
-        raise UsageError(f"--student-layers {student_layers}: must be at least 1")
-    if student_layers >= teacher_layers:
-        raise UsageError(f"--student-layers {student_layers}: the student must be shallower than the "
-                         f"teacher ({teacher_layers} layers)")
 
 
 def layer_map_for(method: str, teacher_layers: int, student_layers: int,
                   explicit: list[int] | None = None) -> list[int]:
     """The teacher layers (1-based) matched by student layers 1..M-1; empty for FT and KD."""
-    _check_depths(teacher_layers, student_layers)
+    check_student_depth(student_layers, teacher_layers)
     if method not in METHODS:
         raise UsageError(f"--method {method}: unknown (choose from {', '.join(METHODS)})")
     if student_layers == 1 and method not in ("ft", "kd"):

@@ -26,6 +26,14 @@ from pkd.models import has_head, head_class, label_names, load_classifier, load_
 from pkd.tasks import Task
 
 
+def check_student_depth(student_layers: int, depth: int, deeper: str = "the teacher") -> None:
+    """A student has at least one layer and fewer than the model it learns from or is copied from (`deeper`,
+    of `depth` layers): the one rule for --student-layers, whichever command checks it first."""
+    if not 1 <= student_layers < depth:
+        raise UsageError(f"--student-layers {student_layers}: must be at least 1 and shallower than {deeper} "
+                         f"({depth} layers), so between 1 and {depth - 1}")
+
+
 def find_layer_prefix(state_dict: dict[str, torch.Tensor], num_layers: int) -> str:
     """The key prefix of the encoder layer list, e.g. "encoder.layer." for BERT."""
     counts: dict[str, set[int]] = {}
@@ -139,9 +147,7 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     """
     config = load_config(source, trust_remote_code)
     depth = config.num_hidden_layers
-    if not 1 <= num_layers < depth:
-        raise UsageError(f"--student-layers {num_layers}: must be between 1 and {depth - 1} "
-                         f"(the source {source} has {depth} layers)")
+    check_student_depth(num_layers, depth, f"the source {source}")
     full, keep_head = _load_source(source, task, trust_remote_code)
     if init_layers is None:
         encoder = getattr(full, full.base_model_prefix, full)
