@@ -54,9 +54,9 @@ from pkd.train import (
 )
 
 
-def _encode(task: Task, split: str, tokenizer: PreTrainedTokenizerBase, cfg_len: int, data_dir: str | Path | None,
-            limit: int | None = None) -> list[EncodedSplit]:
-    return [EncodedSplit(part, tokenizer, cfg_len) for part in load_split(task, split, data_dir, limit)]
+def _encode(task: Task, split: str, tokenizer: PreTrainedTokenizerBase, max_seq_len: int,
+            data_dir: str | Path | None, limit: int | None = None) -> list[EncodedSplit]:
+    return [EncodedSplit(part, tokenizer, max_seq_len) for part in load_split(task, split, data_dir, limit)]
 
 
 def train_config(task: Task, train_cfg: TrainConfig, student: bool, recipe: Recipe | None = None) -> TrainConfig:
@@ -175,11 +175,11 @@ class Distillation:
         seed_everything(seed)
         student = make_student(self.student_source, self.config.student_layers, self.task, self.config.init_layers,
                                self.trust_remote_code)
-        hs, ht = student.config.hidden_size, self.teacher_hidden
-        if not self.layer_map or hs == ht:
+        student_hidden = student.config.hidden_size
+        if not self.layer_map or student_hidden == self.teacher_hidden:
             return student, None
-        check_widths(hs, ht, self.layer_map, self.config.pt_projection)
-        return student, Projection(hs, ht, len(self.layer_map))
+        check_widths(student_hidden, self.teacher_hidden, self.layer_map, self.config.pt_projection)
+        return student, Projection(student_hidden, self.teacher_hidden, len(self.layer_map))
 
 
 def prepare_distillation(task_name: str | None, distill_cfg: DistillConfig, trust_remote_code: bool = False,

@@ -311,17 +311,17 @@ def export(run: str | Path, cfg: ExportConfig, score: Callable[[Path, str], dict
     if is_export_dir(path):
         raise DataError(f"{path}: already an export directory; export the run it came from ({EXPORT_FILE})")
     model, kind = load_source(path)
-    task_ = resolve_task(cfg.task, None, path)  # the run's own (a file task's from its recorded data)
-    if task_.is_multiple_choice != (kind == MULTIPLE_CHOICE):
-        raise DataError(f"{path}: a {kind} model cannot run task {task_.name}")
-    max_seq_len = cfg.max_seq_len or trained_max_seq_len(path, task_)
+    task = resolve_task(cfg.task, None, path)  # the run's own (a file task's from its recorded data)
+    if task.is_multiple_choice != (kind == MULTIPLE_CHOICE):
+        raise DataError(f"{path}: a {kind} model cannot run task {task.name}")
+    max_seq_len = cfg.max_seq_len or trained_max_seq_len(path, task)
     tokenizer = load_tokenizer(path)
-    batch, source = parity_batch(tokenizer, task_, cfg.data_dir, max_seq_len)
-    info = {"source": str(Path(path).resolve()) if Path(path).exists() else path, "task": task_.name,
+    batch, source = parity_batch(tokenizer, task, cfg.data_dir, max_seq_len)
+    info = {"source": str(Path(path).resolve()) if Path(path).exists() else path, "task": task.name,
             "max_seq_len": max_seq_len, "parity_data": source,
-            **({"file_task": asdict(task_.files)} if task_.files is not None else {})}
+            **({"file_task": asdict(task.files)} if task.files is not None else {})}
     return export_model(model, kind, tokenizer, batch, cfg, info,
-                        score=None if score is None else lambda d: score(d, task_.name))
+                        score=None if score is None else lambda directory: score(directory, task.name))
 
 
 def export_versions(fmt: str) -> dict[str, str]:

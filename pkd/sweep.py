@@ -147,8 +147,8 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
         from pkd.models import load_config, resolve_model
 
         depth = load_config(resolve_model(distill_cfg.teacher), run.trust_remote_code).num_hidden_layers
-        lmap = layer_map_for(distill_cfg.method, depth, distill_cfg.student_layers, distill_cfg.layer_map)
-        api.build_cache(distill_cfg.teacher, run.task, lmap, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
+        layers = layer_map_for(distill_cfg.method, depth, distill_cfg.student_layers, distill_cfg.layer_map)
+        api.build_cache(distill_cfg.teacher, run.task, layers, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
                         max_seq_len=cfg.max_seq_len, max_train_examples=cfg.max_train_examples,
                         trust_remote_code=run.trust_remote_code, data=run.data)
     out = prepare_out_dir(run.out, run.overwrite, run.resume)
@@ -173,8 +173,8 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
                 start, resumed = time.perf_counter(), (out / name / "checkpoints").is_dir()
                 best = _run_here(replace(trial_run, out=str(out / name)), *trial_configs(params, distill_cfg,
                                                                                          train_cfg))
-                _finish(out / name, params, best, distill_cfg.method, run.quiet, f"{i}/{len(todo)}",
-                        time.perf_counter() - start, resumed)
+                _finish_trial(out / name, params, best, distill_cfg.method, run.quiet, f"{i}/{len(todo)}",
+                              time.perf_counter() - start, resumed)
         else:
             failures = _run_parallel(out, todo, search.jobs, trial_run, distill_cfg, train_cfg)
     finally:  # interrupted or not, the tables show every finished trial
@@ -274,13 +274,13 @@ def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, run: RunCo
                 if not run.quiet:
                     print(f"pkd sweep: trial {i}/{len(todo)} {name} failed (see {log})", file=sys.stderr)
                 continue
-            _finish(out / name, params, json.loads(lines[-1])["best"], distill_cfg.method, run.quiet,
-                    f"{i}/{len(todo)}", seconds, resumed)
+            _finish_trial(out / name, params, json.loads(lines[-1])["best"], distill_cfg.method, run.quiet,
+                          f"{i}/{len(todo)}", seconds, resumed)
     return failures
 
 
-def _finish(run_dir: Path, params: dict, best: dict, method: str, quiet: bool, counter: str, seconds: float,
-            resumed: bool) -> None:
+def _finish_trial(run_dir: Path, params: dict, best: dict, method: str, quiet: bool, counter: str, seconds: float,
+                  resumed: bool) -> None:
     """Mark a trial finished: its parameters in run.json (for `pkd report`), then result.json, atomically.
 
     seconds: the wall time of the run that finished the trial (start-up, training, evaluation); for a resumed

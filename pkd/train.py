@@ -323,7 +323,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task
                     save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
         bar.close()
         _end_epoch(run, dev_parts, task, tokenizer, cfg, start, quiet)
-    return _finish(run, record, cfg.keep_checkpoints)
+    return _finish_run(run, record, cfg.keep_checkpoints)
 
 
 def _setup_loss(loss_cfg: LossConfig, teacher: TeacherCache | LiveTeacher | None,
@@ -369,7 +369,7 @@ def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map
             **({"file_task": asdict(task.files)} if task.files is not None else {})}
 
 
-def _finish(run: TrainingState, record: dict, keep: int) -> dict:
+def _finish_run(run: TrainingState, record: dict, keep: int) -> dict:
     """Record the result in run.json, then delete all but the last `keep` checkpoints (default all of them: a
     finished run resumes from run.json alone, and for BERT-base each checkpoint is about 1.3 GB)."""
     progress = run.progress
@@ -469,7 +469,7 @@ def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, to
             save_best_model(accelerator.unwrap_model(run.model), tokenizer, run.out)
         if not quiet:
             tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    # The last epoch's checkpoint would be deleted right away by _finish unless some are kept: a run killed
+    # The last epoch's checkpoint would be deleted right away by _finish_run unless some are kept: a run killed
     # before run.json records its result resumes from the previous epoch's and recomputes the same last epoch.
     if epoch < cfg.epochs or cfg.keep_checkpoints > 0:
         save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
