@@ -6,19 +6,20 @@ name and renamed into place, so a failed export leaves nothing behind.
 
 Formats
   onnx   torch.onnx.export with the TorchScript exporter (dynamo=False), opset 17 by default, dynamic batch and
-         sequence axes (and choices, for multiple choice); logits only. Chosen by measuring (docs/deploy.md):
-         it exports in ~5 s where the dynamo exporter takes ~22 s, and ONNX Runtime ran its graph faster, fp32
-         and int8. The model is exported with eager attention: ONNX Runtime's fusions recognise that pattern
-         (Attention, EmbedLayerNormalization), not the SDPA one, and it exports from opset 11 (SDPA needs 14).
+         sequence axes (and choices, for multiple choice); logits only. Chosen over the dynamo exporter: both are
+         exact, this one exports faster and ONNX Runtime runs its graph faster, fp32 and int8 (docs/deploy.md
+         has the measurements). The model is exported with eager attention: ONNX Runtime's fusions recognise
+         that pattern (Attention, EmbedLayerNormalization), not the SDPA one, and it exports from opset 11
+         (SDPA needs 14).
   torch  the Hugging Face checkpoint (safetensors), for PyTorch serving.
 
 Quantization (--quantize int8): weights stored as int8, activations quantized per batch at run time.
   onnx   onnxruntime.quantization.quantize_dynamic, unsigned 8-bit weights (QUInt8) with one scale and zero point
          per tensor: MatMul -> MatMulInteger (with DynamicQuantizeLinear, an opset-11 op, on the activation, which
          is uint8) and the embedding Gather. Unsigned weights (U8U8) rather than signed (U8S8): on AVX2 CPUs
-         without VNNI, like this one, ONNX Runtime's U8S8 kernel sums pairs of u8 x s8 products in int16 and can
-         saturate. Measured on a real 3-layer SST-2 student (docs/deploy.md): dev -0.34 points against fp32 with
-         U8U8, -0.69 with U8S8, for 6% more time per batch.
+         without VNNI, ONNX Runtime's U8S8 kernel sums pairs of u8 x s8 products in int16 and can saturate, which
+         costs dev accuracy; unsigned weights lose about half as much, for a little more time per batch
+         (docs/deploy.md has the measurements).
   torch  torch.ao.quantization.quantize_dynamic of every nn.Linear (embeddings stay fp32); stored as int8
          tensors with their scale and zero point in model-int8.safetensors, never as a pickle.
 --optimize runs ONNX Runtime's transformer optimizer (attention, LayerNorm and GELU fusion) before quantization.
@@ -150,8 +151,8 @@ def export_onnx(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor
     axes = {0: "batch", 1: "choices", 2: "sequence"} if kind == MULTIPLE_CHOICE else {0: "batch", 1: "sequence"}
     dynamic = {**{n: axes for n in names}, "logits": {0: "batch"}}
     trace = _trace_batch(batch)
-    # eval() on the wrapper too: the TorchScript exporter exports the mode it finds, and dropout left on in the
-    # graph cost 0.2 in max |logit difference| when this was measured.
+    # eval() on the wrapper too: the TorchScript exporter exports the mode it finds, and would bake dropout into
+    # the graph.
     wrapper = _LogitsOnly(model, names).eval()
     attention = model.config._attn_implementation
     model.set_attn_implementation("eager")  # the pattern ONNX Runtime fuses; see the module docstring

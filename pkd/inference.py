@@ -125,7 +125,7 @@ def load_for_task(path: str | Path, task: Task, threads: int | None = None
 
 def ort_session(path: str | Path, threads: int | None = None) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU session with `threads` intra-op threads (default: torch's) and spinning off: spinning
-    idle threads steal the CPU from whatever runs next (measured: PyTorch rows 20-30% slower)."""
+    idle threads steal the CPU from whatever runs next (docs/deploy.md)."""
     ort = require_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
