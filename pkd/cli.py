@@ -250,10 +250,11 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _compare(args: argparse.Namespace) -> str:
-    from pkd import api
+    from pkd.comparison import run_compare
+    from pkd.rundir import COMPARE_MARKDOWN
 
-    api.run_compare(*configs(args, RunConfig, DistillConfig, TrainConfig, CompareConfig))
-    return (Path(args.out) / "compare.md").read_text()
+    run_compare(*configs(args, RunConfig, DistillConfig, TrainConfig, CompareConfig))
+    return (Path(args.out) / COMPARE_MARKDOWN).read_text()
 
 
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:

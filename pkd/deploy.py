@@ -59,8 +59,9 @@ from transformers import (
 from pkd.config import FORMATS, QUANTIZATIONS, ExportConfig
 from pkd.data import load_split, resolve_task
 from pkd.errors import DataError, ExportError, UsageError
-from pkd.io import atomic_dir, check_out_dir, library_versions, write_json
+from pkd.io import atomic_dir, write_json
 from pkd.models import EncodedSplit, load_tokenizer, make_collator, resolve_model
+from pkd.rundir import check_out_dir, library_versions
 from pkd.tasks import Task
 
 if TYPE_CHECKING:
