@@ -398,20 +398,20 @@ def prediction_rows(task: Task, examples: list, logits: np.ndarray, probabilitie
     return "\n".join(rows) + "\n"
 
 
-def run_export(run: str | Path, cfg: ExportConfig) -> dict:
+def run_export(source: str | Path, cfg: ExportConfig) -> dict:
     """pkd.deploy.export (ONNX or PyTorch, fp32 or int8, parity-checked); with cfg.evaluate, the export directory
     is also scored on the full dev split by `evaluate` - the code that scores runs - before it is renamed into
     place, and export.json records the metrics as "dev". Without --data-dir or $PKD_DATA, a registry task's data
     is read from where the run read it (pkd.data.recorded_data_dir)."""
-    cfg = replace(cfg, data_dir=cfg.data_dir or recorded_data_dir(run))
+    cfg = replace(cfg, data_dir=cfg.data_dir or recorded_data_dir(source))
 
     def score(directory: Path, task_name: str) -> dict:  # the task: the one export.json records
         return evaluate(str(directory), None, "dev", data_dir=cfg.data_dir, max_seq_len=cfg.max_seq_len)
 
-    return deploy.export(run, cfg, score=score if cfg.evaluate else None)
+    return deploy.export(source, cfg, score=score if cfg.evaluate else None)
 
 
-def export(run: str | Path, out: str | Path, **options) -> dict:
-    """run_export from keywords: each option is a field of ExportConfig (format, quantize, opset, optimize,
-    evaluate, task, data_dir, max_seq_len, overwrite)."""
-    return run_export(run, *from_options({"out": str(out), **options}, ExportConfig))
+def export(source: str | Path, out: str | Path, **options) -> dict:
+    """run_export of a run directory or checkpoint `source`, from keywords: each option is a field of ExportConfig
+    (format, quantize, opset, optimize, evaluate, task, data_dir, max_seq_len, overwrite)."""
+    return run_export(source, *from_options({"out": str(out), **options}, ExportConfig))

@@ -325,7 +325,7 @@ def train(job: TrainingJob) -> dict:
         start = time.perf_counter()
         _run_epoch(loop, job, loader, sampler, epoch, loss_cfg, layer_map)
         _end_epoch(loop, job.dev_parts, task, job.tokenizer, cfg, start, job.quiet)
-    return _finish(loop, record, cfg.keep_checkpoints)
+    return _record_result(loop, record, cfg.keep_checkpoints)
 
 
 def _setup_loop(job: TrainingJob, record: dict) -> tuple[TrainingState, torch.utils.data.DataLoader, object]:
@@ -419,7 +419,7 @@ def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map
             **({"file_task": asdict(task.files)} if task.files is not None else {})}
 
 
-def _finish(loop: TrainingState, record: dict, keep: int) -> dict:
+def _record_result(loop: TrainingState, record: dict, keep: int) -> dict:
     """Record the result in run.json, then delete all but the last `keep` checkpoints (default all of them: a
     finished run resumes from run.json alone, and for BERT-base each checkpoint is about 1.3 GB)."""
     progress = loop.progress
@@ -504,7 +504,7 @@ def _end_epoch(loop: TrainingState, dev_parts: list[EncodedSplit], task: Task, t
             save_best_model(accelerator.unwrap_model(loop.model), tokenizer, loop.out)
         if not quiet:
             tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    # The last epoch's checkpoint would be deleted right away by _finish unless some are kept: a run killed
+    # The last epoch's checkpoint would be deleted right away by _record_result unless some are kept: a run killed
     # before run.json records its result resumes from the previous epoch's and recomputes the same last epoch.
     if epoch < cfg.epochs or cfg.keep_checkpoints > 0:
         save_checkpoint(loop, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
