@@ -450,9 +450,9 @@ def make_optimizer(model: torch.nn.Module, projection: torch.nn.Module | None, c
                    device_type: str) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW (no weight decay on tensors of fewer than 2 dimensions: biases, norms) and a linear schedule with warm-up.
 
-    The fused AdamW kernel on CPU and CUDA (elsewhere the default): the same update, 3.7x faster than the default
-    multi-tensor one for a 17M-parameter student on 2 cores, where the optimizer step was 16% of a run
-    (docs/performance.md). Its rounding differs from the default's in the last bit (2e-7 after 20 steps)."""
+    The fused AdamW kernel on CPU and CUDA (elsewhere the default): the same update in one kernel instead of one
+    per tensor group, which matters for small students whose optimizer step is a large share of a step
+    (docs/performance.md has the measurement). Its rounding differs from the default's in the last bit."""
     params = list(model.named_parameters())
     if projection is not None:
         params += [(f"projection.{n}", p) for n, p in projection.named_parameters()]
