@@ -240,7 +240,7 @@ def _run_here(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
 
 
 def run_trial_file(path: str | Path) -> int:
-    """`python -m pkd.sweep TRIAL.json`: one trial in a process of its own; prints {"best": ...} as its last line."""
+    """`python -m pkd.trials TRIAL.json`: one trial in a process of its own; prints {"best": ...} as its last line."""
     from pkd.models import quiet_transformers
 
     quiet_transformers()
@@ -257,7 +257,7 @@ def run_trial_file(path: str | Path) -> int:
 
 def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, run: RunConfig, distill_cfg: DistillConfig,
                   train_cfg: TrainConfig) -> list[str]:
-    """Each trial as `python -m pkd.sweep TRIAL.json` in its own process, `jobs` at a time; returns the failures.
+    """Each trial as `python -m pkd.trials TRIAL.json` in its own process, `jobs` at a time; returns the failures.
 
     TRIAL.json (in out/logs/, beside the trial's log) holds the trial's configs, as run_trial_file reads them."""
     import torch
@@ -283,7 +283,7 @@ def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, run: RunCo
                 env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
             start, resumed = time.perf_counter(), has_checkpoints(out / name)
             with open(out / "logs" / f"{name}.log", "w") as log:
-                proc = subprocess.run([sys.executable, "-m", "pkd.sweep", str(trial_file)], env=env,
+                proc = subprocess.run([sys.executable, "-m", "pkd.trials", str(trial_file)], env=env,
                                       stdout=subprocess.PIPE, stderr=log, text=True)
             return proc, time.perf_counter() - start, resumed
         finally:
