@@ -2,7 +2,7 @@
 # `make demo`: the main job on the default teacher (all-MiniLM-L6-v2, 6 layers) and SST-2, sized for ~10 minutes
 # on 2 CPU cores: fine-tune the teacher on an 8,000-example subset of SST-2 train, distill a 3-layer PKD-Skip
 # student from it, export the student to ONNX int8, and compare accuracy on the full SST-2 dev set, size and speed
-# of teacher fp32 -> student fp32 -> student int8 (ONNX Runtime). Feeds the README's `make demo` results.
+# of teacher fp32 -> student fp32 -> student int8 (ONNX Runtime). Feeds `make demo`'s results (README, docs/results.md).
 set -euo pipefail
 PKD=${PKD:-.venv/bin/pkd}
 OUT=${DEMO_OUT:-runs/demo}
@@ -24,8 +24,9 @@ echo "== 4/4 deploy: the student as ONNX int8 (ONNX Runtime), scored on the same
 $PKD export "$OUT/student" --out "$OUT/student-int8" --quantize int8 --evaluate --overwrite >/dev/null
 $PKD bench "$OUT/teacher" "$OUT/student" "$OUT/student-int8" --seq-len 128 --batch-sizes 1,32 --repeats 5 \
   --threads "$(nproc)" --json > "$OUT/bench.json"
-# The accuracies also go to $OUT/demo.json: the README's demo numbers are checked against the copy of it in
-# docs/results/demo.json (tests/test_readme.py); copy a new run's file there when the README takes its numbers.
+# The accuracies also go to $OUT/demo.json: the demo numbers of the README and docs/results.md are checked against
+# the copy of it in docs/results/demo.json (tests/test_readme.py); copy a new run's file there when they take
+# its numbers.
 python3 - "$teacher" "$student" "$OUT/student-int8/export.json" "$OUT/bench.json" "$OUT/demo.json" "$LEN" <<'PY'
 import json, sys
 t, s = (json.loads(x)["accuracy"] for x in sys.argv[1:3])

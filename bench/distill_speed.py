@@ -1,5 +1,5 @@
-"""Step time of distillation, three ways, interleaved in one process so that machine noise cancels (the README's
-"Distillation step time"):
+"""Step time of distillation, three ways, interleaved in one process so that machine noise cancels
+(docs/results.md, "Distillation step time"):
 
   (a) fine-tuning the student alone (the floor for any distillation step),
   (b) PKD that runs the teacher on every step,

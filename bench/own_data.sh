@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Your own data" worked example on examples/tickets.csv (400 made-up support tickets, 4 string
+# docs/own-data.md's worked example on examples/tickets.csv (400 made-up support tickets, 4 string
 # labels, no dev file: 10% held out, stratified): fine-tune the default teacher (all-MiniLM-L6-v2), distill a
 # 3-layer student, compare FT/KD/PKD-Skip/PKD-Last, evaluate, predict, export to ONNX int8, bench and report.
 # No --task and no data flag after `pkd finetune`: every later command reads the data from the teacher's run.json.

@@ -21,6 +21,7 @@ import numpy as np
 
 from pkd.metrics import score_examples
 from pkd.race import LETTERS, find_race_file, read_race
+from pkd.rundir import is_finished, parse_run_name, read_record, read_result
 from pkd.tasks import get_task
 
 COLUMNS = ("accuracy", "accuracy_high", "accuracy_middle")
@@ -69,15 +70,15 @@ def main() -> None:
     rows: dict[str, dict[str, list[dict]]] = {floor_name: floor, "teacher (6 layers)": {
         "dev": [last_json(out / f"eval-{args.teacher}-dev.log")],
         "test": [last_json(out / f"eval-{args.teacher}-test.log")]}}
-    for run in sorted((out / args.compare).glob("*-seed*")):
+    for run in sorted(d for d in (out / args.compare).iterdir() if parse_run_name(d.name)):
         test_log = out / f"eval-{args.compare}-{run.name}-test.log"
-        if not (run / "result.json").is_file() or not test_log.is_file():
+        if not is_finished(run) or not test_log.is_file():
             continue  # a run still in progress
-        info = json.loads((run / "run.json").read_text())
+        info = read_record(run)
         name = f"{METHOD_NAMES.get(info['method'], info['method'])} ({info['student_layers']} layers, " \
                f"{info.get('student_init', 'pretrained')} init)"
         row = rows.setdefault(name, {"dev": [], "test": []})
-        row["dev"].append(json.loads((run / "result.json").read_text()))
+        row["dev"].append(read_result(run))
         row["test"].append(last_json(test_log))
     head = [f"{split} {c.replace('accuracy_', '').replace('accuracy', 'all')}" for split in ("dev", "test")
             for c in COLUMNS]

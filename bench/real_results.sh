@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-data runs behind the README and docs/results/report.md: teachers, then FT/KD/PKD comparisons.
+# Real-data runs behind docs/results.md and docs/results/report.md: teachers, then FT/KD/PKD comparisons.
 # Resumable: a finished step is skipped, an interrupted one continues from its last checkpoint.
 # Usage: bash bench/real_results.sh [DATA_DIR]   (default ../shared/data/glue); outputs under bench/out/.
 set -euo pipefail

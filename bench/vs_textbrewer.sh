@@ -7,7 +7,7 @@
 # floor: no teacher at all), ROUNDS times; every pkd run builds its teacher cache anew (an empty --cache-dir), so
 # its time includes the cache. Wall times are from start-up to the end of the process (pkd: model saved;
 # TextBrewer: last dev score). Prints each run and the ratios TextBrewer / pkd and pkd / pkd FT.
-# Feeds docs/performance.md and the README's TextBrewer rows.
+# Feeds docs/performance.md and the TextBrewer rows of docs/results.md and the README.
 #
 # TextBrewer gets its own throw-away venv under $OUT (torch==2.13.0 first, then textbrewer and pkd's
 # transformers version); remove $OUT to start from scratch. Long: about 8 x 2 minutes on 2 cores, plus the venv.

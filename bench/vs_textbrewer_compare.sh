@@ -1,7 +1,7 @@
 # Sourced by bench/vs_textbrewer.sh with MODE=compare (its variables and helpers set): issue 15's second target,
 # `pkd compare` (4 methods x 3 seeds) against TextBrewer running the same 12 trainings. Results in
 # $OUT/compare-results.tsv, one line per timed unit: pkd's two compares as a whole, TextBrewer per training.
-# Feeds docs/performance.md and the README's `pkd compare` against TextBrewer rows.
+# Feeds docs/performance.md and the `pkd compare` against TextBrewer rows of docs/results.md and the README.
 results=$OUT/compare-results.tsv
 printf "tool\tmethod\tseed\tseconds\tdev_accuracy\n" > "$results"
 # ORDERS: which data orders pkd runs ("shuffled grouped", or one of them to save its ~40 min on this machine):

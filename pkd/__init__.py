@@ -11,11 +11,11 @@ from pkd.errors import DataError, ExportError, PkdError, TrainingError, UsageErr
 from pkd.version import __version__
 
 # name -> the module that defines it; everything else is looked up as a submodule (pkd.tasks, pkd.train, ...)
-_LAZY = {"build_cache": "api", "compare": "api", "distill": "api", "evaluate": "api", "export": "api",
-         "finetune": "api", "predict": "api", "make_student": "student", "pkd_loss": "losses", "skip_map": "losses",
-         "last_map": "losses"}
+_LAZY = {"build_cache": "api", "compare": "comparison", "distill": "api", "evaluate": "api", "export": "api",
+         "finetune": "api", "predict": "api", "sweep": "trials", "make_student": "student", "pkd_loss": "losses",
+         "skip_map": "losses", "last_map": "losses"}
 
-__all__ = ["__version__", "build_cache", "compare", "distill", "evaluate", "export", "finetune", "predict",
+__all__ = ["__version__", "build_cache", "compare", "distill", "evaluate", "export", "finetune", "predict", "sweep",
            "make_student", "pkd_loss", "LossConfig", "DataConfig", "skip_map", "last_map", "PkdError", "UsageError",
            "DataError", "TrainingError", "ExportError"]
 

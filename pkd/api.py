@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import copy
-import json
-import statistics
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +12,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from pkd import deploy, inference
 from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
 from pkd.config import (
-    SELECTIONS,
-    CompareConfig,
     DataConfig,
     DistillConfig,
     ExportConfig,
@@ -26,12 +21,12 @@ from pkd.config import (
     from_options,
 )
 from pkd.data import load_split, recorded_data_dir, resolve_task, split_files
-from pkd.dist import barrier, check_device, is_main, prepare_out_dir_once
+from pkd.dist import check_device, is_main, prepare_out_dir_once
 from pkd.encoding import EncodedSplit
 from pkd.errors import DataError, UsageError
-from pkd.io import check_out_dir, check_resume, library_versions, read_jsonl, write_json, write_text
+from pkd.io import write_text
 from pkd.losses import Projection, layer_map_for, loss_for
-from pkd.metrics import compute_metrics, floor_score, gain_retention, predictions_from_logits
+from pkd.metrics import predictions_from_logits
 from pkd.models import (
     default_teacher_path,
     load_classifier,
@@ -41,21 +36,21 @@ from pkd.models import (
     vocabulary_fingerprint,
 )
 from pkd.patient import PROBES, choose_pooling, flat_warning, probe_spreads
-from pkd.stats import verdicts, verdicts_markdown
+from pkd.rundir import check_out_dir, library_versions, read_record, write_result
 from pkd.student import choose_init_layers, make_student
 from pkd.tasks import RECIPE_MEASURED_ON, Recipe, Task
 from pkd.train import (
+    TrainingJob,
     evaluate_parts,
     predict_logits,
-    predictions_file,
-    run_record,
     seed_everything,
     train,
 )
 
 
-def _encode(task: Task, split: str, tokenizer: PreTrainedTokenizerBase, max_seq_len: int,
-            data_dir: str | Path | None, limit: int | None = None) -> list[EncodedSplit]:
+def encode_splits(task: Task, split: str, tokenizer: PreTrainedTokenizerBase, max_seq_len: int,
+                  data_dir: str | Path | None, limit: int | None = None) -> list[EncodedSplit]:
+    """A task's split, read and tokenised: one EncodedSplit per part (MNLI's dev has two)."""
     return [EncodedSplit(part, tokenizer, max_seq_len) for part in load_split(task, split, data_dir, limit)]
 
 
@@ -81,10 +76,7 @@ def student_settings(task: Task, distill_cfg: DistillConfig,
     The task's recipe was measured on students of RECIPE_MEASURED_ON; students of another pre-trained checkpoint
     (--student-base, else the base_model in the teacher's run.json; unknown counts as another) get the paper's
     settings (Recipe.paper) instead."""
-    base = distill_cfg.student_base
-    run = Path(resolve_model(distill_cfg.teacher)) / "run.json"
-    if base is None and run.is_file():
-        base = json.loads(run.read_text()).get("base_model")
+    base = distill_cfg.student_base or read_record(resolve_model(distill_cfg.teacher)).get("base_model")
     measured = base is not None and resolve_model(base) == default_teacher_path()
     recipe = task.recipe if measured else task.recipe.paper()
     filled_distill, cfg = distill_cfg.for_task(recipe), train_config(task, train_cfg, student=True, recipe=recipe)
@@ -103,6 +95,13 @@ def _filled(given: object, filled: object, names: tuple[str, ...]) -> list[str]:
     return [f"{n} {getattr(filled, n)}" for n in names if getattr(given, n) is None]
 
 
+def finished(out: Path, result: dict) -> dict:
+    """Mark a run finished (its result.json, pkd.rundir.write_result) and return its result."""
+    if is_main():
+        write_result(out, result)
+    return result
+
+
 def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = None) -> dict:
     """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a task; returns the best dev metrics."""
     task = resolve_task(run.task, run.data)
@@ -111,16 +110,16 @@ def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = Non
     check_out_dir(run.out, run.overwrite, run.resume)
     source = resolve_model(model)
     tokenizer = load_tokenizer(source, run.trust_remote_code)
-    train_data = _encode(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
-    dev = _encode(task, "dev", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
+    train_data = encode_splits(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
+    dev = encode_splits(task, "dev", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
     seed_everything(cfg.seed)  # the new head's initialisation depends on the seed
     net = load_classifier(source, task, run.trust_remote_code)
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
     info = {"command": "finetune", "model": source, "base_model": source, "data": train_data.split.source,
             "versions": library_versions()}
     say(f"pkd: {task.name} teacher: {', '.join(filled)} from the task's recipe (docs/recipes.md)" if filled else "")
-    return train(net, tokenizer, task, train_data, dev, cfg, out, resume=run.resume, run_info=info,
-                       quiet=run.quiet)
+    return finished(out, train(TrainingJob(net, tokenizer, task, train_data, dev, cfg, out, resume=run.resume,
+                                           run_info=info, quiet=run.quiet)))
 
 
 def finetune(task: str | None, out: str | Path, model: str | None = None, **options) -> dict:
@@ -137,10 +136,7 @@ def student_source(teacher_path: str, distill_cfg: DistillConfig) -> str:
     "pretrained"."""
     if distill_cfg.student_init == "teacher":
         return teacher_path
-    base = distill_cfg.student_base
-    run = Path(teacher_path) / "run.json"
-    if base is None and run.is_file():
-        base = json.loads(run.read_text()).get("base_model")
+    base = distill_cfg.student_base or read_record(teacher_path).get("base_model")
     if base is None:
         raise UsageError(f"--teacher {distill_cfg.teacher}: no run.json names the pre-trained checkpoint it was "
                          "fine-tuned from, which --student-init pretrained copies the student's layers from; pass "
@@ -248,28 +244,29 @@ def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
                                               train_cfg)
     loss_cfg = loss_for(distill_cfg.method, distill_cfg.loss)
     check_out_dir(run.out, run.overwrite, run.resume)
-    d = prepare_distillation(run.task, distill_cfg, run.trust_remote_code, run.data)
-    train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
-    dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
+    prepared = prepare_distillation(run.task, distill_cfg, run.trust_remote_code, run.data)
+    task, tokenizer, layer_map = prepared.task, prepared.tokenizer, prepared.layer_map
+    train_data = encode_splits(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
+    dev = encode_splits(task, "dev", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
     say(note)
-    say(d.init_note)
-    loss_cfg, probe = resolve_pooling(d.teacher, d.tokenizer, train_data, d.layer_map, loss_cfg)
+    say(prepared.init_note)
+    loss_cfg, probe = resolve_pooling(prepared.teacher, tokenizer, train_data, layer_map, loss_cfg)
     teacher_outputs = None
     if distill_cfg.method != "ft":
-        teacher_outputs = (LiveTeacher(d.teacher, loss_cfg.pt_pooling) if distill_cfg.live_teacher else
-                           ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, d.layer_map,
+        teacher_outputs = (LiveTeacher(prepared.teacher, loss_cfg.pt_pooling) if distill_cfg.live_teacher else
+                           ensure_cache(prepared.teacher, tokenizer, train_data, cfg.max_seq_len, layer_map,
                                         distill_cfg.cache_dir, pooling=loss_cfg.pt_pooling))
-    student, projection = d.build_student(cfg.seed)
-    info = {"command": "distill", "method": distill_cfg.method, "teacher": d.teacher_path,
-            "student_init": distill_cfg.student_init, "student_source": d.student_source,
+    student, projection = prepared.build_student(cfg.seed)
+    info = {"command": "distill", "method": distill_cfg.method, "teacher": prepared.teacher_path,
+            "student_init": distill_cfg.student_init, "student_source": prepared.student_source,
             "student_layers": distill_cfg.student_layers, "init_layers": student.config.pkd_init["layers"],
-            "base_model": d.student_source, "data": train_data.split.source,
+            "base_model": prepared.student_source, "data": train_data.split.source,
             "cache": str(getattr(teacher_outputs, "path", "")), "versions": library_versions(),
-            "pt_signal": patient_signal(None if distill_cfg.live_teacher else teacher_outputs, d.layer_map, loss_cfg,
+            "pt_signal": patient_signal(None if distill_cfg.live_teacher else teacher_outputs, layer_map, loss_cfg,
                                         probe)}
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
-    return train(student, d.tokenizer, d.task, train_data, dev, cfg, out, loss_cfg, teacher_outputs,
-                       d.layer_map, projection, resume=run.resume, run_info=info, quiet=run.quiet)
+    return finished(out, train(TrainingJob(student, tokenizer, task, train_data, dev, cfg, out, loss_cfg,
+                                           teacher_outputs, layer_map, projection, info, run.resume, run.quiet)))
 
 
 def distill(teacher: str, task: str, student_layers: int, out: str | Path, **options) -> dict:
@@ -286,17 +283,17 @@ def build_cache(teacher: str, task: str | None, layers: list[int] | None = None,
     """Run the teacher once over the training split and store what distillation needs (layers: default all;
     pt_pooling as --pt-pooling, auto resolved on the stored layers). task None: the task `data` defines, else the
     teacher's run.json's."""
-    task_ = resolve_task(task, data, teacher)
+    resolved_task = resolve_task(task, data, teacher)
     path = resolve_model(teacher)
-    model = load_classifier(path, task_, trust_remote_code, require_head=True)
+    model = load_classifier(path, resolved_task, trust_remote_code, require_head=True)
     tokenizer = load_tokenizer(path, trust_remote_code)
     depth = model.config.num_hidden_layers
     layers = list(range(1, depth + 1)) if layers is None else layers
     bad = [k for k in layers if not 1 <= k <= depth]
     if bad:
         raise UsageError(f"--layers: layer {bad[0]} is out of range 1..{depth}")
-    max_seq_len = max_seq_len or task_.default_max_seq_len
-    data = _encode(task_, "train", tokenizer, max_seq_len, data_dir, max_train_examples)[0]
+    max_seq_len = max_seq_len or resolved_task.default_max_seq_len
+    data = encode_splits(resolved_task, "train", tokenizer, max_seq_len, data_dir, max_train_examples)[0]
     loss, probe = resolve_pooling(model, tokenizer, data, layers, LossConfig(beta=1.0, pt_pooling=pt_pooling))
     cache = ensure_cache(model, tokenizer, data, max_seq_len, layers, cache_dir, rebuild=rebuild,
                          pooling=loss.pt_pooling)
@@ -309,14 +306,14 @@ def evaluate(model: str, task: str | None, split: str = "dev", data_dir: str | P
              max_examples: int | None = None, data: DataConfig | None = None) -> dict:
     """Score a fine-tuned classifier (a run directory, checkpoint or export) on a labelled split. task None: the
     task `data` defines, else the one the model's run.json (export.json) records."""
-    task_ = resolve_task(task, data, model)
+    resolved_task = resolve_task(task, data, model)
     if max_examples is not None and max_examples < 1:
         raise UsageError(f"--max-examples {max_examples}: must be at least 1")
     path = resolve_model(model)
-    net, tokenizer = _load_scorer(path, task_, trust_remote_code)
-    max_seq_len = max_seq_len or inference.trained_max_seq_len(path, task_)
-    parts = _encode(task_, split, tokenizer, max_seq_len, data_dir, max_examples)
-    return evaluate_parts(net, parts, task_, tokenizer, batch_size)
+    net, tokenizer = _load_scorer(path, resolved_task, trust_remote_code)
+    max_seq_len = max_seq_len or inference.trained_max_seq_len(path, resolved_task)
+    parts = encode_splits(resolved_task, split, tokenizer, max_seq_len, data_dir, max_examples)
+    return evaluate_parts(net, parts, resolved_task, tokenizer, batch_size)
 
 
 def _load_scorer(path: str, task: Task, trust_remote_code: bool):
@@ -336,27 +333,29 @@ def predict(model: str, task: str | None, out_file: str | Path, split: str = "te
     A file task (task None: the model's recorded one, or `data`'s) writes id and label name (multi-label: the
     names joined by its --label-sep, else ","; regression: the value), and with `probabilities` one column per
     label (softmax, or each label's sigmoid for multi-label)."""
-    task_ = resolve_task(task, data, model)
+    resolved_task = resolve_task(task, data, model)
     out_file = Path(out_file)
-    targets = [out_file] if len(split_files(task_, split)) == 1 else [
+    targets = [out_file] if len(split_files(resolved_task, split)) == 1 else [
         out_file.with_name(f"{out_file.stem}-{suffix}{out_file.suffix}") for suffix in ("m", "mm")]
     for target in targets:  # refuse before any work, not at the end
         if target.is_dir():
             raise UsageError(f"--out {target}: is a directory")
     path = resolve_model(model)
-    net, tokenizer = _load_scorer(path, task_, trust_remote_code)
-    parts = _encode(task_, split, tokenizer, max_seq_len or inference.trained_max_seq_len(path, task_), data_dir)
+    net, tokenizer = _load_scorer(path, resolved_task, trust_remote_code)
+    max_seq_len = max_seq_len or inference.trained_max_seq_len(path, resolved_task)
+    parts = encode_splits(resolved_task, split, tokenizer, max_seq_len, data_dir)
     written = []
     for part, target in zip(parts, targets, strict=True):
         logits = predict_logits(net, part, tokenizer, batch_size)
-        if task_.files is not None:
-            write_text(target, prediction_rows(task_, part.split.examples, logits, probabilities))
+        if resolved_task.files is not None:
+            write_text(target, prediction_rows(resolved_task, part.split.examples, logits, probabilities))
             written.append(target)
             continue
-        preds = predictions_from_logits(task_, logits)
+        preds = predictions_from_logits(resolved_task, logits)
         rows = ["index\tprediction"]
         for ex, p in zip(part.split.examples, preds, strict=True):
-            rows.append(f"{ex.index}\t{p:.3f}" if task_.is_regression else f"{ex.index}\t{task_.labels[int(p)]}")
+            shown = f"{p:.3f}" if resolved_task.is_regression else resolved_task.labels[int(p)]
+            rows.append(f"{ex.index}\t{shown}")
         write_text(target, "\n".join(rows) + "\n")
         written.append(target)
     return written
@@ -392,206 +391,20 @@ def prediction_rows(task: Task, examples: list, logits: np.ndarray, probabilitie
     return "\n".join(rows) + "\n"
 
 
-def run_export(run: str | Path, cfg: ExportConfig) -> dict:
+def run_export(source: str | Path, cfg: ExportConfig) -> dict:
     """pkd.deploy.export (ONNX or PyTorch, fp32 or int8, parity-checked); with cfg.evaluate, the export directory
     is also scored on the full dev split by `evaluate` - the code that scores runs - before it is renamed into
     place, and export.json records the metrics as "dev". Without --data-dir or $PKD_DATA, a registry task's data
     is read from where the run read it (pkd.data.recorded_data_dir)."""
-    cfg = replace(cfg, data_dir=cfg.data_dir or recorded_data_dir(run))
+    cfg = replace(cfg, data_dir=cfg.data_dir or recorded_data_dir(source))
 
     def score(directory: Path, task_name: str) -> dict:  # the task: the one export.json records
         return evaluate(str(directory), None, "dev", data_dir=cfg.data_dir, max_seq_len=cfg.max_seq_len)
 
-    return deploy.export(run, cfg, score=score if cfg.evaluate else None)
+    return deploy.export(source, cfg, score=score if cfg.evaluate else None)
 
 
-def export(run: str | Path, out: str | Path, **options) -> dict:
-    """run_export from keywords: each option is a field of ExportConfig (format, quantize, opset, optimize,
-    evaluate, task, data_dir, max_seq_len, overwrite)."""
-    return run_export(run, *from_options({"out": str(out), **options}, ExportConfig))
-
-
-def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig, compare_cfg: CompareConfig) -> dict:
-    """The methods (FT, KD, PKD-Skip and PKD-Last) on the same student initialisation and data order per seed.
-
-    Each finished (method, seed) run is kept and skipped when the comparison is run again with --resume.
-    """
-    distill_cfg, cfg, note = student_settings(resolve_task(run.task, run.data, distill_cfg.teacher), distill_cfg,
-                                              train_cfg)
-    loss_for("pkd-skip", distill_cfg.loss)  # validates the weights before any work
-    check_out_dir(run.out, run.overwrite, run.resume)
-    # One load of the teacher and one student builder serve every method; only the layer map differs.
-    methods = compare_cfg.methods
-    with_map = next((m for m in methods if m not in ("ft", "kd")), methods[0])  # checks hidden sizes if PT is used
-    d = prepare_distillation(run.task, replace(distill_cfg, method=with_map), run.trust_remote_code, run.data)
-    depth = d.teacher.config.num_hidden_layers
-    maps = {m: layer_map_for(m, depth, distill_cfg.student_layers) for m in methods}
-    train_data = _encode(d.task, "train", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
-    union = sorted({k for lm in maps.values() for k in lm})
-    weights, probe = resolve_pooling(d.teacher, d.tokenizer, train_data, union, distill_cfg.loss)
-    distill_cfg = replace(distill_cfg, loss=weights)
-
-    def info(method: str) -> dict:
-        return {"command": "compare", "method": method, "teacher": d.teacher_path,
-                "student_init": distill_cfg.student_init, "student_source": d.student_source,
-                "student_layers": distill_cfg.student_layers, "init_layers": d.config.init_layers,
-                "base_model": d.student_source, "versions": library_versions()}
-
-    runs = [(method, cfg.seed + i) for i in range(compare_cfg.seeds) for method in methods]
-    if run.resume:  # every kept run, finished or not, must have been made with these settings; before any work
-        for method, seed in runs:
-            check_resume(Path(run.out) / f"{method}-seed{seed}", run_record(
-                info(method), replace(cfg, seed=seed), loss_for(method, distill_cfg.loss), maps[method], d.task,
-                train_data))
-    say(note)
-    say(d.init_note)
-    cache = ensure_cache(d.teacher, d.tokenizer, train_data, cfg.max_seq_len, union, distill_cfg.cache_dir,
-                         pooling=weights.pt_pooling)
-    signal = patient_signal(cache, union, weights, probe)
-    dev = _encode(d.task, "dev", d.tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
-    teacher_score = compare_cfg.teacher_score
-    if teacher_score is None:
-        teacher_score = evaluate_parts(d.teacher, dev, d.task, d.tokenizer, cfg.eval_batch_size)["score"]
-    d.teacher = None  # free its memory: every student trains from the cache
-    floor = floor_score(d.task, [e.label for e in train_data.split.examples], dev[0].split.examples)
-    results: dict[str, list[float]] = {m: [] for m in methods}
-    epochs: dict[str, list[int]] = {m: [] for m in methods}  # the selected epochs, whose predictions are compared
-    deployed: dict[str, list[float]] = {m: [] for m in methods}
-    out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
-    initial: dict[int, tuple] = {}  # this seed's student, built once and copied for each method (the same for all)
-    labels = np.array([e.label for e in dev[0].split.examples])
-
-    def summarise() -> dict:
-        """compare.json and compare.md over the runs finished so far (all of them at the end), so that a long
-        comparison shows its results as they come and an interrupted one keeps them."""
-        finished = sum(len(v) for v in results.values())
-        done_methods = tuple(m for m in methods if results[m])
-        table = seed_statistics({m: results[m] for m in done_methods}, teacher_score, floor)
-        if not is_main():
-            return table
-        common = min(len(results[m]) for m in done_methods)  # paired verdicts need the same seeds on both sides
-        selected = {m: epochs[m][:common] for m in done_methods}
-        pairs = verdicts(lambda p, y: compute_metrics(d.task, p, y)["score"], labels,
-                         selected_predictions(out, done_methods, cfg.seed, selected))
-        summary = {"task": d.task.name, "student_layers": distill_cfg.student_layers, "teacher": d.teacher_path,
-                   "teacher_score": teacher_score, "floor_score": floor, "select": compare_cfg.select,
-                   "runs_finished": finished, "runs_planned": len(runs),
-                   "methods": table, "train": asdict(cfg),
-                   "student_init": distill_cfg.student_init, "dev_examples": len(labels), "verdicts": pairs,
-                   "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta,
-                            "pt_pooling": weights.pt_pooling}, "pt_signal": signal}
-        markdown = "" if finished == len(runs) else (
-            f"Partial: {finished} of {len(runs)} runs finished (`--resume` continues); verdicts over the first "
-            f"{common} seed(s).\n\n")
-        markdown += compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, floor, table,
-                                     compare_cfg.select)
-        markdown += ("\nPaired differences, 95% interval over training seeds and dev examples (pkd.stats):\n\n"
-                     + verdicts_markdown(pairs))
-        if compare_cfg.export != "none":  # the same runs, deployed: ONNX Runtime, scored on dev
-            variant = "ort-int8" if compare_cfg.export == "int8" else "ort"
-            deployed_table = seed_statistics({m: deployed[m] for m in done_methods}, teacher_score, floor)
-            summary["deployed"] = {"variant": variant, "methods": deployed_table}
-            markdown += f"\nDeployed as {variant} (export-{compare_cfg.export}/ in each run):\n\n" + \
-                compare_markdown(d.task.name, distill_cfg.student_layers, teacher_score, floor, deployed_table)
-        write_json(out / "compare.json", summary)
-        write_text(out / "compare.md", markdown)
-        return table
-
-    for method, seed in runs:
-        run_dir = out / f"{method}-seed{seed}"
-        fresh = not (run_dir / "result.json").is_file()  # finished runs are kept and reused
-        if fresh:
-            if seed not in initial:
-                initial = {seed: d.build_student(seed)}  # runs go seed by seed: the previous seed's is freed
-            student, projection = copy.deepcopy(initial[seed])
-            prepare_out_dir_once(run_dir, resume=True)  # an interrupted run continues from its checkpoint
-            best = train(student, d.tokenizer, d.task, train_data, dev, replace(cfg, seed=seed), run_dir,
-                         loss_for(method, distill_cfg.loss), None if method == "ft" else cache, maps[method],
-                         projection, resume=True, run_info={**info(method), "cache": str(cache.path),
-                                                            "teacher_score": teacher_score, "floor_score": floor,
-                                                            "pt_signal": signal if maps[method] else None},
-                         quiet=run.quiet)
-            if is_main():
-                write_json(run_dir / "result.json", best)
-        record = selected_record(run_dir, compare_cfg.select)
-        results[method].append(record["score"])
-        epochs[method].append(record["epoch"])
-        _export_compared(run_dir, compare_cfg.export, run.data_dir, deployed[method])
-        if fresh and (method, seed) != runs[-1]:
-            summarise()  # the tables so far, rewritten after every run
-    table = summarise()
-    barrier()  # every rank returns once the tables exist
-    return table
-
-
-def _export_compared(run_dir: Path, precision: str, data_dir: str | None, scores: list[float]) -> None:
-    """`compare --export`: the finished run as ONNX (fp32 or int8) in run_dir/export-<precision>, scored on dev
-    (kept when it exists, as the run is); its dev score joins `scores`."""
-    if precision == "none" or not is_main():
-        return
-    target = run_dir / f"export-{precision}"
-    if not inference.is_export_dir(target):
-        run_export(run_dir, ExportConfig(out=str(target), quantize="int8" if precision == "int8" else "none",
-                                         evaluate=True, data_dir=data_dir))
-    scores.append(inference.read_export(target)["dev"]["score"])
-
-
-def compare(teacher: str, task: str, student_layers: int, out: str | Path, **options) -> dict:
-    """run_compare from keywords: each option is a field of RunConfig, DistillConfig, LossConfig, TrainConfig
-    or CompareConfig."""
-    return run_compare(*from_options({"task": task, "out": out, "teacher": teacher, "student_layers": student_layers,
-                                      **options}, RunConfig, DistillConfig, TrainConfig, CompareConfig))
-
-
-def selected_predictions(out: Path, methods: tuple[str, ...], first_seed: int,
-                         epochs: dict[str, list[int]]) -> dict[str, list[np.ndarray]]:
-    """Each method's dev predictions at its selected epoch, one array per seed; a method with a run that kept none
-    (made before pkd saved them) is left out, so its pairs get no verdict."""
-    found = {}
-    for method in methods:
-        files = [predictions_file(out / f"{method}-seed{first_seed + i}", epoch)
-                 for i, epoch in enumerate(epochs[method])]
-        if all(f.is_file() for f in files):
-            found[method] = [np.load(f) for f in files]
-    return found
-
-
-def seed_statistics(results: dict[str, list[float]], teacher_score: float,
-                    floor: float | None = None) -> dict[str, dict]:
-    """Per method: its scores over seeds, their mean and sample std, the mean's retention of the teacher's score,
-    and its retention of the teacher's gain over the majority-class floor (pkd.metrics.gain_retention)."""
-    table = {}
-    for method, scores in results.items():
-        mean = float(np.mean(scores))
-        table[method] = {"scores": scores, "mean": mean,
-                         "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
-                         "retention": 100.0 * mean / teacher_score,
-                         "gain_retention": gain_retention(mean, teacher_score, floor)}
-    return table
-
-
-def selected_record(run_dir: Path, select: str) -> dict:
-    """A finished run's dev metrics ("epoch", "score", ...) at its best epoch (the one picked on dev, whose model
-    is kept) or its last. A result.json from before the last epoch was recorded there: the last line of
-    metrics.jsonl."""
-    result = json.loads((run_dir / "result.json").read_text())
-    if select == "best":
-        return result
-    return result.get("last") or read_jsonl(run_dir / "metrics.jsonl")[-1]
-
-
-def compare_markdown(task: str, layers: int, teacher_score: float, floor: float | None, table: dict[str, dict],
-                     select: str = "best") -> str:
-    """compare.md: one row per method, as `pkd compare` prints it; the header says which epoch's score it shows,
-    each seed's score stands beside the mean (with 2-3 seeds a std hides an outlier), and retention is given of
-    the teacher's score and of its gain over the majority-class floor."""
-    floor_text = f", majority-class floor {floor:.2f}" if floor is not None else ""
-    lines = [f"{task}, {layers}-layer students (teacher {teacher_score:.2f}{floor_text})", "",
-             f"| method | {SELECTIONS[select]} (mean ± std) | per seed | retention | gain over floor retained | runs |",
-             "|---|---|---|---|---|---|"]
-    for method, row in table.items():
-        gain = row.get("gain_retention")
-        per_seed = ", ".join(f"{s:.2f}" for s in row["scores"])
-        lines.append(f"| {method} | {row['mean']:.2f} ± {row['std']:.2f} | {per_seed} | {row['retention']:.1f}% | "
-                     f"{'-' if gain is None else f'{gain:.1f}%'} | {len(row['scores'])} |")
-    return "\n".join(lines) + "\n"
+def export(source: str | Path, out: str | Path, **options) -> dict:
+    """run_export of a run directory or checkpoint `source`, from keywords: each option is a field of ExportConfig
+    (format, quantize, opset, optimize, evaluate, task, data_dir, max_seq_len, overwrite)."""
+    return run_export(source, *from_options({"out": str(out), **options}, ExportConfig))

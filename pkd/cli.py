@@ -250,27 +250,28 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _compare(args: argparse.Namespace) -> str:
-    from pkd import api
+    from pkd.comparison import run_compare
+    from pkd.rundir import COMPARE_MARKDOWN
 
-    api.run_compare(*configs(args, RunConfig, DistillConfig, TrainConfig, CompareConfig))
-    return (Path(args.out) / "compare.md").read_text()
+    run_compare(*configs(args, RunConfig, DistillConfig, TrainConfig, CompareConfig))
+    return (Path(args.out) / COMPARE_MARKDOWN).read_text()
 
 
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
-    from pkd import sweep
+    from pkd import trials
 
-    p.description = sweep.__doc__
+    p.description = trials.__doc__
     add_fields(p, RunConfig)
     add_fields(p, DistillConfig, "distillation", skip=("live_teacher",))
-    add_fields(p, SweepConfig, f"search (NAME is one of {', '.join(sweep.PARAMS)})")
+    add_fields(p, SweepConfig, f"search (NAME is one of {', '.join(trials.PARAMS)})")
     add_fields(p, TrainConfig, "training")
     add_config_option(p)
 
 
 def _sweep(args: argparse.Namespace) -> str:
-    from pkd import sweep
+    from pkd import trials
 
-    sweep.run_sweep(*configs(args, RunConfig, DistillConfig, TrainConfig, SweepConfig))
+    trials.run_sweep(*configs(args, RunConfig, DistillConfig, TrainConfig, SweepConfig))
     return (Path(args.out) / "results.md").read_text()
 
 

@@ -4,28 +4,14 @@ $PKD_DATA, else the Hugging Face Hub, read by pkd.glue or pkd.race; or a task de
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from pkd import files, glue, race
 from pkd.config import DataConfig
-from pkd.errors import DataError, UsageError
+from pkd.errors import UsageError
+from pkd.rundir import model_record
 from pkd.tasks import Split, Task, get_task
-
-
-def run_record(model: str | Path | None) -> dict:
-    """The run.json (or an export directory's export.json) of a model directory; {} when it has none."""
-    if model is None:
-        return {}
-    for name in ("run.json", "export.json"):
-        path = Path(model) / name
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except ValueError as e:
-                raise DataError(f"{path}: not valid JSON ({e})") from None
-    return {}
 
 
 def recorded_data_dir(model: str | Path) -> str | None:
@@ -33,7 +19,7 @@ def recorded_data_dir(model: str | Path) -> str | None:
     --data-dir nor $PKD_DATA says otherwise and the file is still there; else None."""
     if os.environ.get("PKD_DATA"):
         return None
-    record = run_record(model)
+    record = model_record(model)
     source = record.get("data")
     if not source or record.get("file_task") or not Path(source).is_file():
         return None
@@ -45,7 +31,7 @@ def resolve_task(task: str | None, data: DataConfig | None = None, model: str | 
     otherwise it is the one that `model`'s run.json (or export.json) records, with any data options given here
     pointing its files elsewhere."""
     data = data or DataConfig()
-    record = run_record(model)
+    record = model_record(model)
     recorded = files.recorded_spec(record)
     if task is not None:
         if data.train_file is not None or data.dataset is not None:

@@ -50,7 +50,6 @@ from pkd.data import load_split, resolve_task
 from pkd.encoding import EncodedSplit, make_collator, model_inputs
 from pkd.errors import DataError, ExportError
 from pkd.inference import (
-    EXPORT_FILE,
     HEADS,
     MULTIPLE_CHOICE,
     SEQUENCE,
@@ -62,8 +61,9 @@ from pkd.inference import (
     require_onnxruntime,
     trained_max_seq_len,
 )
-from pkd.io import atomic_dir, check_out_dir, library_versions, write_json
+from pkd.io import atomic_dir, write_json
 from pkd.models import load_config, load_tokenizer, resolve_model
+from pkd.rundir import EXPORT_FILE, check_out_dir, library_versions
 from pkd.tasks import Task
 
 PARITY_LIMIT = 1e-3

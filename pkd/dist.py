@@ -62,8 +62,8 @@ def broadcast(obj: _T) -> _T:
 
 
 def prepare_out_dir_once(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """pkd.io.prepare_out_dir on rank 0 only (an --overwrite clears the directory once), then everyone goes on."""
-    from pkd.io import prepare_out_dir
+    """pkd.rundir.prepare_out_dir on rank 0 only (an --overwrite clears the directory once), then everyone goes on."""
+    from pkd.rundir import prepare_out_dir
 
     if is_main():
         prepare_out_dir(out, overwrite, resume)

@@ -14,7 +14,6 @@ pkd.deploy imports it for its parity check, never the other way round.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -35,15 +34,14 @@ from transformers import (
 )
 
 from pkd.config import FORMATS, QUANTIZATIONS
-from pkd.data import run_record
 from pkd.errors import DataError, UsageError
 from pkd.models import load_config, load_tokenizer
+from pkd.rundir import EXPORT_FILE, read_json, read_record
 from pkd.tasks import Task
 
 if TYPE_CHECKING:
     import onnxruntime
 
-EXPORT_FILE = "export.json"
 INSTALL_HINT = "pip install 'pkd[export]'"
 SEQUENCE, MULTIPLE_CHOICE = "sequence-classification", "multiple-choice"
 HEADS = {SEQUENCE: AutoModelForSequenceClassification, MULTIPLE_CHOICE: AutoModelForMultipleChoice}
@@ -65,10 +63,7 @@ def is_export_dir(path: str | Path) -> bool:
 
 def read_export(path: str | Path) -> dict:
     """An export directory's export.json, checked to be one pkd wrote."""
-    try:
-        record = json.loads((Path(path) / EXPORT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{Path(path) / EXPORT_FILE}: cannot read ({type(e).__name__}: {e})") from None
+    record = read_json(Path(path) / EXPORT_FILE)
     if not isinstance(record, dict) or record.get("format") not in FORMATS or \
             record.get("quantize") not in QUANTIZATIONS or record.get("kind") not in HEADS:
         raise DataError(f"{Path(path) / EXPORT_FILE}: not a pkd export record")
@@ -81,7 +76,7 @@ def trained_max_seq_len(path: str | Path, task: Task) -> int:
     if is_export_dir(path):
         recorded = read_export(path).get("max_seq_len")
     else:
-        recorded = run_record(path).get("train", {}).get("max_seq_len")
+        recorded = read_record(path).get("train", {}).get("max_seq_len")
     return recorded or task.default_max_seq_len
 
 

@@ -1,5 +1,6 @@
-"""File I/O: atomic file and directory writes, run directories and run metadata, and the two ways data is read
-(a local file's bytes and lines, a Hub dataset).
+"""File I/O: atomic file and directory writes (a crash never leaves half a file, and files keep normal modes), and
+the two ways data is read (a local file's bytes and lines, a Hub dataset). What goes into a run directory is
+pkd.rundir's.
 """
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import platform
 import shutil
 import tempfile
 import zlib
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pkd.errors import DataError, UsageError
+from pkd.errors import DataError
 
 if TYPE_CHECKING:
     import datasets
@@ -109,87 +109,6 @@ def atomic_files(directory: str | Path) -> Iterator[Path]:
             os.replace(f, directory / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-# run.json entries that do not change what a run computes, so a resumed run may differ in them: bookkeeping, where
-# the cache and data files lie (the data's content is data_fingerprint), and checkpoint and evaluation batching.
-RESUME_FREE = ("versions", "cache", "num_processes", "command", "teacher_score", "floor_score", "sweep", "result",
-               "data", "train.keep_checkpoints", "train.save_every", "train.eval_batch_size", "pt_signal")
-# Settings added after runs were already made: the value such an older run.json implies by leaving them out, so
-# resuming it with another value is refused by name too.
-RESUME_IMPLIED = {"loss.pt_pooling": "cls"}
-
-
-def _flat(record: dict, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}."""
-    flat: dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def check_resume(out: str | Path, record: dict) -> dict | None:
-    """The run.json in `out` (None if there is none), after checking that it was made with the settings in
-    `record`: resuming a run with other settings would mix two configurations in one result, so a difference is
-    one usage error naming the differing keys, before anything is written. Keys that only one side has (an older
-    run.json, a partial record) and the RESUME_FREE ones are not compared."""
-    path = Path(out) / "run.json"
-    if not path.is_file():
-        return None
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read ({type(e).__name__}); use another --out or --overwrite") from None
-    old, new = _flat(stored), _flat(json.loads(json.dumps(record, default=str)))
-    old = {**{k: v for k, v in RESUME_IMPLIED.items() if k in new}, **old}
-    free = [k for k in old.keys() & new.keys() if any(k == f or k.startswith(f"{f}.") for f in RESUME_FREE)]
-    differ = sorted(k for k in old.keys() & new.keys() if old[k] != new[k] and k not in free)
-    if differ:
-        shown = ", ".join(f"{k} {old[k]!r} (now {new[k]!r})" for k in differ[:8])
-        raise UsageError(f"--resume {out}: its run was made with other settings: {shown}"
-                         f"{' and more' if len(differ) > 8 else ''}; resume with the same settings, or use another "
-                         "--out (or --overwrite)")
-    return stored
-
-
-def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse a non-empty output directory unless asked to overwrite it or resume in it. Call it early."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise UsageError(f"--out {out}: directory exists and is not empty (pass --overwrite to replace it)")
-    return out
-
-
-def prepare_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create the output directory just before the first write, clearing it for --overwrite."""
-    out = check_out_dir(out, overwrite, resume)
-    if out.exists() and overwrite and not resume:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def library_versions() -> dict[str, str]:
-    import accelerate
-    import datasets
-    import torch
-    import transformers
-
-    from pkd.version import __version__
-
-    return {
-        "pkd": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "accelerate": accelerate.__version__,
-        "datasets": datasets.__version__,
-    }
 
 
 # ---------------------------------------------------------------- reading data

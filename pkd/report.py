@@ -17,7 +17,6 @@ import argparse
 import base64
 import glob
 import html
-import json
 import re
 import statistics
 from collections.abc import Sequence
@@ -29,9 +28,22 @@ from markdown_it import MarkdownIt
 
 from pkd.config import SELECTIONS
 from pkd.errors import DataError, UsageError
-from pkd.io import atomic_path, read_jsonl, write_text
-from pkd.metrics import gain_retention
-from pkd.stats import verdicts_markdown
+from pkd.io import atomic_path, write_text
+from pkd.rundir import (
+    COMPARE_FILE,
+    EXPORT_FILE,
+    RUN_FILE,
+    SWEEP_FILE,
+    best_record,
+    is_finished,
+    parse_run_name,
+    predictions_file,
+    read_history,
+    read_json,
+    read_record,
+    read_result,
+)
+from pkd.stats import seed_statistics, verdicts_markdown
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -98,18 +110,11 @@ def run_cli(args: argparse.Namespace) -> str:
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
-
-
 def _depth(run_dir: Path, info: dict) -> int | None:
     if info.get("student_layers"):
         return int(info["student_layers"])
     config = run_dir / "config.json"
-    return _read_json(config).get("num_hidden_layers") if config.is_file() else None
+    return read_json(config).get("num_hidden_layers") if config.is_file() else None
 
 
 def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
@@ -118,12 +123,11 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
 
     A comparison's run counts once its result.json exists; a plain run by its best logged epoch so far.
     """
-    info = _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
-    history = read_jsonl(run_dir / "metrics.jsonl")
-    result = run_dir / "result.json"
+    info = read_record(run_dir)
+    history = read_history(run_dir)
     last = history[-1].get("score") if history else None
-    if result.is_file() or in_compare:
-        recorded = _read_json(result) if result.is_file() else {}
+    if is_finished(run_dir) or in_compare:
+        recorded = read_result(run_dir) if is_finished(run_dir) else {}
         score = recorded.get("score")
         last = recorded.get("last", {}).get("score", last)
     else:
@@ -132,10 +136,10 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
     method = (info.get("sweep", {}).get("label") or info.get("method")  # a sweep's trials are told apart
               or ("finetune" if info.get("command") == "finetune" else None))
     seed = info.get("train", {}).get("seed")
-    named = re.fullmatch(r"(.+)-seed(\d+)", run_dir.name)  # compare's sub-run naming: <method>-seed<N>
+    named = parse_run_name(run_dir.name)  # a comparison's run: <method>-seed<N>
     if named:
-        method = method or named.group(1)
-        seed = seed if seed is not None else int(named.group(2))
+        method = method or named[0]
+        seed = seed if seed is not None else named[1]
     method = method or info.get("command", "?")
     if info.get("student_init") == "teacher":  # the paper's students start from pre-trained layers: keep apart
         method += ", teacher init"
@@ -146,7 +150,7 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
 
 
 def read_compare(compare_dir: Path) -> list[Run]:
-    meta = _read_json(compare_dir / "compare.json")
+    meta = read_json(compare_dir / COMPARE_FILE)
     subs = sorted(d for d in compare_dir.iterdir() if d.is_dir() and _kind(d) == "run")
     task, layers, teacher = meta.get("task"), meta.get("student_layers"), meta.get("teacher_score")
     runs = [read_run(d, task, layers, teacher, in_compare=True, floor_score=meta.get("floor_score")) for d in subs]
@@ -163,12 +167,12 @@ def export_variant(record: dict) -> str:
 def read_exported(export_dir: Path) -> Run:
     """An export directory: its dev score (export --evaluate; None, and listed apart, without it), and the method,
     seed and teacher score of the run it came from, the method suffixed with the variant ("pkd-skip ort-int8")."""
-    record = _read_json(export_dir / "export.json")
+    record = read_json(export_dir / EXPORT_FILE)
     source = Path(record.get("source", ""))
     origin = read_run(source) if _kind(source) == "run" else None
     variant = export_variant(record)
     config = export_dir / "config.json"
-    layers = _read_json(config).get("num_hidden_layers") if config.is_file() else None
+    layers = read_json(config).get("num_hidden_layers") if config.is_file() else None
     return Run(path=export_dir, task=record.get("task") or (origin.task if origin else "?"),
                method=f"{origin.method if origin else 'export'} {variant}", layers=layers,
                seed=origin.seed if origin else None, score=record.get("dev", {}).get("score"),
@@ -177,13 +181,13 @@ def read_exported(export_dir: Path) -> Run:
 
 
 def _kind(path: Path) -> str | None:
-    if (path / "export.json").is_file():
+    if (path / EXPORT_FILE).is_file():
         return "export"
-    if (path / "compare.json").is_file():
+    if (path / COMPARE_FILE).is_file():
         return "compare"
-    if (path / "sweep.json").is_file():
+    if (path / SWEEP_FILE).is_file():
         return "sweep"
-    if (path / "run.json").is_file() or (path / "result.json").is_file():
+    if (path / RUN_FILE).is_file() or is_finished(path):
         return "run"
     return None
 
@@ -227,7 +231,7 @@ def collect_runs(patterns: Sequence[str]) -> list[Run]:
 
 
 def read_bench(path: str | Path) -> list[dict]:
-    data = _read_json(Path(path))
+    data = read_json(Path(path))
     models = data.get("models") if isinstance(data, dict) else data
     if not isinstance(models, list) or not all(isinstance(m, dict) and "layers" in m for m in models):
         raise DataError(f"{path}: not the output of `pkd bench --json`")
@@ -257,12 +261,10 @@ def accuracy_rows(runs: Sequence[Run], select: str = "best") -> list[dict]:
         teacher = statistics.fmean(teachers) if teachers else None
         floors = [r.floor_score for r in members if r.floor_score is not None]
         floor = statistics.fmean(floors) if floors else None
-        mean = statistics.fmean(scores)
-        rows.append({"task": task, "method": method, "layers": layers, "scores": scores, "mean": mean,
-                     "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,  # as `pkd compare` reports
-                     "teacher_score": teacher, "retention": 100.0 * mean / teacher if teacher else None,
-                     "floor_score": floor, "gain_retention": gain_retention(mean, teacher, floor) if teacher else None,
-                     "seeds": [r.seed for r in members], "variant": variant})
+        rows.append({"task": task, "method": method, "layers": layers,
+                     **seed_statistics({method: scores}, teacher, floor)[method],  # as `pkd compare` reports
+                     "teacher_score": teacher, "floor_score": floor, "seeds": [r.seed for r in members],
+                     "variant": variant})
     rows.sort(key=lambda r: (r["task"], -(r["layers"] or 0), _method_key(r["method"])))
     return rows
 
@@ -398,14 +400,14 @@ def in_metric(runs: Sequence[Run], metric: str, data_dir: str | Path | None = No
         if metric not in known:
             raise UsageError(f"--metric {metric}: {task.name} has {', '.join(known)}")
         if run.variant != "torch":  # an export: its dev metrics, and the run it came from
-            record = _read_json(run.path / "export.json")
+            record = read_json(run.path / EXPORT_FILE)
             best = last = record.get("dev", {}).get(metric)
-            info = _run_info(Path(record["source"])) if record.get("source") else {}
+            info = read_record(record["source"]) if record.get("source") else {}
         else:
             best = next((h.get(metric) for h in run.history if h.get("score") == run.score), None)
             last = run.history[-1].get(metric) if run.history else None
-            info = _run_info(run.path)
-        teacher = _best_record(Path(info["teacher"])).get(metric) if info.get("teacher") else None
+            info = read_record(run.path)
+        teacher = best_record(info["teacher"]).get(metric) if info.get("teacher") else None
         limits = info.get("train", {})
         key = (task.name, limits.get("max_train_examples"), limits.get("max_eval_examples"))
         if key not in floors:
@@ -416,31 +418,17 @@ def in_metric(runs: Sequence[Run], metric: str, data_dir: str | Path | None = No
     return changed
 
 
-def _run_info(run_dir: Path) -> dict:
-    return _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
-
-
-def _best_record(run_dir: Path) -> dict:
-    """A finished run's best dev epoch: run.json's result, or for a run from before it recorded one, the best line
-    of metrics.jsonl ({} for a checkpoint that is not a pkd run)."""
-    recorded = _run_info(run_dir).get("result")
-    history = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
-    return recorded or max(history, key=lambda h: h.get("score", float("-inf")), default={})
-
-
 def _selected_predictions(compare_dir: Path, select: str) -> tuple[dict, dict[tuple[str, int], object]]:
     """A comparison's compare.json, and the dev predictions of each finished run at its selected epoch, by
     (method, seed)."""
     import numpy as np
 
-    from pkd.train import predictions_file
-
-    meta = _read_json(compare_dir / "compare.json")
+    meta = read_json(compare_dir / COMPARE_FILE)
     found = {}
     for run in read_compare(compare_dir):
         if run.variant != "torch" or run.score is None:
             continue
-        result = _read_json(run.path / "result.json")
+        result = read_result(run.path)
         epoch = result["epoch"] if select == "best" else (result.get("last") or run.history[-1])["epoch"]
         file = predictions_file(run.path, epoch)
         if not file.is_file():
@@ -500,7 +488,7 @@ def verdict_sections(patterns: Sequence[str]) -> str:
     for d in (p for pattern in patterns for p in matches(pattern)):
         if _kind(d) != "compare":
             continue
-        meta = _read_json(d / "compare.json")
+        meta = read_json(d / COMPARE_FILE)
         rows = meta.get("verdicts")
         if rows and "per_seed" not in rows[0]:
             text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}): its verdicts were computed "
@@ -529,8 +517,7 @@ def signal_sections(patterns: Sequence[str]) -> str:
     text = []
     for d in (p for pattern in patterns for p in matches(pattern)):
         kind = _kind(d)
-        meta = _read_json(d / ("compare.json" if kind == "compare" else "run.json")) if kind in ("compare", "run") \
-            else {}
+        meta = read_json(d / COMPARE_FILE) if kind == "compare" else read_record(d) if kind == "run" else {}
         signal = meta.get("pt_signal")
         if signal and signal.get("layers"):
             text += [f"**{d}** (PT pooling {signal['pooling']}, over {signal['examples']} training examples; 1.0000 "

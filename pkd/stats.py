@@ -1,4 +1,5 @@
-"""Paired statistics: is method A better than method B on this task, or is the gap seed and sample noise?
+"""Statistics over seeds: each method's mean, spread and retention (seed_statistics), and paired verdicts: is
+method A better than method B on this task, or is the gap seed and sample noise?
 
 Every method of a `pkd compare` is trained with the same S seeds (the same student initialisation and data
 order per seed) and scored on the same n dev examples, so the runs pair up by seed and by example. For a
@@ -30,16 +31,34 @@ seed the seed variance is unknown and the verdict is "1 seed" (no claim either w
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
+
+from pkd.metrics import gain_retention
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], float]  # (predictions, labels) -> score
 
 # The pairs a comparison reports, as (A, B): is A better than B? The paper's ordering is PKD >= KD >= FT.
 PAIRS = (("pkd-skip", "kd"), ("pkd-last", "kd"), ("kd", "ft"), ("pkd-skip", "ft"), ("pkd-skip", "pkd-last"))
 ONE_SEED = "1 seed"  # the verdict when the seed variance cannot be estimated
+
+
+def seed_statistics(results: dict[str, list[float]], teacher_score: float | None,
+                    floor: float | None = None) -> dict[str, dict]:
+    """Per method (or any group of runs): its scores over seeds, their mean and sample std, the mean's retention
+    of the teacher's score, and its retention of the teacher's gain over the majority-class floor
+    (pkd.metrics.gain_retention); retentions are None without a teacher score."""
+    table = {}
+    for method, scores in results.items():
+        mean = statistics.fmean(scores)
+        table[method] = {"scores": list(scores), "mean": mean,
+                         "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                         "retention": 100.0 * mean / teacher_score if teacher_score else None,
+                         "gain_retention": gain_retention(mean, teacher_score, floor) if teacher_score else None}
+    return table
 
 
 def paired_difference(score: ScoreFn, labels: np.ndarray, preds_a: Sequence[np.ndarray],

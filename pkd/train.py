@@ -28,11 +28,22 @@ from pkd import dist
 from pkd.config import LossConfig, TrainConfig
 from pkd.encoding import EncodedSplit, feature_length, longest_first_loader, make_collator, model_inputs
 from pkd.errors import DataError, TrainingError, UsageError
-from pkd.io import append_jsonl, atomic_dir, atomic_files, atomic_path, check_resume, write_json, write_text
+from pkd.io import atomic_dir, atomic_files, write_json
 from pkd.losses import pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import pooled_states
 from pkd.progress import show_progress
+from pkd.rundir import (
+    CHECKPOINT_DONE,
+    append_history,
+    check_resume,
+    checkpoint_dir,
+    checkpoints,
+    prune_checkpoints,
+    save_predictions,
+    write_history,
+    write_record,
+)
 from pkd.tasks import Task
 
 if TYPE_CHECKING:
@@ -125,17 +136,10 @@ class TrainingState:
 KEEP_WHILE_RUNNING = 2  # checkpoints kept during a run: the newest, and one to fall back on if it is damaged
 
 
-def checkpoints(out: Path) -> list[Path]:
-    """The complete checkpoints of a run directory, oldest first."""
-    root = out / "checkpoints"
-    done = [p for p in root.glob("step-*") if (p / "state.json").is_file()] if root.is_dir() else []
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
-
-
-def save_checkpoint(run: TrainingState, keep: int) -> Path:
+def save_checkpoint(loop: TrainingState, keep: int) -> Path:
     """Every rank waits; rank 0 writes checkpoints/step-N atomically and keeps only the newest `keep`."""
-    accelerator = run.accelerator
-    path = run.out / "checkpoints" / f"step-{run.progress.step:08d}"
+    accelerator = loop.accelerator
+    path = checkpoint_dir(loop.out, loop.progress.step)
     accelerator.wait_for_everyone()
     # Every rank's own torch and CUDA generators: the ranks' dropout draws differ (each pads its own share of the
     # batch), and on GPUs each rank draws on its own device.
@@ -144,33 +148,33 @@ def save_checkpoint(run: TrainingState, keep: int) -> Path:
     if not accelerator.is_main_process:
         return path
     with atomic_dir(path) as tmp:
-        state = accelerator.unwrap_model(run.model).state_dict()
+        state = accelerator.unwrap_model(loop.model).state_dict()
         save_file({k: v.contiguous() for k, v in state.items()}, tmp / "model.safetensors")
-        if run.projection is not None:
-            save_file(accelerator.unwrap_model(run.projection).state_dict(), tmp / "projection.safetensors")
+        if loop.projection is not None:
+            save_file(accelerator.unwrap_model(loop.projection).state_dict(), tmp / "projection.safetensors")
         scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else {}
-        torch.save({"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        torch.save({"optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict(),
                     "scaler": scaler, "rng_per_rank": rng}, tmp / "optimizer.pt")
         py_state, np_state = random.getstate(), np.random.get_state()
-        write_json(tmp / "state.json", {**asdict(run.progress),
+        write_json(tmp / CHECKPOINT_DONE, {**asdict(loop.progress),
                                         "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
                                         "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]]})
-    for old in checkpoints(run.out)[:-keep]:
+    for old in checkpoints(loop.out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return path
 
 
-def load_checkpoint(path: Path, run: TrainingState) -> Progress:
-    """Restore the weights, optimizer, scheduler and random states of `run` from `path`; returns its progress."""
-    accelerator = run.accelerator
+def load_checkpoint(path: Path, loop: TrainingState) -> Progress:
+    """Restore the weights, optimizer, scheduler and random states of `loop` from `path`; returns its progress."""
+    accelerator = loop.accelerator
     try:
-        state = json.loads((path / "state.json").read_text())
-        accelerator.unwrap_model(run.model).load_state_dict(load_file(path / "model.safetensors"))
-        if run.projection is not None:
-            accelerator.unwrap_model(run.projection).load_state_dict(load_file(path / "projection.safetensors"))
+        state = json.loads((path / CHECKPOINT_DONE).read_text())
+        accelerator.unwrap_model(loop.model).load_state_dict(load_file(path / "model.safetensors"))
+        if loop.projection is not None:
+            accelerator.unwrap_model(loop.projection).load_state_dict(load_file(path / "projection.safetensors"))
         blob = torch.load(path / "optimizer.pt", weights_only=True)
-        run.optimizer.load_state_dict(blob["optimizer"])
-        run.scheduler.load_state_dict(blob["scheduler"])
+        loop.optimizer.load_state_dict(blob["optimizer"])
+        loop.scheduler.load_state_dict(blob["scheduler"])
         if accelerator.scaler is not None and blob["scaler"]:
             accelerator.scaler.load_state_dict(blob["scaler"])
     except Exception as e:
@@ -252,78 +256,104 @@ def evaluate_parts(model: torch.nn.Module, parts: list[EncodedSplit], task: Task
     return score_parts(model, parts, task, tokenizer, batch_size, accelerator)[0]
 
 
-def predictions_file(out: Path, epoch: int) -> Path:
-    """Where a run keeps an epoch's dev predictions (of the first dev part, the one that gives "score"), for the
-    paired statistics of `pkd compare` (pkd.stats)."""
-    return out / "predictions" / f"dev-epoch{epoch}.npy"
-
-
-def save_predictions(path: Path, predictions: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, predictions)
-
-
 # ---------------------------------------------------------------- training
 
-def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task, train_data: EncodedSplit,
-          dev_parts: list[EncodedSplit], cfg: TrainConfig, out: Path, loss_cfg: LossConfig | None = None,
-          teacher: TeacherCache | LiveTeacher | None = None, layer_map: list[int] | None = None,
-          projection: torch.nn.Module | None = None, resume: bool = False, run_info: dict | None = None,
-          quiet: bool = False) -> dict:
-    """Train `model` and keep its best dev epoch in `out`. Returns the best epoch's metrics, with "best_epoch" and
-    the last epoch's metrics under "last" (also recorded in run.json as "result").
+@dataclass
+class TrainingJob:
+    """One training run, whole: what `pkd finetune`, `pkd distill` and each run of a comparison or sweep hand to
+    train(), in the manner of torchtune's recipe classes (the model, where the teacher's outputs come from, the
+    loss and its layer map, the data and the settings) instead of a long parameter list.
 
     teacher: a TeacherCache or LiveTeacher (anything with .outputs(batch, layers)); None for fine-tuning.
-    layer_map: teacher layers (1-based) matched by student layers 1..M-1 in the PT term.
+    layer_map: teacher layers (1-based) matched by student layers 1..M-1 in the PT term ([] without PT).
+    projection: the learned map from the student's width to the teacher's for PT, when they differ.
+    run_info: what the command knows for run.json (method, teacher, student source, ...).
     resume: continue from the newest checkpoint, after checking that run.json has these settings; a finished run
     returns its recorded result.
     """
-    layer_map = layer_map or []
-    loss_cfg = _setup_loss(loss_cfg or LossConfig(), teacher, layer_map)
-    record = run_record(run_info or {}, cfg, loss_cfg, layer_map, task, train_data)
-    if resume:
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    task: Task
+    train_data: EncodedSplit
+    dev_parts: list[EncodedSplit]
+    cfg: TrainConfig
+    out: Path
+    loss: LossConfig = field(default_factory=LossConfig)
+    teacher: TeacherCache | LiveTeacher | None = None
+    layer_map: list[int] = field(default_factory=list)
+    projection: torch.nn.Module | None = None
+    run_info: dict = field(default_factory=dict)
+    resume: bool = False
+    quiet: bool = False
+
+
+def train(job: TrainingJob) -> dict:
+    """Train `job.model` and keep its best dev epoch in `job.out`. Returns the best epoch's metrics, with
+    "best_epoch" and the last epoch's metrics under "last" (also recorded in run.json as "result")."""
+    task, cfg, out = job.task, job.cfg, Path(job.out)
+    layer_map = list(job.layer_map)
+    loss_cfg = _setup_loss(job.loss, job.teacher, layer_map)
+    record = run_record(job.run_info, cfg, loss_cfg, layer_map, task, job.train_data)
+    if job.resume:
         stored = check_resume(out, record)
         if stored is not None and "result" in stored:  # finished: its checkpoints may be gone, and nothing is left
             return stored["result"]
+    loop, loader, sampler = _setup_loop(job, record)
+    loop.model.train()
+    for epoch in range(loop.progress.epoch, cfg.epochs):
+        start = time.perf_counter()
+        _run_epoch(loop, job, loader, sampler, epoch, loss_cfg, layer_map)
+        _end_epoch(loop, job.dev_parts, task, job.tokenizer, cfg, start, job.quiet)
+    return _record_result(loop, record, cfg.keep_checkpoints)
+
+
+def _setup_loop(job: TrainingJob, record: dict) -> tuple[TrainingState, torch.utils.data.DataLoader, object]:
+    """The accelerator, the loader (and its sampler, which each epoch is told its number), the optimizer and its
+    schedule, all prepared; restored from the newest checkpoint when resuming; run.json and metrics.jsonl as of
+    that point."""
+    cfg = job.cfg
     accelerator = make_accelerator(cfg)
     seed_everything(cfg.seed)
-    loader = _setup_loader(train_data, tokenizer, cfg)
+    loader = _setup_loader(job.train_data, job.tokenizer, cfg)
     sampler = loader.sampler  # prepare keeps this object, under its wrappers
-    optimizer, scheduler = make_optimizer(model, projection, cfg, len(loader), accelerator.device.type)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    projection = accelerator.prepare(projection) if projection is not None else None
-    run = TrainingState(out, accelerator, model, projection, optimizer, scheduler)
-    if resume and checkpoints(out):
-        run.progress = load_checkpoint(checkpoints(out)[-1], run)
-    _write_run_files(run, record)
-    progress = run.progress
-    model.train()
-    for epoch in range(progress.epoch, cfg.epochs):
-        batches = accelerator.skip_first_batches(loader, progress.batch) if progress.batch else loader
-        # Accelerate's loaders count their own iterations and pass that to the sampler as the epoch; a resumed
-        # run must tell them the real epoch, or it would replay an earlier epoch's order. Their set_epoch looks
-        # only two wrappers down, and a multi-process loader resumed mid-epoch nests three (SkipBatchSampler,
-        # BatchSamplerShard, BatchSampler), so the sampler is told directly too.
-        batches.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        bar = show_progress(batches, len(loader), f"epoch {epoch + 1}/{cfg.epochs}", initial=progress.batch,
-                            disable=quiet or not accelerator.is_local_main_process)
-        start, seen = time.perf_counter(), 0
-        for batch in bar:
-            loss = _train_step(run, batch, task, loss_cfg, teacher, layer_map, cfg.max_grad_norm)
-            seen += batch["input_ids"].shape[0] * accelerator.num_processes
-            global_loss = accelerator.reduce(loss.detach(), reduction="mean").item()  # over all processes
-            progress.batch, progress.loss_sum, progress.loss_batches = (
-                progress.batch + 1, progress.loss_sum + global_loss, progress.loss_batches + 1)
-            bar.set_postfix(loss=f"{global_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
-            if accelerator.sync_gradients:
-                progress.step += 1
-                # (not at the epoch's last batch: the end-of-epoch checkpoint of this same step follows)
-                if cfg.save_every and progress.step % cfg.save_every == 0 and progress.batch < len(loader):
-                    save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
-        bar.close()
-        _end_epoch(run, dev_parts, task, tokenizer, cfg, start, quiet)
-    return _finish_run(run, record, cfg.keep_checkpoints)
+    optimizer, scheduler = make_optimizer(job.model, job.projection, cfg, len(loader), accelerator.device.type)
+    model, optimizer, loader, scheduler = accelerator.prepare(job.model, optimizer, loader, scheduler)
+    projection = accelerator.prepare(job.projection) if job.projection is not None else None
+    loop = TrainingState(Path(job.out), accelerator, model, projection, optimizer, scheduler)
+    if job.resume and checkpoints(loop.out):
+        loop.progress = load_checkpoint(checkpoints(loop.out)[-1], loop)
+    _write_run_files(loop, record)
+    return loop, loader, sampler
+
+
+def _run_epoch(loop: TrainingState, job: TrainingJob, loader: torch.utils.data.DataLoader, sampler: object,
+               epoch: int, loss_cfg: LossConfig, layer_map: list[int]) -> None:
+    """One epoch's optimizer steps (from where a resumed run stopped), with mid-epoch checkpoints if asked for."""
+    accelerator, progress, cfg = loop.accelerator, loop.progress, job.cfg
+    batches = accelerator.skip_first_batches(loader, progress.batch) if progress.batch else loader
+    # Accelerate's loaders count their own iterations and pass that to the sampler as the epoch; a resumed
+    # run must tell them the real epoch, or it would replay an earlier epoch's order. Their set_epoch looks
+    # only two wrappers down, and a multi-process loader resumed mid-epoch nests three (SkipBatchSampler,
+    # BatchSamplerShard, BatchSampler), so the sampler is told directly too.
+    batches.set_epoch(epoch)
+    sampler.set_epoch(epoch)
+    bar = show_progress(batches, len(loader), f"epoch {epoch + 1}/{cfg.epochs}", initial=progress.batch,
+                        disable=job.quiet or not accelerator.is_local_main_process)
+    start, seen = time.perf_counter(), 0
+    for batch in bar:
+        loss = _train_step(loop, batch, job.task, loss_cfg, job.teacher, layer_map, cfg.max_grad_norm)
+        seen += batch["input_ids"].shape[0] * accelerator.num_processes
+        global_loss = accelerator.reduce(loss.detach(), reduction="mean").item()  # over all processes
+        progress.batch, progress.loss_sum, progress.loss_batches = (
+            progress.batch + 1, progress.loss_sum + global_loss, progress.loss_batches + 1)
+        bar.set_postfix(loss=f"{global_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
+        if accelerator.sync_gradients:
+            progress.step += 1
+            # (not at the epoch's last batch: the end-of-epoch checkpoint of this same step follows)
+            if cfg.save_every and progress.step % cfg.save_every == 0 and progress.batch < len(loader):
+                save_checkpoint(loop, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
+    bar.close()
 
 
 def _setup_loss(loss_cfg: LossConfig, teacher: TeacherCache | LiveTeacher | None,
@@ -339,19 +369,19 @@ def _setup_loss(loss_cfg: LossConfig, teacher: TeacherCache | LiveTeacher | None
     return replace(loss_cfg, pt_pooling=teacher.pooling)
 
 
-def _train_step(run: TrainingState, batch: dict, task: Task, loss_cfg: LossConfig,
+def _train_step(loop: TrainingState, batch: dict, task: Task, loss_cfg: LossConfig,
                 teacher: TeacherCache | LiveTeacher | None, layer_map: list[int], max_grad_norm: float) -> torch.Tensor:
     """One batch: forward, loss, backward and (when gradients are synchronised) the optimizer step. Returns the
     batch's loss."""
-    accelerator, optimizer = run.accelerator, run.optimizer
-    with accelerator.accumulate(run.model):
-        loss = batch_loss(run.model, batch, task, loss_cfg, teacher, layer_map, run.projection)["loss"]
-        _check_finite(loss, run)
+    accelerator, optimizer = loop.accelerator, loop.optimizer
+    with accelerator.accumulate(loop.model):
+        loss = batch_loss(loop.model, batch, task, loss_cfg, teacher, layer_map, loop.projection)["loss"]
+        _check_finite(loss, loop)
         accelerator.backward(loss)
         if accelerator.sync_gradients and max_grad_norm > 0:
             accelerator.clip_grad_norm_(optimizer_params(optimizer), max_grad_norm)
         optimizer.step()
-        run.scheduler.step()
+        loop.scheduler.step()
         optimizer.zero_grad()
     return loss
 
@@ -359,7 +389,7 @@ def _train_step(run: TrainingState, batch: dict, task: Task, loss_cfg: LossConfi
 def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map: list[int], task: Task,
                train_data: EncodedSplit) -> dict:
     """run.json as a run starts: `run_info` (what the command knows: method, teacher, student source, ...) and the
-    settings of the loop. `--resume` compares it with the stored one (pkd.io.check_resume)."""
+    settings of the loop. `--resume` compares it with the stored one (pkd.rundir.check_resume)."""
     loss = asdict(loss_cfg)
     if not (layer_map and loss_cfg.beta > 0):  # no PT: the pooling means nothing, and one KD run serves both poolings
         loss["pt_pooling"] = "cls"
@@ -369,32 +399,18 @@ def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map
             **({"file_task": asdict(task.files)} if task.files is not None else {})}
 
 
-def _finish_run(run: TrainingState, record: dict, keep: int) -> dict:
+def _record_result(loop: TrainingState, record: dict, keep: int) -> dict:
     """Record the result in run.json, then delete all but the last `keep` checkpoints (default all of them: a
     finished run resumes from run.json alone, and for BERT-base each checkpoint is about 1.3 GB)."""
-    progress = run.progress
+    progress = loop.progress
     result = {**progress.history[progress.best_epoch - 1], "best_epoch": progress.best_epoch,
               "last": progress.history[-1]}
-    run.accelerator.wait_for_everyone()
-    if run.accelerator.is_main_process:
-        write_json(run.out / "run.json", {**record, "num_processes": run.accelerator.num_processes, "result": result})
-        prune_checkpoints(run.out, keep)
-    run.accelerator.wait_for_everyone()
+    loop.accelerator.wait_for_everyone()
+    if loop.accelerator.is_main_process:
+        write_record(loop.out, {**record, "num_processes": loop.accelerator.num_processes, "result": result})
+        prune_checkpoints(loop.out, keep)
+    loop.accelerator.wait_for_everyone()
     return result
-
-
-def prune_checkpoints(out: Path, keep: int) -> None:
-    """Keep the newest `keep` complete checkpoints of `out`; remove everything else under checkpoints/ (older
-    ones, a killed write's temporary folder), and the folder itself when nothing is kept."""
-    root = out / "checkpoints"
-    if not root.is_dir():
-        return
-    kept = set(checkpoints(out)[-keep:]) if keep > 0 else set()
-    for entry in root.iterdir():
-        if entry not in kept:
-            shutil.rmtree(entry, ignore_errors=True)
-    if not kept:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _setup_loader(train_data: EncodedSplit, tokenizer: PreTrainedTokenizerBase,
@@ -414,9 +430,9 @@ def make_optimizer(model: torch.nn.Module, projection: torch.nn.Module | None, c
                    device_type: str) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW (no weight decay on tensors of fewer than 2 dimensions: biases, norms) and a linear schedule with warm-up.
 
-    The fused AdamW kernel on CPU and CUDA (elsewhere the default): the same update, 3.7x faster than the default
-    multi-tensor one for a 17M-parameter student on 2 cores, where the optimizer step was 16% of a run
-    (docs/performance.md). Its rounding differs from the default's in the last bit (2e-7 after 20 steps)."""
+    The fused AdamW kernel on CPU and CUDA (elsewhere the default): the same update in one kernel instead of one
+    per tensor group, which matters for small students whose optimizer step is a large share of a step
+    (docs/performance.md has the measurement). Its rounding differs from the default's in the last bit."""
     params = list(model.named_parameters())
     if projection is not None:
         params += [(f"projection.{n}", p) for n, p in projection.named_parameters()]
@@ -430,32 +446,31 @@ def make_optimizer(model: torch.nn.Module, projection: torch.nn.Module | None, c
     return optimizer, scheduler
 
 
-def _write_run_files(run: TrainingState, info: dict) -> None:
+def _write_run_files(loop: TrainingState, info: dict) -> None:
     """run.json (the exact configuration) and metrics.jsonl as of the checkpoint resumed from (epochs logged after
     it are dropped)."""
-    if run.accelerator.is_main_process:
-        write_json(run.out / "run.json", {**info, "num_processes": run.accelerator.num_processes})
-        write_text(run.out / "metrics.jsonl",
-                   "".join(json.dumps(h, sort_keys=True) + "\n" for h in run.progress.history))
+    if loop.accelerator.is_main_process:
+        write_record(loop.out, {**info, "num_processes": loop.accelerator.num_processes})
+        write_history(loop.out, loop.progress.history)
 
 
-def _check_finite(loss: torch.Tensor, run: TrainingState) -> None:
+def _check_finite(loss: torch.Tensor, loop: TrainingState) -> None:
     if not torch.isfinite(loss):
-        last = checkpoints(run.out)
-        raise TrainingError(f"non-finite loss ({loss.item()}) at step {run.progress.step + 1} "
-                            f"(epoch {run.progress.epoch + 1}, batch {run.progress.batch + 1}); last good checkpoint: "
-                            f"{last[-1] if last else 'none'}")
+        last = checkpoints(loop.out)
+        raise TrainingError(f"non-finite loss ({loss.item()}) at step {loop.progress.step + 1} "
+                            f"(epoch {loop.progress.epoch + 1}, batch {loop.progress.batch + 1}); last good "
+                            f"checkpoint: {last[-1] if last else 'none'}")
 
 
-def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, tokenizer: PreTrainedTokenizerBase,
+def _end_epoch(loop: TrainingState, dev_parts: list[EncodedSplit], task: Task, tokenizer: PreTrainedTokenizerBase,
                cfg: TrainConfig, start: float, quiet: bool) -> None:
     """Score dev, log the epoch, keep the model if it is the best so far, and checkpoint (but for the last epoch,
     unless checkpoints are kept)."""
-    progress, accelerator = run.progress, run.accelerator
+    progress, accelerator = loop.progress, loop.accelerator
     epoch = progress.epoch + 1
     train_loss = progress.loss_sum / max(progress.loss_batches, 1)  # the epoch's mean
     progress.epoch, progress.batch, progress.loss_sum, progress.loss_batches = epoch, 0, 0.0, 0
-    metrics, predictions = score_parts(run.model, dev_parts, task, tokenizer, cfg.eval_batch_size, accelerator)
+    metrics, predictions = score_parts(loop.model, dev_parts, task, tokenizer, cfg.eval_batch_size, accelerator)
     record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss,
               "epoch_seconds": round(time.perf_counter() - start, 2), **metrics}
     progress.history.append(record)
@@ -463,16 +478,16 @@ def _end_epoch(run: TrainingState, dev_parts: list[EncodedSplit], task: Task, to
     if improved:  # on every rank: the metrics are gathered, so all ranks agree
         progress.best_score, progress.best_epoch = metrics["score"], epoch
     if accelerator.is_main_process:
-        save_predictions(predictions_file(run.out, epoch), predictions[0])
-        append_jsonl(run.out / "metrics.jsonl", record)
+        save_predictions(loop.out, epoch, predictions[0])
+        append_history(loop.out, record)
         if improved:
-            save_best_model(accelerator.unwrap_model(run.model), tokenizer, run.out)
+            save_best_model(accelerator.unwrap_model(loop.model), tokenizer, loop.out)
         if not quiet:
             tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    # The last epoch's checkpoint would be deleted right away by _finish_run unless some are kept: a run killed
+    # The last epoch's checkpoint would be deleted right away by _record_result unless some are kept: a run killed
     # before run.json records its result resumes from the previous epoch's and recomputes the same last epoch.
     if epoch < cfg.epochs or cfg.keep_checkpoints > 0:
-        save_checkpoint(run, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
+        save_checkpoint(loop, max(cfg.keep_checkpoints, KEEP_WHILE_RUNNING))
 
 
 def batch_loss(model: torch.nn.Module, batch: dict, task: Task, loss_cfg: LossConfig,

@@ -116,7 +116,7 @@ def test_a_comparisons_compare_json_reruns_it(tiny_teacher, glue_dir, tmp_path):
 
 
 def test_a_sweeps_sweep_json_reruns_it(tiny_teacher, glue_dir, tmp_path):
-    from pkd import sweep
+    from pkd import trials
 
     first = tmp_path / "first"
     assert main(["sweep", "--teacher", str(tiny_teacher), "--task", "sst2", "--student-layers", "2", "--grid",
@@ -125,7 +125,7 @@ def test_a_sweeps_sweep_json_reruns_it(tiny_teacher, glue_dir, tmp_path):
                  "--out", str(first), "--quiet"]) == 0
     args = parse(["sweep", "--config", str(first / "sweep.json"), "--out", "x"])
     [search] = configs(args, SweepConfig)
-    assert sweep.parse_grid(search.grid) == {"alpha": [0.2, 0.5], "temperature": [2.0]}
+    assert trials.parse_grid(search.grid) == {"alpha": [0.2, 0.5], "temperature": [2.0]}
     second = tmp_path / "second"
     assert main(["sweep", "--config", str(first / "sweep.json"), "--out", str(second), "--data-dir", str(glue_dir),
                  "--quiet"]) == 0

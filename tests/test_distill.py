@@ -13,13 +13,13 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import pkd
 import pkd.cache
 import pkd.train
-from pkd.api import selected_record
 from pkd.cache import LiveTeacher
 from pkd.cli import main
 from pkd.config import LossConfig
 from pkd.errors import DataError, UsageError
 from pkd.io import read_jsonl
 from pkd.losses import layer_map_for
+from pkd.rundir import selected_record
 from pkd.tasks import get_task
 
 STUDENT = {**TINY_TRAIN, "epochs": 2}
@@ -327,9 +327,9 @@ def test_pt_pairs_each_student_layer_with_its_teacher_layer(tmp_path, monkeypatc
 def test_compare_writes_its_tables_as_runs_finish(tiny_teacher, glue_dir, tmp_path, monkeypatch):
     """A long comparison shows what it has so far: after every run compare.json and compare.md are rewritten, so a
     comparison stopped part-way keeps a partial table (and verdicts over the seeds both sides have)."""
-    import pkd.api
+    import pkd.comparison
 
-    real_train, calls = pkd.api.train, []
+    real_train, calls = pkd.comparison.train, []
 
     def stopping_train(*a, **k):
         calls.append(1)
@@ -339,7 +339,7 @@ def test_compare_writes_its_tables_as_runs_finish(tiny_teacher, glue_dir, tmp_pa
 
     options = dict(seeds=2, methods=("ft", "kd"), data_dir=glue_dir, cache_dir=tmp_path / "cache", quiet=True,
                    **{**STUDENT, "epochs": 1})
-    monkeypatch.setattr(pkd.api, "train", stopping_train)
+    monkeypatch.setattr(pkd.comparison, "train", stopping_train)
     with pytest.raises(KeyboardInterrupt):
         pkd.compare(str(tiny_teacher), "sst2", 2, tmp_path / "cmp", **options)
     partial = json.loads((tmp_path / "cmp" / "compare.json").read_text())
@@ -350,7 +350,7 @@ def test_compare_writes_its_tables_as_runs_finish(tiny_teacher, glue_dir, tmp_pa
     [verdict] = partial["verdicts"]
     assert verdict["seeds"] == 1 and verdict["diff"] == pytest.approx(first["kd"] - first["ft"])
     assert (tmp_path / "cmp" / "compare.md").read_text().startswith("Partial: 2 of 4 runs finished")
-    monkeypatch.setattr(pkd.api, "train", real_train)
+    monkeypatch.setattr(pkd.comparison, "train", real_train)
     pkd.compare(str(tiny_teacher), "sst2", 2, tmp_path / "cmp", resume=True, **options)
     final = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert final["runs_finished"] == 4 and final["verdicts"][0]["seeds"] == 2

@@ -11,9 +11,9 @@ import torch
 
 from pkd.cli import main
 from pkd.errors import UsageError
-from pkd.io import check_resume
 from pkd.models import pooled_states
 from pkd.patient import Spread, choose_pooling, flat_warning, mean_pairwise_cosine
+from pkd.rundir import check_resume
 
 STUDENT = ["--student-init", "teacher", "--epochs", "1", "--batch-size", "16", "--lr", "2e-3", "--max-seq-len", "24",
            "--beta", "1.0", "--quiet"]

@@ -15,6 +15,7 @@ from conftest import TINY_TRAIN
 from pkd.cli import main
 from pkd.errors import UsageError
 from pkd.report import accuracy_rows, collect_runs, curve_groups, write_report
+from pkd.rundir import read_result, write_history, write_result
 
 SEEDS = (TINY_TRAIN["seed"], TINY_TRAIN["seed"] + 1)
 
@@ -42,7 +43,8 @@ def real_runs(tiny_teacher, glue_dir, tmp_path_factory) -> Path:
     # Its last epoch lowered, so that its best epoch is not its last (tiny runs end on their best).
     lines = _history(single)
     lines[-1]["score"] = min(h["score"] for h in lines) - 10.0
-    (single / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in lines))
+    write_history(single, lines)
+    write_result(single, {**read_result(single), "last": lines[-1]})  # as if the run had ended so
     shutil.copytree(tiny_teacher, root / "teacher-sst2")
     (root / "cache").mkdir()
     (root / "teacher-sst2.log").write_text("log\n")

@@ -82,3 +82,40 @@ def test_the_readme_layout_names_every_module():
                and p.name not in ("errors.py", "version.py")]
     assert not missing, f"README's layout table lacks {missing}"
     assert "`pkd/errors.py`, `pkd/version.py`" in readme
+
+
+MAX_FUNCTION_LINES = 60
+RUN_FILES = ("run.json", "result.json", "metrics.jsonl", "compare.json", "compare.md", "sweep.json", "export.json")
+
+
+def _long_functions(trees: dict[str, ast.Module]) -> list[str]:
+    return [f"{m}.{node.name}: {node.end_lineno - node.lineno + 1} lines" for m, tree in trees.items()
+            for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+def _spelled_run_files(trees: dict[str, ast.Module]) -> list[str]:
+    return [f"{m}:{node.lineno}: {node.value!r}" for m, tree in trees.items() if m != "pkd.rundir"
+            for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and any(node.value == name or node.value.endswith(f"/{name}") for name in RUN_FILES)]
+
+
+def test_no_function_in_the_package_is_over_60_lines():
+    """A function a reader can hold in view; longer ones get split by concern (a _setup_* per concern, as in
+    torchtune's recipes)."""
+    long = _long_functions(_modules())
+    assert not long, long
+
+
+def test_run_file_names_are_spelled_only_in_the_run_directory_module():
+    """pkd.rundir owns the run directory's layout: any other module names its files through its constants, so a
+    rename is one edit. Prose (docstrings, help texts) may mention them."""
+    spelled = _spelled_run_files(_modules())
+    assert not spelled, spelled
+
+
+def test_the_checks_catch_a_long_function_and_a_spelled_file_name():
+    source = "def f(out):\n" + "    x = 1\n" * 60 + "    return out / 'run.json'\n"
+    trees = {"pkd.sample": ast.parse(source), "pkd.rundir": ast.parse("NAME = 'run.json'\n")}
+    assert _long_functions(trees) == ["pkd.sample.f: 62 lines"]
+    assert _spelled_run_files(trees) == ["pkd.sample:62: 'run.json'"]

@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-import pkd.sweep
 import pkd.train
+import pkd.trials
 from pkd.cli import main
 from pkd.errors import UsageError
-from pkd.sweep import expand, parse_grid, trial_name
+from pkd.trials import expand, parse_grid, trial_name
 
 
 def test_grid_is_the_cartesian_product_in_order():
@@ -51,10 +51,10 @@ def test_bad_grid_is_a_one_line_usage_error(item, message, tmp_path, capsys):
 
 def test_bad_values_are_refused_before_any_work(tiny_teacher, glue_dir, tmp_path):
     with pytest.raises(UsageError, match="--lr"):
-        pkd.sweep.sweep(str(tiny_teacher), "sst2", 2, tmp_path / "s", ["lr=1e-3,-1"], data_dir=glue_dir,
+        pkd.sweep(str(tiny_teacher), "sst2", 2, tmp_path / "s", ["lr=1e-3,-1"], data_dir=glue_dir,
                         cache_dir=tmp_path / "cache")
     with pytest.raises(UsageError, match="--random 0"):
-        pkd.sweep.sweep(str(tiny_teacher), "sst2", 2, tmp_path / "s", ["alpha=0.5"], random_trials=0)
+        pkd.sweep(str(tiny_teacher), "sst2", 2, tmp_path / "s", ["alpha=0.5"], random_trials=0)
     assert not (tmp_path / "s").exists() and not (tmp_path / "cache").exists()
 
 
@@ -90,8 +90,8 @@ def test_sweep_end_to_end_then_resume(tiny_teacher, glue_dir, tmp_path, capsys, 
     def no_training(*a, **k):
         raise AssertionError("a finished trial ran again")
 
-    monkeypatch.setattr(pkd.sweep, "_run_here", no_training)
-    monkeypatch.setattr(pkd.sweep.subprocess, "run", no_training)
+    monkeypatch.setattr(pkd.trials, "_run_here", no_training)
+    monkeypatch.setattr(pkd.trials.subprocess, "run", no_training)
     assert main([*args, "--jobs", "2", "--resume"]) == 0
     assert json.loads((out / "results.json").read_text()) == results
     md = (out / "results.md").read_text()

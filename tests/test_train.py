@@ -336,7 +336,7 @@ def test_a_run_stopped_before_recording_its_result_resumes_to_the_same_model(tin
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(pkd.train, "_finish_run", stop)
+        m.setattr(pkd.train, "_record_result", stop)
         with pytest.raises(KeyboardInterrupt):
             pkd.finetune("sst2", tmp_path / "stopped", **opts)
     assert [p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()] == ["step-00000016"]

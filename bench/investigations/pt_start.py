@@ -24,6 +24,7 @@ from pkd.encoding import EncodedSplit, make_collator, model_inputs
 from pkd.losses import last_map, pt_loss, skip_map
 from pkd.models import load_classifier, load_tokenizer, pooled_states
 from pkd.patient import mean_pairwise_cosine
+from pkd.rundir import read_record
 from pkd.student import make_student
 from pkd.tasks import get_task
 
@@ -37,11 +38,8 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=256)
     p.add_argument("--data-dir", default="../shared/data/glue")
     args = p.parse_args()
-    import json
-    from pathlib import Path
-
     task = get_task(args.task)
-    base = args.student_base or json.loads((Path(args.teacher) / "run.json").read_text())["base_model"]
+    base = args.student_base or read_record(args.teacher)["base_model"]
     teacher = load_classifier(args.teacher, task, require_head=True).eval()
     student = make_student(base, args.student_layers, task).eval()
     tokenizer = load_tokenizer(args.teacher)

@@ -31,7 +31,20 @@ from pathlib import Path
 from pkd import dist
 from pkd.config import DistillConfig, RunConfig, SweepConfig, TrainConfig, config_from_dict, from_options
 from pkd.errors import DataError, PkdError, TrainingError, UsageError
-from pkd.io import check_out_dir, check_resume, prepare_out_dir, read_jsonl, write_json, write_text
+from pkd.io import write_json, write_text
+from pkd.rundir import (
+    SWEEP_FILE,
+    check_out_dir,
+    check_resume,
+    has_checkpoints,
+    is_finished,
+    prepare_out_dir,
+    read_record,
+    read_result,
+    write_record,
+    write_result,
+)
+from pkd.tasks import Task
 
 # What a grid may vary, and how its values are read. Everything else is fixed for the whole sweep (the teacher
 # cache depends on max_seq_len and max_train_examples, so those cannot vary).
@@ -113,7 +126,6 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     from pkd import api
     from pkd.cache import default_cache_root
     from pkd.data import resolve_task
-    from pkd.losses import loss_for
 
     if dist.launched():
         raise UsageError("pkd sweep starts its own processes (--jobs); run it directly, not under accelerate launch")
@@ -123,65 +135,82 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     trials = expand(grid, search.random_trials, train_cfg.seed)
     task = resolve_task(run.task, run.data, distill_cfg.teacher)
     distill_cfg, cfg = api.student_configs(task, distill_cfg, train_cfg)
-    records = {}
-    for params in trials:  # every trial's settings are checked before any work
-        trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
-        trial_cfg = api.student_configs(task, trial_distill, trial_train)[1]  # as the trial's `pkd distill` fills it
-        loss = asdict(loss_for(distill_cfg.method, trial_distill.loss))
-        if loss["beta"] == 0:  # no PT: recorded as the paper's pooling (pkd.train.run_record)
-            loss["pt_pooling"] = "cls"
-        elif loss["pt_pooling"] == "auto":  # resolved on the teacher when the trial runs, and checked then
-            del loss["pt_pooling"]
-        records[trial_name(params)] = {
-            "method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
-            "student_init": distill_cfg.student_init, "train": asdict(trial_cfg), "loss": loss,
-            # given layers are compared with the trials' (probed ones are chosen again by each trial's distill)
-            **({"init_layers": distill_cfg.init_layers} if distill_cfg.init_layers else {})}
+    records = {trial_name(params): _trial_record(task, params, distill_cfg, train_cfg) for params in trials}
     check_out_dir(run.out, run.overwrite, run.resume)
     if run.resume:  # a kept trial, finished or not, made with other settings would mix them into the tables
         for name, record in records.items():
             check_resume(Path(run.out) / name, record)
     distill_cfg = replace(distill_cfg, cache_dir=str(Path(distill_cfg.cache_dir or default_cache_root()).resolve()))
-    if distill_cfg.method != "ft":
-        from pkd.losses import layer_map_for
-        from pkd.models import load_config, resolve_model
-
-        depth = load_config(resolve_model(distill_cfg.teacher), run.trust_remote_code).num_hidden_layers
-        layers = layer_map_for(distill_cfg.method, depth, distill_cfg.student_layers, distill_cfg.layer_map)
-        api.build_cache(distill_cfg.teacher, run.task, layers, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
-                        max_seq_len=cfg.max_seq_len, max_train_examples=cfg.max_train_examples,
-                        trust_remote_code=run.trust_remote_code, data=run.data)
+    _build_cache(run, distill_cfg, cfg)
     out = prepare_out_dir(run.out, run.overwrite, run.resume)
-    names = [trial_name(p) for p in trials]
-    write_json(out / "sweep.json", {"teacher": distill_cfg.teacher, "task": task.name,
-                                    "student_layers": distill_cfg.student_layers, "method": distill_cfg.method,
-                                    "student_init": distill_cfg.student_init, "grid": grid,
-                                    "random": search.random_trials, "jobs": search.jobs,
-                                    "loss": asdict(distill_cfg.loss), "train": asdict(cfg),
-                                    "cache_dir": distill_cfg.cache_dir, "trials": names})
+    write_json(out / SWEEP_FILE, {"teacher": distill_cfg.teacher, "task": task.name,
+                                  "student_layers": distill_cfg.student_layers, "method": distill_cfg.method,
+                                  "student_init": distill_cfg.student_init, "grid": grid,
+                                  "random": search.random_trials, "jobs": search.jobs,
+                                  "loss": asdict(distill_cfg.loss), "train": asdict(cfg),
+                                  "cache_dir": distill_cfg.cache_dir, "trials": list(records)})
+    return _run_trials(out, trials, list(grid), run, distill_cfg, train_cfg, search.jobs)
 
+
+def _trial_record(task: Task, params: dict, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
+    """What a trial's run.json will say of its settings, for --resume to check before any work."""
+    from pkd import api
+    from pkd.losses import loss_for
+
+    trial_distill, trial_train = trial_configs(params, distill_cfg, train_cfg)
+    trial_cfg = api.student_configs(task, trial_distill, trial_train)[1]  # as the trial's `pkd distill` fills it
+    loss = asdict(loss_for(distill_cfg.method, trial_distill.loss))
+    if loss["beta"] == 0:  # no PT: recorded as the paper's pooling (pkd.train.run_record)
+        loss["pt_pooling"] = "cls"
+    elif loss["pt_pooling"] == "auto":  # resolved on the teacher when the trial runs, and checked then
+        del loss["pt_pooling"]
+    return {"method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
+            "student_init": distill_cfg.student_init, "train": asdict(trial_cfg), "loss": loss,
+            # given layers are compared with the trials' (probed ones are chosen again by each trial's distill)
+            **({"init_layers": distill_cfg.init_layers} if distill_cfg.init_layers else {})}
+
+
+def _build_cache(run: RunConfig, distill_cfg: DistillConfig, cfg: TrainConfig) -> None:
+    """The teacher's cache, built once before the trials (which then only open it, in parallel too)."""
+    if distill_cfg.method == "ft":
+        return
+    from pkd import api
+    from pkd.losses import layer_map_for
+    from pkd.models import load_config, resolve_model
+
+    depth = load_config(resolve_model(distill_cfg.teacher), run.trust_remote_code).num_hidden_layers
+    layer_map = layer_map_for(distill_cfg.method, depth, distill_cfg.student_layers, distill_cfg.layer_map)
+    api.build_cache(distill_cfg.teacher, run.task, layer_map, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
+                    max_seq_len=cfg.max_seq_len, max_train_examples=cfg.max_train_examples,
+                    trust_remote_code=run.trust_remote_code, data=run.data)
+
+
+def _run_trials(out: Path, trials: list[dict], grid_names: list[str], run: RunConfig, distill_cfg: DistillConfig,
+                train_cfg: TrainConfig, jobs: int) -> dict:
+    """The unfinished trials, here or `jobs` at a time in processes of their own; then the tables."""
+    names = [trial_name(p) for p in trials]
     todo = [(name, params) for name, params in zip(names, trials, strict=True)
-            if not (out / name / "result.json").is_file()]
+            if not trial_finished(out / name, params)]
     if not run.quiet and len(todo) < len(trials):
         print(f"pkd sweep: {len(trials) - len(todo)} of {len(trials)} trials already finished", file=sys.stderr)
     # Every trial resumes its own run directory, so a sweep run again continues where it stopped.
     trial_run = replace(run, resume=True, overwrite=False)
     failures: list[str] = []
     try:
-        if search.jobs == 1:
+        if jobs == 1:
             for i, (name, params) in enumerate(todo, 1):
-                start, resumed = time.perf_counter(), (out / name / "checkpoints").is_dir()
+                start, resumed = time.perf_counter(), has_checkpoints(out / name)
                 best = _run_here(replace(trial_run, out=str(out / name)), *trial_configs(params, distill_cfg,
                                                                                          train_cfg))
-                _finish_trial(out / name, params, best, distill_cfg.method, run.quiet, f"{i}/{len(todo)}",
-                              time.perf_counter() - start, resumed)
+                _mark_finished(out / name, params, best, distill_cfg.method, run.quiet, f"{i}/{len(todo)}",
+                               time.perf_counter() - start, resumed)
         else:
-            failures = _run_parallel(out, todo, search.jobs, trial_run, distill_cfg, train_cfg)
+            failures = _run_parallel(out, todo, jobs, trial_run, distill_cfg, train_cfg)
     finally:  # interrupted or not, the tables show every finished trial
         rows = [_row(name, params, out / name) for name, params in zip(names, trials, strict=True)
-                if (out / name / "result.json").is_file()]
+                if trial_finished(out / name, params)]
         best = max(rows, key=lambda r: r["score"]) if rows else None
-        _write_tables(out, list(grid), rows, best)
+        _write_tables(out, grid_names, rows, best)
     if failures:
         raise TrainingError(f"{len(failures)} of {len(todo)} trials failed ({'; '.join(failures)[:400]}); "
                             "run the sweep again with --resume to retry them")
@@ -211,7 +240,7 @@ def _run_here(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
 
 
 def run_trial_file(path: str | Path) -> int:
-    """`python -m pkd.sweep TRIAL.json`: one trial in a process of its own; prints {"best": ...} as its last line."""
+    """`python -m pkd.trials TRIAL.json`: one trial in a process of its own; prints {"best": ...} as its last line."""
     from pkd.models import quiet_transformers
 
     quiet_transformers()
@@ -228,7 +257,7 @@ def run_trial_file(path: str | Path) -> int:
 
 def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, run: RunConfig, distill_cfg: DistillConfig,
                   train_cfg: TrainConfig) -> list[str]:
-    """Each trial as `python -m pkd.sweep TRIAL.json` in its own process, `jobs` at a time; returns the failures.
+    """Each trial as `python -m pkd.trials TRIAL.json` in its own process, `jobs` at a time; returns the failures.
 
     TRIAL.json (in out/logs/, beside the trial's log) holds the trial's configs, as run_trial_file reads them."""
     import torch
@@ -252,9 +281,9 @@ def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, run: RunCo
                    "TOKENIZERS_PARALLELISM": "false"}
             if gpus > 1:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-            start, resumed = time.perf_counter(), (out / name / "checkpoints").is_dir()
+            start, resumed = time.perf_counter(), has_checkpoints(out / name)
             with open(out / "logs" / f"{name}.log", "w") as log:
-                proc = subprocess.run([sys.executable, "-m", "pkd.sweep", str(trial_file)], env=env,
+                proc = subprocess.run([sys.executable, "-m", "pkd.trials", str(trial_file)], env=env,
                                       stdout=subprocess.PIPE, stderr=log, text=True)
             return proc, time.perf_counter() - start, resumed
         finally:
@@ -274,36 +303,36 @@ def _run_parallel(out: Path, todo: list[tuple[str, dict]], jobs: int, run: RunCo
                 if not run.quiet:
                     print(f"pkd sweep: trial {i}/{len(todo)} {name} failed (see {log})", file=sys.stderr)
                 continue
-            _finish_trial(out / name, params, json.loads(lines[-1])["best"], distill_cfg.method, run.quiet,
-                          f"{i}/{len(todo)}", seconds, resumed)
+            _mark_finished(out / name, params, json.loads(lines[-1])["best"], distill_cfg.method, run.quiet,
+                    f"{i}/{len(todo)}", seconds, resumed)
     return failures
 
 
-def _finish_trial(run_dir: Path, params: dict, best: dict, method: str, quiet: bool, counter: str, seconds: float,
-                  resumed: bool) -> None:
-    """Mark a trial finished: its parameters in run.json (for `pkd report`), then result.json, atomically.
+def trial_finished(run_dir: Path, params: dict) -> bool:
+    """A trial is finished once its result.json records its parameters (the trial's distill writes result.json
+    first, without them; a sweep killed in between finishes the trial on --resume, from its run.json alone)."""
+    return is_finished(run_dir) and read_result(run_dir).get("params") == params
 
-    seconds: the wall time of the run that finished the trial (start-up, training, evaluation); for a resumed
-    trial only its last part (resumed: true). train_seconds: the training loop's time summed over epochs."""
-    run_file = run_dir / "run.json"
-    info = json.loads(run_file.read_text())
+
+def _mark_finished(run_dir: Path, params: dict, best: dict, method: str, quiet: bool, counter: str, seconds: float,
+                   resumed: bool) -> None:
+    """Mark a trial finished: its parameters in run.json (for `pkd report`), then result.json (pkd.rundir's schema)
+    with the parameters and the wall time of the run that finished the trial (start-up, training, evaluation; for a
+    resumed trial only its last part, resumed: true)."""
     label = f"{method} " + " ".join(f"{k}={_text(v)}" for k, v in params.items())
-    write_json(run_file, {**info, "sweep": {"params": params, "label": label}})
-    history = read_jsonl(run_dir / "metrics.jsonl")
-    write_json(run_dir / "result.json", {**best, "params": params, "epochs": len(history), "seconds": round(seconds, 1),
-                                         "train_seconds": round(sum(h.get("epoch_seconds", 0.0) for h in history), 2),
-                                         "resumed": resumed})
+    write_record(run_dir, {**read_record(run_dir), "sweep": {"params": params, "label": label}})
+    write_result(run_dir, best, params=params, seconds=seconds, resumed=resumed)
     if not quiet:
         print(f"pkd sweep: trial {counter} {run_dir.name}: score {best['score']:.2f}", file=sys.stderr)
 
 
 def _row(name: str, params: dict, run_dir: Path) -> dict:
+    result = read_result(run_dir)
     try:
-        result = json.loads((run_dir / "result.json").read_text())
         score = float(result["score"])
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"{run_dir / 'result.json'}: cannot read ({type(e).__name__}); delete it to rerun the trial"
-                       ) from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{run_dir}: its result has no score ({type(e).__name__}); delete its result.json to rerun "
+                        "the trial") from None
     return {"trial": name, "params": params, "score": score, "best_epoch": result.get("best_epoch"),
             "last_score": result.get("last", {}).get("score"),
             "epochs": result.get("epochs"), "seconds": result.get("seconds"),

@@ -1,0 +1,272 @@
+"""The run directory: the one module that knows what a run, a comparison and a sweep leave on disk.
+
+A run directory (`pkd finetune`, `pkd distill`, and each run of a comparison or a sweep) holds:
+
+    run.json                 the exact configuration (`--config run.json` re-runs it), library versions, and
+                             once finished its "result"; `--resume` compares it with the new command's settings
+    metrics.jsonl            one line per finished epoch
+    predictions/dev-epochN.npy  epoch N's dev predictions, from which paired verdicts are recomputed
+    checkpoints/step-N/      the newest checkpoints (resume), pruned when the run finishes
+    result.json              the finished run's result (one schema, write_result); its presence marks it finished
+    config.json, model.safetensors, tokenizer files: the best epoch's model
+
+A comparison directory holds compare.json, compare.md and one run per method and seed, named `<method>-seed<N>`;
+a sweep directory sweep.json, sweep.md, sweep.csv and one run per trial.
+
+Why one owner: resume, compare, sweep, report and the bench tables all read this layout back, so a name or a
+field changed here changes for all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pkd.errors import DataError, UsageError
+from pkd.io import append_jsonl, atomic_path, read_jsonl, write_json, write_text
+
+RUN_FILE = "run.json"
+RESULT_FILE = "result.json"
+METRICS_FILE = "metrics.jsonl"
+COMPARE_FILE = "compare.json"
+COMPARE_MARKDOWN = "compare.md"
+SWEEP_FILE = "sweep.json"
+EXPORT_FILE = "export.json"  # an export directory's record (pkd.deploy writes it)
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_DONE = "state.json"  # the last file a checkpoint writes: a checkpoint without it is incomplete
+
+
+# ---------------------------------------------------------------- naming
+
+def run_name(method: str, seed: int) -> str:
+    """The directory of one run of a comparison: `<method>-seed<N>`."""
+    return f"{method}-seed{seed}"
+
+
+def parse_run_name(name: str) -> tuple[str, int] | None:
+    """(method, seed) of a directory named by run_name; None for any other name."""
+    named = re.fullmatch(r"(.+)-seed(\d+)", name)
+    return (named.group(1), int(named.group(2))) if named else None
+
+
+# ---------------------------------------------------------------- reading and writing
+
+def read_json(path: str | Path) -> dict:
+    """A JSON record pkd wrote; unreadable is one DataError naming the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def read_record(run_dir: str | Path) -> dict:
+    """A run's run.json; {} for a directory that has none (a checkpoint that is not a pkd run)."""
+    path = Path(run_dir) / RUN_FILE
+    return read_json(path) if path.is_file() else {}
+
+
+def model_record(model: str | Path | None) -> dict:
+    """What a model directory records of how it was made: its run.json, or an export directory's export.json; {}
+    when it has neither (a Hub name, a checkpoint made elsewhere)."""
+    if model is None:
+        return {}
+    for name in (RUN_FILE, EXPORT_FILE):
+        path = Path(model) / name
+        if path.is_file():
+            return read_json(path)
+    return {}
+
+
+def write_record(run_dir: str | Path, record: dict) -> None:
+    write_json(Path(run_dir) / RUN_FILE, record)
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """metrics.jsonl: one record per finished epoch ([] before the first)."""
+    return read_jsonl(Path(run_dir) / METRICS_FILE)
+
+
+def append_history(run_dir: str | Path, record: dict) -> None:
+    append_jsonl(Path(run_dir) / METRICS_FILE, record)
+
+
+def write_history(run_dir: str | Path, history: list[dict]) -> None:
+    write_text(Path(run_dir) / METRICS_FILE, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
+
+
+def predictions_file(run_dir: str | Path, epoch: int) -> Path:
+    """Where a run keeps an epoch's dev predictions (of the first dev part, the one that gives "score"), for the
+    paired statistics of `pkd compare` (pkd.stats)."""
+    return Path(run_dir) / "predictions" / f"dev-epoch{epoch}.npy"
+
+
+def save_predictions(run_dir: str | Path, epoch: int, predictions: np.ndarray) -> None:
+    with atomic_path(predictions_file(run_dir, epoch)) as tmp, open(tmp, "wb") as f:
+        np.save(f, predictions)
+
+
+def write_result(run_dir: str | Path, result: dict, params: dict | None = None, seconds: float | None = None,
+                 resumed: bool = False) -> dict:
+    """Mark a run finished: result.json, the one schema for distill, compare and sweep runs.
+
+    Fields: the best epoch's metrics ("epoch", "score", each metric, ...), "best_epoch", "last" (the last epoch's
+    metrics), "epochs" and "train_seconds" (the epochs logged and their summed time), "params" (a sweep trial's
+    grid values, {} otherwise), "seconds" (a sweep trial's wall time, start-up included; None when not timed) and
+    "resumed" (whether that time covers only the part after a resume)."""
+    history = read_history(run_dir)
+    record = {**result, "epochs": len(history),
+              "train_seconds": round(sum(h.get("epoch_seconds", 0.0) for h in history), 2),
+              "params": params or {}, "seconds": None if seconds is None else round(seconds, 1), "resumed": resumed}
+    write_json(Path(run_dir) / RESULT_FILE, record)
+    return record
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / RESULT_FILE).is_file()
+
+
+def read_result(run_dir: str | Path) -> dict:
+    """A finished run's result.json; for a run from before pkd wrote one, run.json's "result" ({} if neither)."""
+    path = Path(run_dir) / RESULT_FILE
+    if path.is_file():
+        return read_json(path)
+    return read_record(run_dir).get("result") or {}
+
+
+def selected_record(run_dir: str | Path, select: str) -> dict:
+    """A finished run's dev metrics ("epoch", "score", ...) at its best epoch (the one picked on dev, whose model
+    is kept) or its last. A result.json from before the last epoch was recorded there: the last line of
+    metrics.jsonl."""
+    result = read_result(run_dir)
+    if select == "best":
+        return result
+    return result.get("last") or read_history(run_dir)[-1]
+
+
+def best_record(run_dir: str | Path) -> dict:
+    """A run's best dev epoch: its recorded result, or while it runs (or from before it recorded one) the best
+    line of metrics.jsonl ({} for a checkpoint that is not a pkd run)."""
+    history = read_history(run_dir)
+    return read_result(run_dir) or max(history, key=lambda h: h.get("score", float("-inf")), default={})
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"step-{step:08d}"
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """The complete checkpoints of a run directory, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    done = [p for p in root.glob("step-*") if (p / CHECKPOINT_DONE).is_file()] if root.is_dir() else []
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def has_checkpoints(run_dir: str | Path) -> bool:
+    """Whether a run was started and left checkpoints (complete or not): a run that will resume."""
+    return (Path(run_dir) / CHECKPOINTS).is_dir()
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Keep the newest `keep` complete checkpoints; remove everything else under checkpoints/ (older ones, a
+    killed write's temporary folder), and the folder itself when nothing is kept."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return
+    kept = set(checkpoints(run_dir)[-keep:]) if keep > 0 else set()
+    for entry in root.iterdir():
+        if entry not in kept:
+            shutil.rmtree(entry, ignore_errors=True)
+    if not kept:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- resume and --out checks
+
+# run.json entries that do not change what a run computes, so a resumed run may differ in them: bookkeeping, where
+# the cache and data files lie (the data's content is data_fingerprint), and checkpoint and evaluation batching.
+RESUME_FREE = ("versions", "cache", "num_processes", "command", "teacher_score", "floor_score", "sweep", "result",
+               "data", "train.keep_checkpoints", "train.save_every", "train.eval_batch_size", "pt_signal")
+# Settings added after runs were already made: the value such an older run.json implies by leaving them out, so
+# resuming it with another value is refused by name too.
+RESUME_IMPLIED = {"loss.pt_pooling": "cls"}
+
+
+def flatten(record: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resume(out: str | Path, record: dict) -> dict | None:
+    """The run.json in `out` (None if there is none), after checking that it was made with the settings in
+    `record`: resuming a run with other settings would mix two configurations in one result, so a difference is
+    one usage error naming the differing keys, before anything is written. Keys that only one side has (an older
+    run.json, a partial record) and the RESUME_FREE ones are not compared."""
+    path = Path(out) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}); use another --out or --overwrite") from None
+    old, new = flatten(stored), flatten(json.loads(json.dumps(record, default=str)))
+    old = {**{k: v for k, v in RESUME_IMPLIED.items() if k in new}, **old}
+    free = [k for k in old.keys() & new.keys() if any(k == f or k.startswith(f"{f}.") for f in RESUME_FREE)]
+    differ = sorted(k for k in old.keys() & new.keys() if old[k] != new[k] and k not in free)
+    if differ:
+        shown = ", ".join(f"{k} {old[k]!r} (now {new[k]!r})" for k in differ[:8])
+        raise UsageError(f"--resume {out}: its run was made with other settings: {shown}"
+                         f"{' and more' if len(differ) > 8 else ''}; resume with the same settings, or use another "
+                         "--out (or --overwrite)")
+    return stored
+
+
+def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse a non-empty output directory unless asked to overwrite it or resume in it. Call it early."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+        raise UsageError(f"--out {out}: directory exists and is not empty (pass --overwrite to replace it)")
+    return out
+
+
+def prepare_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create the output directory just before the first write, clearing it for --overwrite."""
+    out = check_out_dir(out, overwrite, resume)
+    if out.exists() and overwrite and not resume:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def library_versions() -> dict[str, str]:
+    """What run.json and export.json record of the software that made them."""
+    import accelerate
+    import datasets
+    import torch
+    import transformers
+
+    from pkd.version import __version__
+
+    return {
+        "pkd": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "datasets": datasets.__version__,
+    }
