@@ -72,8 +72,8 @@ def normal_modes(tree: Path) -> None:
     """
     os.chmod(tree, 0o777 & ~_UMASK)
     for root, dirs, files in os.walk(tree):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o777 & ~_UMASK)
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~_UMASK)
         for f in files:
             os.chmod(os.path.join(root, f), 0o666 & ~_UMASK)
 

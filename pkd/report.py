@@ -151,11 +151,11 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
 
 def read_compare(compare_dir: Path) -> list[Run]:
     meta = read_json(compare_dir / COMPARE_FILE)
-    subs = sorted(d for d in compare_dir.iterdir() if d.is_dir() and _kind(d) == "run")
+    subs = sorted(sub for sub in compare_dir.iterdir() if sub.is_dir() and _kind(sub) == "run")
     task, layers, teacher = meta.get("task"), meta.get("student_layers"), meta.get("teacher_score")
-    runs = [read_run(d, task, layers, teacher, in_compare=True, floor_score=meta.get("floor_score")) for d in subs]
+    runs = [read_run(sub, task, layers, teacher, in_compare=True, floor_score=meta.get("floor_score")) for sub in subs]
     # Deployed variants exported into a sub-run (`pkd export RUN --out RUN/export-int8 --evaluate`).
-    return runs + [read_exported(e) for d in subs for e in sorted(d.iterdir()) if _kind(e) == "export"]
+    return runs + [read_exported(e) for sub in subs for e in sorted(sub.iterdir()) if _kind(e) == "export"]
 
 
 def export_variant(record: dict) -> str:
@@ -218,7 +218,7 @@ def collect_runs(patterns: Sequence[str]) -> list[Run]:
         for p in paths:
             # The same run reached twice (a comparison and one of its sub-runs) counts once.
             if _kind(p) == "sweep":  # `pkd sweep`: each trial is a plain run directory inside it
-                found = [read_run(d) for d in sorted(p.iterdir()) if d.is_dir() and _kind(d) == "run"]
+                found = [read_run(sub) for sub in sorted(p.iterdir()) if sub.is_dir() and _kind(sub) == "run"]
             elif _kind(p) == "compare":
                 found = read_compare(p)
             elif _kind(p) == "export":
@@ -485,18 +485,18 @@ def verdict_sections(patterns: Sequence[str]) -> str:
     """The verdicts (pkd.stats: seed-aware paired intervals) of each comparison among `patterns`, as Markdown. A
     compare.json written before the verdicts counted seed variance is named, not shown."""
     text = []
-    for d in (p for pattern in patterns for p in matches(pattern)):
-        if _kind(d) != "compare":
+    for path in (p for pattern in patterns for p in matches(pattern)):
+        if _kind(path) != "compare":
             continue
-        meta = read_json(d / COMPARE_FILE)
+        meta = read_json(path / COMPARE_FILE)
         rows = meta.get("verdicts")
         if rows and "per_seed" not in rows[0]:
-            text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}): its verdicts were computed "
-                     "over dev examples only; `pkd compare ... --resume` with the same settings recomputes them with "
-                     "seed variance.", ""]
+            text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({path}): its verdicts were "
+                     "computed over dev examples only; `pkd compare ... --resume` with the same settings recomputes "
+                     "them with seed variance.", ""]
         elif rows:
-            text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({d}; {meta.get('select', 'best')} "
-                     f"epochs, {rows[0]['seeds']} seeds, {rows[0]['examples']} dev examples):", "",
+            text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({path}; "
+                     f"{meta.get('select', 'best')} epochs, {rows[0]['seeds']} seeds, {rows[0]['examples']} dev examples):", "",
                      verdicts_markdown(rows)]
     return "\n".join(text)
 
@@ -515,13 +515,13 @@ def signal_markdown(signal: dict) -> str:
 def signal_sections(patterns: Sequence[str]) -> str:
     """The patient signal recorded by each comparison and run among `patterns` that used PT, as Markdown."""
     text = []
-    for d in (p for pattern in patterns for p in matches(pattern)):
-        kind = _kind(d)
-        meta = read_json(d / COMPARE_FILE) if kind == "compare" else read_record(d) if kind == "run" else {}
+    for path in (p for pattern in patterns for p in matches(pattern)):
+        kind = _kind(path)
+        meta = read_json(path / COMPARE_FILE) if kind == "compare" else read_record(path) if kind == "run" else {}
         signal = meta.get("pt_signal")
         if signal and signal.get("layers"):
-            text += [f"**{d}** (PT pooling {signal['pooling']}, over {signal['examples']} training examples; 1.0000 "
-                     "is the same vector for every input):", "", signal_markdown(signal)]
+            text += [f"**{path}** (PT pooling {signal['pooling']}, over {signal['examples']} training examples; "
+                     "1.0000 is the same vector for every input):", "", signal_markdown(signal)]
     return "\n".join(text)
 
 
