@@ -496,7 +496,8 @@ def verdict_sections(patterns: Sequence[str]) -> str:
                      "them with seed variance.", ""]
         elif rows:
             text += [f"**{meta['task']}, {meta['student_layers']}-layer students** ({path}; "
-                     f"{meta.get('select', 'best')} epochs, {rows[0]['seeds']} seeds, {rows[0]['examples']} dev examples):", "",
+                     f"{meta.get('select', 'best')} epochs, {rows[0]['seeds']} seeds, {rows[0]['examples']} dev "
+                     "examples):", "",
                      verdicts_markdown(rows)]
     return "\n".join(text)
 
