@@ -11,7 +11,8 @@ A run directory (`pkd finetune`, `pkd distill`, and each run of a comparison or 
     config.json, model.safetensors, tokenizer files: the best epoch's model
 
 A comparison directory holds compare.json, compare.md and one run per method and seed, named `<method>-seed<N>`;
-a sweep directory sweep.json, sweep.md, sweep.csv and one run per trial.
+a sweep directory sweep.json (its settings), results.md, results.csv, results.json, best.json and one run per
+trial, named after its grid values.
 
 Why one owner: resume, compare, sweep, report and the bench tables all read this layout back, so a name or a
 field changed here changes for all of them.
