@@ -39,9 +39,14 @@ for run in "$OUT/sst2-4k-cls"/kd-seed*; do
 done
 step sst2-4k-mean $PKD compare --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --seeds 3 \
   --methods kd,pkd-skip,pkd-last --pt-pooling mean --out "$OUT/sst2-4k-mean" --resume
-# The weight of PT once it carries a signal: beta 0 (KD) to 10x the default, mean pooling, seed 42.
+# The weight of PT once it carries a signal: beta 0 (KD) to 10x the default, mean pooling, seeds 42-44 (a sweep each).
 step sst2-4k-beta $PKD sweep --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --method pkd-skip \
   --pt-pooling mean --grid beta=0,0.65,2,6 --out "$OUT/sst2-4k-beta" --resume
+for seed in 43 44; do
+  step "sst2-4k-beta-seed$seed" $PKD sweep --teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 \
+    --method pkd-skip --pt-pooling mean --grid beta=0,0.65,2,6 --seed "$seed" --out "$OUT/sst2-4k-beta-seed$seed" \
+    --resume
+done
 # MRPC, its recipe (the teacher's layers, 2 epochs), from bench/grouping.sh's shuffled teacher and KD runs.
 mkdir -p "$OUT/mrpc-mean"
 for run in "$GROUPING/mrpc-shuffled"/kd-seed*; do
