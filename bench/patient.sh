@@ -57,3 +57,15 @@ step mrpc-mean $PKD compare --teacher "$GROUPING/mrpc-teacher-shuffled" --task m
   --quiet --no-group-by-length
 # STS-B's PKD-Last on the mean (the [CLS] one fell under 90% in the earlier comparison: docs/patient.md).
 step stsb-last-mean $PKD compare "${stsb[@]/pkd-skip,kd/pkd-skip,kd,pkd-last}" --pt-pooling mean --out "$OUT/stsb-mean"
+# RTE, its recipe (teacher 3 epochs at 5e-5, students 4 epochs from the pre-trained layers, shuffled): KD and
+# PKD-Skip on [CLS], then PKD-Skip and PKD-Last on the mean (KD's runs copied).
+rte=(--task rte --data-dir "$DATA" --quiet --resume)
+step rte-teacher $PKD finetune "${rte[@]}" --out "$OUT/rte-teacher"
+step rte-cls $PKD compare --teacher "$OUT/rte-teacher" "${rte[@]}" --student-layers 3 --seeds 3 --methods kd,pkd-skip \
+  --pt-pooling cls --out "$OUT/rte-cls"
+mkdir -p "$OUT/rte-mean"
+for run in "$OUT/rte-cls"/kd-seed*; do
+  [ -d "$OUT/rte-mean/$(basename "$run")" ] || cp -r "$run" "$OUT/rte-mean/"
+done
+step rte-mean $PKD compare --teacher "$OUT/rte-teacher" "${rte[@]}" --student-layers 3 --seeds 3 \
+  --methods kd,pkd-skip,pkd-last --pt-pooling mean --out "$OUT/rte-mean"
