@@ -2,7 +2,8 @@
 # Issue 24: does the patient loss transfer anything, and which pooling should it match? 3-layer students of the
 # default teacher, 3 seeds, each task's recipe: KD, PKD-Skip on [CLS] (the paper's) and PKD-Skip and PKD-Last on
 # the mean of the tokens (pkd's auto choice for this teacher), paired per seed with seed-aware verdicts
-# (pkd.stats); then a beta grid for the mean pooling on the short SST-2 budget. Feeds docs/patient.md and docs/results.md.
+# (pkd.stats), on the short SST-2 budget, STS-B, MRPC and RTE; a beta grid for the mean pooling on the short
+# SST-2 budget. Feeds docs/patient.md and docs/results.md.
 # Resumable (bench/steps.sh; `compare --resume` keeps finished runs).
 # Usage: bash bench/patient.sh [DATA_DIR]; outputs under bench/out/patient/. STS-B and MRPC reuse bench/grouping.sh's
 # teachers and its KD and PKD-Skip [CLS] runs in the shuffled order (the pairs' order, docs/performance.md).
