@@ -15,8 +15,7 @@ import argparse
 
 import torch
 
-from pkd.data import load_split
-from pkd.encoding import EncodedSplit
+from pkd.encoding import encode_splits
 from pkd.models import load_tokenizer, resolve_model
 from pkd.patient import PROBES, probe_spreads
 from pkd.tasks import get_task
@@ -40,7 +39,7 @@ def main() -> None:
     torch.manual_seed(0)
     for name in args.tasks.split(","):
         task = get_task(name.strip())
-        data = EncodedSplit(load_split(task, "train", args.data_dir)[0], tokenizer, args.max_seq_len)
+        data = encode_splits(task, "train", tokenizer, args.max_seq_len, args.data_dir)[0]
         spreads = probe_spreads(model, data, tokenizer, layers)
         for pooling in ("cls", "mean"):
             cells = " | ".join(f"{spreads[pooling][k]:.4f}" for k in layers)

@@ -20,9 +20,9 @@ from pkd.config import (
     TrainConfig,
     from_options,
 )
-from pkd.data import load_split, recorded_data_dir, resolve_task, split_files
+from pkd.data import recorded_data_dir, resolve_task, split_files
 from pkd.dist import check_device, is_main, prepare_out_dir_once
-from pkd.encoding import EncodedSplit
+from pkd.encoding import EncodedSplit, encode_splits
 from pkd.errors import DataError, UsageError
 from pkd.io import write_text
 from pkd.losses import Projection, layer_map_for, loss_for
@@ -48,12 +48,6 @@ from pkd.train import (
 )
 
 
-def encode_splits(task: Task, split: str, tokenizer: PreTrainedTokenizerBase, max_seq_len: int,
-                  data_dir: str | Path | None, limit: int | None = None) -> list[EncodedSplit]:
-    """A task's split, read and tokenised: one EncodedSplit per part (MNLI's dev has two)."""
-    return [EncodedSplit(part, tokenizer, max_seq_len) for part in load_split(task, split, data_dir, limit)]
-
-
 def train_config(task: Task, train_cfg: TrainConfig, student: bool, recipe: Recipe | None = None) -> TrainConfig:
     """`train_cfg` with the task's recipe (pkd.tasks.Recipe, or `recipe`) where it gives no max_seq_len, epochs or lr,
     checked before any work against this device and process count (precision, batch sizes)."""
@@ -76,7 +70,7 @@ def student_settings(task: Task, distill_cfg: DistillConfig,
     The task's recipe was measured on students of RECIPE_MEASURED_ON; students of another pre-trained checkpoint
     (--student-base, else the base_model in the teacher's run.json; unknown counts as another) get the paper's
     settings (Recipe.paper) instead."""
-    base = distill_cfg.student_base or read_record(resolve_model(distill_cfg.teacher)).get("base_model")
+    base = student_base(resolve_model(distill_cfg.teacher), distill_cfg)
     measured = base is not None and resolve_model(base) == default_teacher_path()
     recipe = task.recipe if measured else task.recipe.paper()
     filled_distill, cfg = distill_cfg.for_task(recipe), train_config(task, train_cfg, student=True, recipe=recipe)
@@ -88,6 +82,11 @@ def student_settings(task: Task, distill_cfg: DistillConfig,
              "3-layer students; docs/recipes.md)")
     note = f"pkd: {task.name} students: {', '.join(filled)} from {where}" if filled else ""
     return filled_distill, cfg, note
+
+
+def student_base(teacher_path: str, distill_cfg: DistillConfig) -> str | None:
+    """The pre-trained checkpoint a teacher was fine-tuned from: --student-base, else its run.json's base_model."""
+    return distill_cfg.student_base or read_record(teacher_path).get("base_model")
 
 
 def _filled(given: object, filled: object, names: tuple[str, ...]) -> list[str]:
@@ -136,7 +135,7 @@ def student_source(teacher_path: str, distill_cfg: DistillConfig) -> str:
     "pretrained"."""
     if distill_cfg.student_init == "teacher":
         return teacher_path
-    base = distill_cfg.student_base or read_record(teacher_path).get("base_model")
+    base = student_base(teacher_path, distill_cfg)
     if base is None:
         raise UsageError(f"--teacher {distill_cfg.teacher}: no run.json names the pre-trained checkpoint it was "
                          "fine-tuned from, which --student-init pretrained copies the student's layers from; pass "

@@ -24,6 +24,7 @@ from pkd.cache import ensure_cache
 from pkd.config import SELECTIONS, CompareConfig, DistillConfig, ExportConfig, RunConfig, TrainConfig, from_options
 from pkd.data import resolve_task
 from pkd.dist import barrier, is_main, prepare_out_dir_once
+from pkd.encoding import encode_splits
 from pkd.io import write_json, write_text
 from pkd.losses import layer_map_for, loss_for
 from pkd.metrics import compute_metrics, floor_score
@@ -103,7 +104,7 @@ class Comparison:
                                             self.run.trust_remote_code, self.run.data)
         depth = prepared.teacher.config.num_hidden_layers
         self.maps = {m: layer_map_for(m, depth, self.distill_cfg.student_layers) for m in self.methods}
-        self.train_data = api.encode_splits(prepared.task, "train", prepared.tokenizer, self.cfg.max_seq_len,
+        self.train_data = encode_splits(prepared.task, "train", prepared.tokenizer, self.cfg.max_seq_len,
                                             self.run.data_dir, self.cfg.max_train_examples)[0]
         self.union = sorted({k for layers in self.maps.values() for k in layers})
         weights, self.probe = api.resolve_pooling(prepared.teacher, prepared.tokenizer, self.train_data, self.union,
@@ -137,7 +138,7 @@ class Comparison:
         self.cache = ensure_cache(p.teacher, p.tokenizer, self.train_data, cfg.max_seq_len, self.union,
                                   self.distill_cfg.cache_dir, pooling=self.distill_cfg.loss.pt_pooling)
         self.signal = api.patient_signal(self.cache, self.union, self.distill_cfg.loss, self.probe)
-        self.dev = api.encode_splits(p.task, "dev", p.tokenizer, cfg.max_seq_len, self.run.data_dir,
+        self.dev = encode_splits(p.task, "dev", p.tokenizer, cfg.max_seq_len, self.run.data_dir,
                                      cfg.max_eval_examples)
         self.teacher_score = self.compare_cfg.teacher_score
         if self.teacher_score is None:

@@ -46,8 +46,8 @@ from safetensors.torch import save_file
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from pkd.config import ExportConfig
-from pkd.data import load_split, resolve_task
-from pkd.encoding import EncodedSplit, make_collator, model_inputs
+from pkd.data import resolve_task
+from pkd.encoding import encode_splits, make_collator, model_inputs
 from pkd.errors import DataError, ExportError
 from pkd.inference import (
     HEADS,
@@ -103,10 +103,10 @@ def load_source(path: str | Path) -> tuple[PreTrainedModel, str]:
 def parity_batch(tokenizer: PreTrainedTokenizerBase, task: Task, data_dir: str | Path | None, max_seq_len: int,
                  examples: int = PARITY_EXAMPLES) -> tuple[dict[str, torch.Tensor], str]:
     """The first `examples` of the task's dev split, tokenized and padded as evaluation does it."""
-    part = load_split(task, "dev", data_dir, examples)[0]
+    data = encode_splits(task, "dev", tokenizer, max_seq_len, data_dir, examples)[0]
+    part = data.split
     if not part.examples:
         raise DataError(f"{part.source}: no examples for the parity check")
-    data = EncodedSplit(part, tokenizer, max_seq_len)
     batch = make_collator(tokenizer)([data[i] for i in range(min(examples, len(data)))])
     return model_inputs(batch), part.source
 
@@ -301,14 +301,14 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
     return record
 
 
-def export(run: str | Path, cfg: ExportConfig, score: Callable[[Path, str], dict] | None = None) -> dict:
+def export(source: str | Path, cfg: ExportConfig, score: Callable[[Path, str], dict] | None = None) -> dict:
     """Export a run directory or checkpoint (a sequence classifier or a multiple-choice model); returns what
     export.json records. The parity batch is the first examples of the dev split of cfg.task (default: the run's).
     `score(directory, task)` measures the finished export on dev (see export_model)."""
     if cfg.format == "onnx":
         require_onnxruntime()  # before any work
     check_out_dir(cfg.out, cfg.overwrite)
-    path = resolve_model(str(run))
+    path = resolve_model(str(source))
     if is_export_dir(path):
         raise DataError(f"{path}: already an export directory; export the run it came from ({EXPORT_FILE})")
     model, kind = load_source(path)
@@ -317,9 +317,9 @@ def export(run: str | Path, cfg: ExportConfig, score: Callable[[Path, str], dict
         raise DataError(f"{path}: a {kind} model cannot run task {task.name}")
     max_seq_len = cfg.max_seq_len or trained_max_seq_len(path, task)
     tokenizer = load_tokenizer(path)
-    batch, source = parity_batch(tokenizer, task, cfg.data_dir, max_seq_len)
+    batch, parity_data = parity_batch(tokenizer, task, cfg.data_dir, max_seq_len)
     info = {"source": str(Path(path).resolve()) if Path(path).exists() else path, "task": task.name,
-            "max_seq_len": max_seq_len, "parity_data": source,
+            "max_seq_len": max_seq_len, "parity_data": parity_data,
             **({"file_task": asdict(task.files)} if task.files is not None else {})}
     return export_model(model, kind, tokenizer, batch, cfg, info,
                         score=None if score is None else lambda directory: score(directory, task.name))

@@ -9,13 +9,15 @@ its split, which the teacher cache and evaluation index by; and labels).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from pkd.data import load_split
 from pkd.race import encode_choices
-from pkd.tasks import Split
+from pkd.tasks import Split, Task
 
 # What a batch carries that the model does not take.
 NOT_MODEL_INPUTS = ("idx", "labels")
@@ -44,6 +46,12 @@ class EncodedSplit(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.features[i]
+
+
+def encode_splits(task: Task, split: str, tokenizer: PreTrainedTokenizerBase, max_seq_len: int,
+                  data_dir: str | Path | None, limit: int | None = None) -> list[EncodedSplit]:
+    """A task's split, read (pkd.data) and tokenised: one EncodedSplit per part (MNLI's dev has two)."""
+    return [EncodedSplit(part, tokenizer, max_seq_len) for part in load_split(task, split, data_dir, limit)]
 
 
 def feature_length(feature: dict) -> int:

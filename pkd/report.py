@@ -126,8 +126,9 @@ def read_run(run_dir: Path, task: str | None = None, layers: int | None = None,
     info = read_record(run_dir)
     history = read_history(run_dir)
     last = history[-1].get("score") if history else None
-    if is_finished(run_dir) or in_compare:
-        recorded = read_result(run_dir) if is_finished(run_dir) else {}
+    finished = is_finished(run_dir)
+    if finished or in_compare:
+        recorded = read_result(run_dir) if finished else {}
         score = recorded.get("score")
         last = recorded.get("last", {}).get("score", last)
     else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -157,10 +156,9 @@ def save_checkpoint(loop: TrainingState, keep: int) -> Path:
                     "scaler": scaler, "rng_per_rank": rng}, tmp / "optimizer.pt")
         py_state, np_state = random.getstate(), np.random.get_state()
         write_json(tmp / CHECKPOINT_DONE, {**asdict(loop.progress),
-                                        "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
-                                        "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]]})
-    for old in checkpoints(loop.out)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+                                           "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
+                                           "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]]})
+    prune_checkpoints(loop.out, keep)  # the older ones, and a killed write's temporary folder
     return path
 
 

@@ -29,7 +29,7 @@ LIBRARIES = time.perf_counter()
 
 # (label, module file suffix, function name); the first matching entry of pstats gives its cumulative time.
 PHASES = [
-    ("read and tokenize train + dev", "pkd/api.py", "encode_splits"),
+    ("read and tokenize train + dev", "pkd/encoding.py", "encode_splits"),
     ("load teacher, build student", "pkd/api.py", "prepare_distillation"),
     ("teacher cache (build)", "pkd/cache.py", "ensure_cache"),
     ("training loop (all of train())", "pkd/train.py", "train"),

@@ -19,8 +19,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from pkd.data import load_split
-from pkd.encoding import EncodedSplit, make_collator, model_inputs
+from pkd.encoding import encode_splits, make_collator, model_inputs
 from pkd.losses import last_map, pt_loss, skip_map
 from pkd.models import load_classifier, load_tokenizer, pooled_states
 from pkd.patient import mean_pairwise_cosine
@@ -43,7 +42,7 @@ def main() -> None:
     teacher = load_classifier(args.teacher, task, require_head=True).eval()
     student = make_student(base, args.student_layers, task).eval()
     tokenizer = load_tokenizer(args.teacher)
-    data = EncodedSplit(load_split(task, "train", args.data_dir, args.examples)[0], tokenizer, 128)
+    data = encode_splits(task, "train", tokenizer, 128, args.data_dir, args.examples)[0]
     batch = make_collator(tokenizer)([data[i] for i in range(len(data))])
     inputs = model_inputs(batch)
     depth = teacher.config.num_hidden_layers
