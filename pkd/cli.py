@@ -441,6 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pkd: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from pkd.dist import shutdown
+
+        shutdown()
 
 
 if __name__ == "__main__":

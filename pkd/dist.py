@@ -9,6 +9,7 @@ refuses, before any work, settings this device or this number of processes canno
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -49,6 +50,18 @@ def is_main() -> bool:
 def barrier() -> None:
     if launched():
         state().wait_for_everyone()
+
+
+def shutdown() -> None:
+    """Destroy the process group of an `accelerate launch`, if one was made. Left to the interpreter's exit, gloo's
+    threads can be torn down while still joinable, and a rank that finished its work aborts ("terminate called
+    without an active exception") with a non-zero status."""
+    if "torch" not in sys.modules:  # nothing ran that could have made one (`pkd --help`, a usage error)
+        return
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def broadcast(obj: _T) -> _T:

@@ -252,3 +252,17 @@ def test_two_process_run_killed_mid_epoch_resumes_to_the_same_order_and_weights(
     for x, y in zip(read_jsonl(tmp_path / "full" / "metrics.jsonl"), read_jsonl(tmp_path / "run" / "metrics.jsonl"),
                     strict=True):
         assert y["train_loss"] == pytest.approx(x["train_loss"], abs=1e-6) and y["score"] == x["score"]
+
+
+def test_a_command_destroys_its_process_group_before_the_interpreter_exits(tmp_path):
+    """Left to the interpreter's exit, gloo's threads could be torn down while joinable and abort a finished rank
+    (SIGABRT, seen once under load): every command ends by destroying the group, an error too."""
+    import torch.distributed as torch_dist
+
+    from pkd.cli import main
+
+    torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert torch_dist.is_initialized()
+    with pytest.raises(SystemExit):  # argparse's exit: missing --out and more
+        main(["distill", "--task", "sst2"])
+    assert not torch_dist.is_initialized()
