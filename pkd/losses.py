@@ -169,6 +169,12 @@ class Projection(nn.Module):
         return torch.stack([m(cls[..., i, :]) for i, m in enumerate(self.maps)], dim=-2)
 
 
+def loss_terms(cfg: LossConfig, with_pt: bool) -> dict[str, float]:
+    """The weight of each term of L as pkd_loss computes it: {"ce": 1 - alpha, "kd": alpha, "pt": beta, or 0
+    without mapped layers (`with_pt` False)}. A term of weight 0 is not computed."""
+    return {"ce": 1 - cfg.alpha, "kd": cfg.alpha, "pt": cfg.beta if with_pt else 0.0}
+
+
 def pkd_loss(cfg: LossConfig, logits: torch.Tensor, labels: torch.Tensor | None, regression: bool,
              teacher_logits: torch.Tensor | None = None, student_cls: torch.Tensor | None = None,
              teacher_cls: torch.Tensor | None = None, multi_label: bool = False) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ from pkd.config import LossConfig, TrainConfig
 from pkd.encoding import EncodedSplit, feature_length, longest_first_loader, make_collator, model_inputs
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import atomic_dir, atomic_files, write_json
-from pkd.losses import pkd_loss
+from pkd.losses import loss_terms, pkd_loss
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import pooled_states
 from pkd.progress import show_progress
@@ -117,6 +117,8 @@ class Progress:
     # The epoch's running train loss, kept so that a resumed run logs the same mean as an uninterrupted one.
     loss_sum: float = 0.0
     loss_batches: int = 0
+    # ... and of each unweighted term that the loss computes (ce, kd, pt), so the log shows which one dominates.
+    term_sums: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -339,12 +341,17 @@ def _run_epoch(loop: TrainingState, job: TrainingJob, loader: torch.utils.data.D
     bar = show_progress(batches, len(loader), f"epoch {epoch + 1}/{cfg.epochs}", initial=progress.batch,
                         disable=job.quiet or not accelerator.is_local_main_process)
     start, seen = time.perf_counter(), 0
+    # The loss and the terms its weights switch on, averaged over all processes in one reduce per batch.
+    names = ["loss", *(name for name, weight in loss_terms(loss_cfg, bool(layer_map)).items() if weight > 0)]
     for batch in bar:
-        loss = _train_step(loop, batch, job.task, loss_cfg, job.teacher, layer_map, cfg.max_grad_norm)
+        parts = _train_step(loop, batch, job.task, loss_cfg, job.teacher, layer_map, cfg.max_grad_norm)
         seen += batch["input_ids"].shape[0] * accelerator.num_processes
-        global_loss = accelerator.reduce(loss.detach(), reduction="mean").item()  # over all processes
+        values = accelerator.reduce(torch.stack([parts[n].detach().float() for n in names]), reduction="mean")
+        global_loss, *terms = values.tolist()
         progress.batch, progress.loss_sum, progress.loss_batches = (
             progress.batch + 1, progress.loss_sum + global_loss, progress.loss_batches + 1)
+        for name, value in zip(names[1:], terms, strict=True):
+            progress.term_sums[name] = progress.term_sums.get(name, 0.0) + value
         bar.set_postfix(loss=f"{global_loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - start):.1f}")
         if accelerator.sync_gradients:
             progress.step += 1
@@ -368,12 +375,14 @@ def _setup_loss(loss_cfg: LossConfig, teacher: TeacherCache | LiveTeacher | None
 
 
 def _train_step(loop: TrainingState, batch: dict, task: Task, loss_cfg: LossConfig,
-                teacher: TeacherCache | LiveTeacher | None, layer_map: list[int], max_grad_norm: float) -> torch.Tensor:
+                teacher: TeacherCache | LiveTeacher | None, layer_map: list[int],
+                max_grad_norm: float) -> dict[str, torch.Tensor]:
     """One batch: forward, loss, backward and (when gradients are synchronised) the optimizer step. Returns the
-    batch's loss."""
+    batch's loss and its terms (pkd.losses.pkd_loss)."""
     accelerator, optimizer = loop.accelerator, loop.optimizer
     with accelerator.accumulate(loop.model):
-        loss = batch_loss(loop.model, batch, task, loss_cfg, teacher, layer_map, loop.projection)["loss"]
+        parts = batch_loss(loop.model, batch, task, loss_cfg, teacher, layer_map, loop.projection)
+        loss = parts["loss"]
         _check_finite(loss, loop)
         accelerator.backward(loss)
         if accelerator.sync_gradients and max_grad_norm > 0:
@@ -381,7 +390,7 @@ def _train_step(loop: TrainingState, batch: dict, task: Task, loss_cfg: LossConf
         optimizer.step()
         loop.scheduler.step()
         optimizer.zero_grad()
-    return loss
+    return parts
 
 
 def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map: list[int], task: Task,
@@ -466,10 +475,13 @@ def _end_epoch(loop: TrainingState, dev_parts: list[EncodedSplit], task: Task, t
     unless checkpoints are kept)."""
     progress, accelerator = loop.progress, loop.accelerator
     epoch = progress.epoch + 1
-    train_loss = progress.loss_sum / max(progress.loss_batches, 1)  # the epoch's mean
+    batches = max(progress.loss_batches, 1)
+    train_loss = progress.loss_sum / batches  # the epoch's mean
+    terms = {f"train_{name}": total / batches for name, total in progress.term_sums.items()}
     progress.epoch, progress.batch, progress.loss_sum, progress.loss_batches = epoch, 0, 0.0, 0
+    progress.term_sums = {}
     metrics, predictions = score_parts(loop.model, dev_parts, task, tokenizer, cfg.eval_batch_size, accelerator)
-    record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss,
+    record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, **terms,
               "epoch_seconds": round(time.perf_counter() - start, 2), **metrics}
     progress.history.append(record)
     improved = progress.best_score is None or metrics["score"] > progress.best_score

@@ -107,6 +107,23 @@ def test_kd_and_ft_baselines_ignore_pt(tiny_teacher, glue_dir, tmp_path):
         assert equal == same, method
 
 
+def test_each_epoch_logs_the_terms_its_loss_computes(tiny_teacher, glue_dir, tmp_path):
+    """metrics.jsonl has the epoch's mean of each unweighted term the method trains on (FT: CE; KD: CE and KD;
+    PKD: and PT), and they recombine with the weights to the logged train_loss."""
+    weights = LossConfig(alpha=0.7, temperature=10.0, beta=0.65)  # the distillation defaults
+    expected = {"ft": {"train_ce"}, "kd": {"train_ce", "train_kd"}, "pkd-skip": {"train_ce", "train_kd", "train_pt"}}
+    for method, terms in expected.items():
+        out = tmp_path / method
+        pkd.distill(str(tiny_teacher), "sst2", 2, out, method=method, data_dir=glue_dir, cache_dir=tmp_path / "c",
+                    quiet=True, **{**STUDENT, "max_train_examples": 32})
+        for epoch in read_jsonl(out / "metrics.jsonl"):
+            assert {k for k in epoch if k.startswith("train_") and k != "train_loss"} == terms, method
+            ce, kd, pt = (epoch.get(f"train_{t}", 0.0) for t in ("ce", "kd", "pt"))
+            alpha = 0.0 if method == "ft" else weights.alpha
+            assert epoch["train_loss"] == pytest.approx((1 - alpha) * ce + alpha * kd + weights.beta * pt, rel=1e-5)
+            assert all(epoch[t] > 0 for t in terms), method
+
+
 def test_regression_distillation(tiny_bert, glue_dir, tmp_path):
     """STS-B KD regresses on the teacher's outputs: with alpha = 1, a cache whose teacher outputs are all +5
     and one where they are all -5 (the gold scores are 0.5 and 4.5) pull the same initial student apart, each
