@@ -36,7 +36,7 @@ from pkd.models import (
     vocabulary_fingerprint,
 )
 from pkd.patient import PROBES, choose_pooling, flat_warning, probe_spreads
-from pkd.rundir import check_out_dir, library_versions, read_record, write_result
+from pkd.rundir import check_out_dir, library_versions, read_record, releases_out_dirs, write_result
 from pkd.student import choose_init_layers, make_student
 from pkd.tasks import RECIPE_MEASURED_ON, Recipe, Task
 from pkd.train import (
@@ -101,6 +101,7 @@ def finished(out: Path, result: dict) -> dict:
     return result
 
 
+@releases_out_dirs
 def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = None) -> dict:
     """Fine-tune an encoder (default: the MiniLM-L6 teacher) on a task; returns the best dev metrics."""
     task = resolve_task(run.task, run.data)
@@ -237,6 +238,7 @@ def patient_signal(cache: TeacherCache | None, layers: list[int], loss: LossConf
             "probe": {p: {str(k): round(c, 4) for k, c in probe[p].items()} for p in ("cls", "mean")}}
 
 
+@releases_out_dirs
 def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
     """Distill a student from a fine-tuned teacher; returns the best dev metrics."""
     distill_cfg, cfg, note = student_settings(resolve_task(run.task, run.data, distill_cfg.teacher), distill_cfg,

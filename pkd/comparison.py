@@ -36,6 +36,7 @@ from pkd.rundir import (
     is_finished,
     library_versions,
     predictions_file,
+    releases_out_dirs,
     run_name,
     selected_record,
     write_result,
@@ -239,6 +240,7 @@ class Comparison:
                            + verdicts_markdown(pairs))
 
 
+@releases_out_dirs
 def run_compare(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig, compare_cfg: CompareConfig) -> dict:
     """The methods (FT, KD, PKD-Skip and PKD-Last) on the same student initialisation and data order per seed;
     returns each method's seed_statistics. Each finished (method, seed) run is kept and skipped when the comparison

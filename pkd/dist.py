@@ -75,9 +75,11 @@ def broadcast(obj: _T) -> _T:
 
 
 def prepare_out_dir_once(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """pkd.rundir.prepare_out_dir on rank 0 only (an --overwrite clears the directory once), then everyone goes on."""
+    """pkd.rundir.prepare_out_dir on rank 0 only (an --overwrite clears the directory once), then everyone goes on.
+    Rank 0 waits for the others first: its lock on the directory must not meet their check_out_dir's probe."""
     from pkd.rundir import prepare_out_dir
 
+    barrier()
     if is_main():
         prepare_out_dir(out, overwrite, resume)
     barrier()

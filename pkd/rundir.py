@@ -16,16 +16,29 @@ trial, named after its grid values.
 
 Why one owner: resume, compare, sweep, report and the bench tables all read this layout back, so a name or a
 field changed here changes for all of them.
+
+While a command writes to a directory it holds an exclusive lock on it (flock on the directory itself, so no file
+is added, and the kernel drops it when the process ends, killed or not): a second pkd process pointed at the same
+--out, say a `--resume` started while the first still runs, is refused instead of interleaving its epochs and
+checkpoints with the first one's. Where flock does not exist (Windows) directories are not locked.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import platform
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import numpy as np
 
@@ -41,6 +54,9 @@ SWEEP_FILE = "sweep.json"
 EXPORT_FILE = "export.json"  # an export directory's record (pkd.deploy writes it)
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_DONE = "state.json"  # the last file a checkpoint writes: a checkpoint without it is incomplete
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_HELD: dict[Path, int] = {}  # the directories this process writes to -> the descriptor holding each one's lock
 
 
 # ---------------------------------------------------------------- naming
@@ -236,22 +252,76 @@ def check_resume(out: str | Path, record: dict) -> dict | None:
 
 
 def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse a non-empty output directory unless asked to overwrite it or resume in it. Call it early."""
+    """Refuse a non-empty output directory unless asked to overwrite it or resume in it, and one that another
+    process is writing to. Call it early, on every rank: prepare_out_dir's lock is taken after it (pkd.dist's
+    prepare_out_dir_once waits for every rank first)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not (resume or overwrite):
         raise UsageError(f"--out {out}: directory exists and is not empty (pass --overwrite to replace it)")
+    if out.is_dir() and fcntl is not None and out.resolve() not in _HELD:
+        fd = os.open(out, os.O_RDONLY)
+        try:  # a shared lock: probes do not conflict with each other, only with a writer's exclusive one
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(_held_elsewhere(out)) from None
+        finally:
+            os.close(fd)
     return out
+
+
+def _held_elsewhere(out: Path) -> str:
+    return (f"--out {out}: another process is writing to it (a pkd command still running there?); wait for it to "
+            "end, or use another --out")
 
 
 def prepare_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create the output directory just before the first write, clearing it for --overwrite."""
+    """Create the output directory just before the first write, clearing it for --overwrite, and hold its lock
+    (refused if another process holds it) until the command returns (releases_out_dirs)."""
     out = check_out_dir(out, overwrite, resume)
-    if out.exists() and overwrite and not resume:
-        shutil.rmtree(out)
+    if out.exists():
+        hold_out_dir(out)  # before --overwrite deletes what another process may be writing
+        if overwrite and not resume:
+            shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    hold_out_dir(out)
     return out
+
+
+def hold_out_dir(out: Path) -> None:
+    """Lock the directory `out` for this process; again for the same directory, nothing. A usage error if another
+    process holds it."""
+    if fcntl is None:
+        return
+    path = out.resolve()
+    held = _HELD.get(path)
+    if held is not None:
+        now, then = os.stat(path), os.fstat(held)
+        if (now.st_dev, now.st_ino) == (then.st_dev, then.st_ino):
+            return
+        os.close(_HELD.pop(path))  # deleted (--overwrite) and made again: lock the new one
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(_held_elsewhere(out)) from None
+    _HELD[path] = fd
+
+
+def releases_out_dirs(command: _F) -> _F:
+    """Decorates a command: the directories it locked are unlocked when it returns or raises, so that the same
+    process (a notebook, a test) or another one may use them next."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = set(_HELD)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            for path in set(_HELD) - before:
+                os.close(_HELD.pop(path))
+    return wrapper  # type: ignore[return-value]
 
 
 def library_versions() -> dict[str, str]:

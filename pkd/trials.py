@@ -41,6 +41,7 @@ from pkd.rundir import (
     prepare_out_dir,
     read_record,
     read_result,
+    releases_out_dirs,
     write_record,
     write_result,
 )
@@ -117,6 +118,7 @@ def trial_name(params: dict) -> str:
 # ------------------------------------------------------------------------------------------------ running
 
 
+@releases_out_dirs
 def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig, search: SweepConfig) -> dict:
     """Run every trial (skipping finished ones) and write the tables; returns {"trials": rows, "best": row}.
 

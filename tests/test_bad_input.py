@@ -239,6 +239,40 @@ def test_out_not_empty_is_refused(capsys, tiny_bert, tiny_teacher, glue_dir, run
     assert sorted(p.name for p in out_dir.iterdir()) == ["keep.txt", "sub"]
 
 
+HOLDER = """import sys
+from pkd.rundir import prepare_out_dir
+prepare_out_dir(sys.argv[1], resume=True)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_an_out_another_process_writes_to_is_refused(capsys, tiny_teacher, glue_dir, runs):
+    """Two commands on one --out (a --resume started while the first still runs) would interleave their epochs
+    and checkpoints: while one process holds the directory, the other is refused before writing anything; once
+    the holder ends, its lock is gone. A command run in this process releases its directories when it returns,
+    so another process may use them next."""
+    out_dir = runs / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out_dir)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    argv = ["distill", "--teacher", tiny_teacher, "--student-layers", "2", "--task", "sst2", "--data-dir", glue_dir,
+            "--cache-dir", runs / "cache", "--epochs", "1", "--max-seq-len", "24", "--out", out_dir, "--resume",
+            "--quiet"]
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert_one_error(*run_cli(capsys, argv), f"--out {out_dir}: another process is writing to it")
+        assert not any(out_dir.iterdir())
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    code, _, err = run_cli(capsys, argv)
+    assert code == 0 and (out_dir / "result.json").is_file(), err
+    again = subprocess.run([sys.executable, "-c", HOLDER, str(out_dir)], input="", capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert again.returncode == 0 and again.stdout == "held\n", again.stderr[-2000:]
+
+
 def test_out_is_a_file(capsys, tiny_bert, glue_dir, runs):
     runs.mkdir()
     target = runs / "out"
