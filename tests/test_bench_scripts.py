@@ -88,3 +88,10 @@ def test_profile_distill_runs_and_its_phases_name_pkd_functions(tiny_teacher, gl
             defined = {f.name for f in ast.walk(ast.parse((ROOT / file).read_text()))
                        if isinstance(f, ast.FunctionDef)}
             assert name in defined, f"{file} has no function {name}"
+
+
+def test_bench_readme_names_every_script():
+    """bench/README.md is the suite's index: a script added without a line there is found here."""
+    index = (BENCH / "README.md").read_text()
+    scripts = [p for p in BENCH.rglob("*") if p.suffix in (".sh", ".py") and "out" not in p.relative_to(BENCH).parts]
+    assert scripts and not sorted(str(p.relative_to(BENCH)) for p in scripts if f"`{p.name}`" not in index)
