@@ -10,7 +10,7 @@ import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pkd import deploy, inference
-from pkd.cache import LiveTeacher, TeacherCache, ensure_cache
+from pkd.cache import LiveTeacher, TeacherCache, default_cache_root, ensure_cache
 from pkd.config import (
     DataConfig,
     DistillConfig,
@@ -107,7 +107,7 @@ def run_finetune(run: RunConfig, train_cfg: TrainConfig, model: str | None = Non
     task = resolve_task(run.task, run.data)
     cfg = train_config(task, train_cfg, student=False)
     filled = _filled(train_cfg, cfg, ("lr", "epochs", "max_seq_len", "group_by_length"))
-    check_out_dir(run.out, run.overwrite, run.resume)
+    check_out_dir(run.out, run.overwrite, run.resume, [*run.inputs(), ("--model", model)])
     source = resolve_model(model)
     tokenizer = load_tokenizer(source, run.trust_remote_code)
     train_data = encode_splits(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
@@ -238,13 +238,21 @@ def patient_signal(cache: TeacherCache | None, layers: list[int], loss: LossConf
             "probe": {p: {str(k): round(c, 4) for k, c in probe[p].items()} for p in ("cls", "mean")}}
 
 
+def check_student_out(run: RunConfig, distill_cfg: DistillConfig) -> None:
+    """pkd.rundir.check_out_dir for a student's run: its --out clear of its data, teacher and student base, and of
+    the teacher cache (which it may lie inside)."""
+    cache = distill_cfg.cache_dir or str(default_cache_root())
+    check_out_dir(run.out, run.overwrite, run.resume, [*run.inputs(), *distill_cfg.inputs()],
+                  [("the teacher cache", cache)])
+
+
 @releases_out_dirs
 def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig) -> dict:
     """Distill a student from a fine-tuned teacher; returns the best dev metrics."""
     distill_cfg, cfg, note = student_settings(resolve_task(run.task, run.data, distill_cfg.teacher), distill_cfg,
                                               train_cfg)
     loss_cfg = loss_for(distill_cfg.method, distill_cfg.loss)
-    check_out_dir(run.out, run.overwrite, run.resume)
+    check_student_out(run, distill_cfg)
     prepared = prepare_distillation(run.task, distill_cfg, run.trust_remote_code, run.data)
     task, tokenizer, layer_map = prepared.task, prepared.tokenizer, prepared.layer_map
     train_data = encode_splits(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
@@ -341,6 +349,9 @@ def predict(model: str, task: str | None, out_file: str | Path, split: str = "te
     for target in targets:  # refuse before any work, not at the end
         if target.is_dir():
             raise UsageError(f"--out {target}: is a directory")
+        for option, path in (data.files() if data else []):
+            if path and Path(path).exists() and target.resolve() == Path(path).resolve():
+                raise UsageError(f"--out {target}: is {option}; predictions would replace the data they are made of")
     path = resolve_model(model)
     net, tokenizer = _load_scorer(path, resolved_task, trust_remote_code)
     max_seq_len = max_seq_len or inference.trained_max_seq_len(path, resolved_task)

@@ -31,7 +31,6 @@ from pkd.metrics import compute_metrics, floor_score
 from pkd.rundir import (
     COMPARE_FILE,
     COMPARE_MARKDOWN,
-    check_out_dir,
     check_resume,
     is_finished,
     library_versions,
@@ -64,8 +63,8 @@ def compare_markdown(task: str, layers: int, teacher_score: float, floor: float 
 
 def selected_predictions(out: Path, methods: tuple[str, ...], first_seed: int,
                          epochs: dict[str, list[int]]) -> dict[str, list[np.ndarray]]:
-    """Each method's dev predictions at its selected epoch, one array per seed; a method with a run that kept none
-    (made before pkd saved them) is left out, so its pairs get no verdict."""
+    """Each method's dev predictions at the given epochs (the verdicts': each run's last), one array per seed; a
+    method with a run that kept none (made before pkd saved them) is left out, so its pairs get no verdict."""
     found = {}
     for method in methods:
         files = [predictions_file(out / run_name(method, first_seed + i), epoch)
@@ -85,7 +84,7 @@ class Comparison:
         self.distill_cfg, self.cfg, note = api.student_settings(resolve_task(run.task, run.data, distill_cfg.teacher),
                                                                 distill_cfg, train_cfg)
         loss_for("pkd-skip", self.distill_cfg.loss)  # validates the weights before any work
-        check_out_dir(run.out, run.overwrite, run.resume)
+        api.check_student_out(run, self.distill_cfg)
         self.methods = compare_cfg.methods
         self.prepared = self._setup_teacher()
         self.runs = [(method, self.cfg.seed + i) for i in range(compare_cfg.seeds) for method in self.methods]
@@ -160,9 +159,10 @@ class Comparison:
                 if student is None or student[0] != seed:
                     student = (seed, self.prepared.build_student(seed))  # the previous seed's is freed
                 self._train_one(method, seed, run_dir, copy.deepcopy(student[1]))
-            record = selected_record(run_dir, self.compare_cfg.select)
-            self.results[method].append(record["score"])
-            self.epochs[method].append(record["epoch"])
+            self.results[method].append(selected_record(run_dir, self.compare_cfg.select)["score"])
+            # Verdicts pair the last epoch's predictions whatever --select shows: the best epoch is picked on the
+            # very dev set the interval resamples, which would make the interval optimistic (docs/method.md).
+            self.epochs[method].append(selected_record(run_dir, "last")["epoch"])
             self._export(run_dir, self.deployed[method])
             if fresh and (method, seed) != self.runs[-1]:
                 self.summarise()
@@ -236,7 +236,8 @@ class Comparison:
             f"{common} seed(s).\n\n")
         markdown += compare_markdown(self.prepared.task.name, self.distill_cfg.student_layers, self.teacher_score,
                                      self.floor, table, self.compare_cfg.select)
-        return markdown + ("\nPaired differences, 95% interval over training seeds and dev examples (pkd.stats):\n\n"
+        return markdown + ("\nPaired differences of the last epoch's predictions, 95% interval over training seeds "
+                           "and dev examples (pkd.stats):\n\n"
                            + verdicts_markdown(pairs))
 
 

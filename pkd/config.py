@@ -158,6 +158,10 @@ class DistillConfig:
         "help": "teacher cache root (default: $PKD_CACHE or ~/.cache/pkd)"})
     loss: LossConfig = field(default_factory=lambda: LossConfig(alpha=0.7, temperature=10.0, beta=0.65))
 
+    def inputs(self) -> list[tuple[str, str | None]]:
+        """The models this student reads, by option (see RunConfig.inputs)."""
+        return [("--teacher", self.teacher), ("--student-base", self.student_base)]
+
     def __post_init__(self) -> None:
         if self.student_init not in (None, "pretrained", "teacher"):
             raise UsageError(f"--student-init {self.student_init}: choose pretrained or teacher")
@@ -214,6 +218,11 @@ class DataConfig:
         if self.train_file is not None and self.dataset is not None:
             raise UsageError(f"--train-file {self.train_file} and --dataset {self.dataset}: give one of them")
 
+    def files(self) -> list[tuple[str, str | None]]:
+        """The data paths given, by option."""
+        return [("--train-file", self.train_file), ("--dev-file", self.dev_file), ("--test-file", self.test_file),
+                ("--dataset", self.dataset)]
+
     @property
     def given(self) -> bool:
         """Whether any data option was given."""
@@ -238,6 +247,10 @@ class RunConfig:
     trust_remote_code: bool = field(default=False, metadata={
         "help": "allow checkpoints that ship their own model code"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+
+    def inputs(self) -> list[tuple[str, str | None]]:
+        """The paths this run reads, by option: --out must stay clear of them (pkd.rundir.check_out_location)."""
+        return [*self.data.files(), ("--data-dir", self.data_dir)]
 
 
 @dataclass

@@ -307,7 +307,7 @@ def export(source: str | Path, cfg: ExportConfig, score: Callable[[Path, str], d
     `score(directory, task)` measures the finished export on dev (see export_model)."""
     if cfg.format == "onnx":
         require_onnxruntime()  # before any work
-    check_out_dir(cfg.out, cfg.overwrite)
+    check_out_dir(cfg.out, cfg.overwrite, inputs=[("--data-dir", cfg.data_dir)], nests=[("the source run", source)])
     path = resolve_model(str(source))
     if is_export_dir(path):
         raise DataError(f"{path}: already an export directory; export the run it came from ({EXPORT_FILE})")

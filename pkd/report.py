@@ -96,7 +96,7 @@ def run_cli(args: argparse.Namespace) -> str:
     if args.paired is not None:
         if len(args.runs) != 1 or args.out is not None:
             raise UsageError("--paired B: give one compare directory A, and no --out (the table is printed)")
-        return paired_markdown(args.runs[0], args.paired, args.data_dir, args.select)
+        return paired_markdown(args.runs[0], args.paired, args.data_dir)
     if args.out is None:
         runs = collect_runs(args.runs)
         if args.metric:
@@ -419,9 +419,9 @@ def in_metric(runs: Sequence[Run], metric: str, data_dir: str | Path | None = No
     return changed
 
 
-def _selected_predictions(compare_dir: Path, select: str) -> tuple[dict, dict[tuple[str, int], object]]:
-    """A comparison's compare.json, and the dev predictions of each finished run at its selected epoch, by
-    (method, seed)."""
+def _last_predictions(compare_dir: Path) -> tuple[dict, dict[tuple[str, int], object]]:
+    """A comparison's compare.json, and the dev predictions of each finished run at its last epoch, by (method,
+    seed): verdicts never rest on the epoch picked on the dev set they resample (docs/method.md)."""
     import numpy as np
 
     meta = read_json(compare_dir / COMPARE_FILE)
@@ -430,7 +430,7 @@ def _selected_predictions(compare_dir: Path, select: str) -> tuple[dict, dict[tu
         if run.variant != "torch" or run.score is None:
             continue
         result = read_result(run.path)
-        epoch = result["epoch"] if select == "best" else (result.get("last") or run.history[-1])["epoch"]
+        epoch = (result.get("last") or run.history[-1])["epoch"]
         file = predictions_file(run.path, epoch)
         if not file.is_file():
             raise DataError(f"{file}: missing (a run made before pkd kept its dev predictions)")
@@ -438,10 +438,10 @@ def _selected_predictions(compare_dir: Path, select: str) -> tuple[dict, dict[tu
     return meta, found
 
 
-def paired_markdown(a: str | Path, b: str | Path, data_dir: str | Path | None = None, select: str = "best") -> str:
+def paired_markdown(a: str | Path, b: str | Path, data_dir: str | Path | None = None) -> str:
     """B - A for two `pkd compare` directories of the same task and seeds that differ in one setting (the data
     order, the student's init): per method, pkd.stats' paired interval over seeds and dev examples, seed s of B
-    paired with seed s of A; "all" pools every method's seeds. Markdown."""
+    paired with seed s of A, on each run's last epoch; "all" pools every method's seeds. Markdown."""
     import numpy as np
 
     from pkd.data import load_split
@@ -453,7 +453,7 @@ def paired_markdown(a: str | Path, b: str | Path, data_dir: str | Path | None = 
     for path in (a, b):
         if _kind(path) != "compare":
             raise UsageError(f"{path}: not a compare directory (no compare.json)")
-    (meta, runs_a), (meta_b, runs_b) = _selected_predictions(a, select), _selected_predictions(b, select)
+    (meta, runs_a), (meta_b, runs_b) = _last_predictions(a), _last_predictions(b)
     if meta["task"] != meta_b["task"]:
         raise UsageError(f"--paired {b}: task {meta_b['task']}, but {a} is {meta['task']}")
     common = sorted(set(runs_a) & set(runs_b), key=lambda k: (_method_key(k[0]), k[1]))
@@ -475,7 +475,7 @@ def paired_markdown(a: str | Path, b: str | Path, data_dir: str | Path | None = 
     except ValueError as e:  # predictions of another dev set than --data-dir's
         raise DataError(f"--paired {b}: {e}") from None
     seeds = sorted({s for _, s in common})
-    return (f"{task.name}, {select}-epoch dev score: {names[1]} - {names[0]}, seeds {', '.join(map(str, seeds))} "
+    return (f"{task.name}, last-epoch dev score: {names[1]} - {names[0]}, seeds {', '.join(map(str, seeds))} "
             f"paired, {len(labels)} dev examples\n\n" + verdicts_markdown(rows))
 
 

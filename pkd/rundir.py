@@ -31,7 +31,7 @@ import os
 import platform
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -251,15 +251,58 @@ def check_resume(out: str | Path, record: dict) -> dict | None:
     return stored
 
 
-def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse a non-empty output directory unless asked to overwrite it or resume in it, and one that another
-    process is writing to. Call it early, on every rank: prepare_out_dir's lock is taken after it (pkd.dist's
-    prepare_out_dir_once waits for every rank first)."""
+# The files by which pkd recognises a directory it wrote: a run, comparison, sweep, export or teacher cache entry.
+PKD_MARKERS = (RUN_FILE, COMPARE_FILE, SWEEP_FILE, EXPORT_FILE, "meta.json")
+
+
+def written_by_pkd(directory: str | Path) -> bool:
+    """Whether `directory` holds one of pkd's marker files (PKD_MARKERS): the only directories --overwrite
+    replaces."""
+    return any((Path(directory) / name).is_file() for name in PKD_MARKERS)
+
+
+def check_out_location(out: str | Path, inputs: Sequence[tuple[str, str | Path | None]] = (),
+                       nests: Sequence[tuple[str, str | Path | None]] = ()) -> None:
+    """Refuse, whatever the flags, an --out that overlaps what the command reads, since writing there (and an
+    --overwrite) would change or delete it: one that is or contains the working directory; one that is, contains
+    or lies inside one of `inputs` ((option, path) pairs: the teacher, --student-base, a data file or directory);
+    one that is or contains one of `nests` (directories pkd keeps that an --out may live inside: the teacher
+    cache, and for an export the run it comes from, as `compare --export` writes RUN/export-int8). Names that
+    are not local paths, such as Hub names, are skipped."""
+    target = Path(out).resolve()
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise UsageError(f"--out {out}: is or contains the working directory ({cwd}); name a new directory "
+                         "for pkd's output, such as runs/NAME")
+    for group, inside in ((inputs, True), (nests, False)):
+        for option, path in group:
+            if not path or not Path(path).exists():
+                continue
+            kept = Path(path).resolve()
+            where = ("is" if target == kept else "contains" if target in kept.parents else
+                     "lies inside" if inside and kept in target.parents else None)
+            if where:
+                raise UsageError(f"--out {out}: {where} {option} ({path}); write pkd's output elsewhere, such as "
+                                 "runs/NAME")
+
+
+def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False,
+                  inputs: Sequence[tuple[str, str | Path | None]] = (),
+                  nests: Sequence[tuple[str, str | Path | None]] = ()) -> Path:
+    """Refuse a non-empty output directory unless asked to overwrite it or resume in it; an --overwrite of one pkd
+    did not write (written_by_pkd); an --out that overlaps what the command reads (check_out_location); and one
+    that another process is writing to. Call it early, on every rank: prepare_out_dir's lock is taken after it
+    (pkd.dist's prepare_out_dir_once waits for every rank first)."""
+    check_out_location(out, inputs, nests)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not (resume or overwrite):
         raise UsageError(f"--out {out}: directory exists and is not empty (pass --overwrite to replace it)")
+    if overwrite and not resume and out.exists() and any(out.iterdir()) and not written_by_pkd(out):
+        raise UsageError(f"--out {out}: --overwrite replaces only a directory pkd wrote (one with "
+                         f"{', '.join(PKD_MARKERS)}), and this one has none; nothing was touched: remove it "
+                         "yourself or choose another --out")
     if out.is_dir() and fcntl is not None and out.resolve() not in _HELD:
         fd = os.open(out, os.O_RDONLY)
         try:  # a shared lock: probes do not conflict with each other, only with a writer's exclusive one

@@ -34,7 +34,6 @@ from pkd.errors import DataError, PkdError, TrainingError, UsageError
 from pkd.io import write_json, write_text
 from pkd.rundir import (
     SWEEP_FILE,
-    check_out_dir,
     check_resume,
     has_checkpoints,
     is_finished,
@@ -138,7 +137,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
     task = resolve_task(run.task, run.data, distill_cfg.teacher)
     distill_cfg, cfg = api.student_configs(task, distill_cfg, train_cfg)
     records = {trial_name(params): _trial_record(task, params, distill_cfg, train_cfg) for params in trials}
-    check_out_dir(run.out, run.overwrite, run.resume)
+    api.check_student_out(run, distill_cfg)
     if run.resume:  # a kept trial, finished or not, made with other settings would mix them into the tables
         for name, record in records.items():
             check_resume(Path(run.out) / name, record)

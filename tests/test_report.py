@@ -283,7 +283,7 @@ def test_paired_differences_of_two_comparisons(real_runs, other_order, glue_dir,
     a = real_runs / "compare-sst2-L2"
     assert main(["report", str(a), "--paired", str(other_order), "--data-dir", str(glue_dir)]) == 0
     table = capsys.readouterr().out
-    assert table.startswith(f"sst2, best-epoch dev score: compare-shuffled - compare-sst2-L2, seeds {SEEDS[0]}, ")
+    assert table.startswith(f"sst2, last-epoch dev score: compare-shuffled - compare-sst2-L2, seeds {SEEDS[0]}, ")
     diffs = {}
     for method in ("kd", "pkd-skip"):
         runs = [(_read(a / f"{method}-seed{s}" / "result.json")["score"],
