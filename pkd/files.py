@@ -451,6 +451,25 @@ def holdout_of(table: Table, spec: FileSpec) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ the task
 
 
+def check_holdout(recorded: FileSpec, train_sha256: str | None, rows_sha256: str | None, source: str) -> None:
+    """Refuse a training file whose contents (or hold-out rows) differ from what the run that made the dev hold-out
+    recorded: the held-out rows would be recomputed, and the teacher's training rows would become dev rows (and dev
+    rows training rows) without a word. Nothing to check for a run with a dev file, or one that recorded no
+    hold-out."""
+    if recorded.dev or not recorded.holdout:
+        return
+    was_sha, was_rows = recorded.sha256.get("train"), recorded.holdout.get("sha256")
+    if was_sha and train_sha256 and was_sha != train_sha256:
+        what = f"sha256 {train_sha256}, but the run recorded {was_sha}"
+    elif was_rows and rows_sha256 and was_rows != rows_sha256:
+        what = f"held-out dev rows digest {rows_sha256}, but the run recorded {was_rows}"
+    else:
+        return
+    raise DataError(f"{source}: changed since the model's dev hold-out was drawn ({what}); its dev rows would move "
+                    "into training and training rows into dev. Retrain the teacher on this file, or pass an explicit "
+                    "--dev-file")
+
+
 def make_task(spec: FileSpec) -> Task:
     """The Task a FileSpec defines; it takes the GLUE default recipe (pkd.tasks.Recipe), pairs of texts the pair
     tasks' (PAIR_RECIPE: the shuffled order)."""
@@ -565,6 +584,8 @@ def recorded_with(recorded: FileSpec, given: dict[str, Any]) -> FileSpec:
     split_changed = "dev_fraction" in given or "split_seed" in given or bool({"train", "dev"} & set(changed))
     if changed or split_changed:
         spec = with_sources(spec, tuple(changed), holdout_too=split_changed)
+    if not spec.dev:  # the dev split is still the recorded hold-out of train: it must be the same rows
+        check_holdout(recorded, spec.sha256.get("train"), spec.holdout.get("sha256"), spec.train)
     return spec
 
 
@@ -581,6 +602,7 @@ def load_file_split(task: Task, split: str, limit: int | None = None) -> list[Sp
     if split != "test" and (table is None or split == "train") and source_table(spec, "dev") is None:
         table = source_table(spec, "train")
         held = holdout_of(table, spec)
+        check_holdout(spec, table.sha256, digest(held), table.source)  # the file may have changed in place
         rows = held if split == "dev" else np.setdiff1d(np.arange(len(table.data)), held)
     labeled = spec.label_column in table.columns and not (
         split == "test" and table.class_names(spec.label_column) is not None and  # the Hub's unlabeled test rows

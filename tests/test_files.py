@@ -470,13 +470,41 @@ def test_the_teacher_cache_is_keyed_by_the_file_contents(tickets_teacher, tmp_pa
     first = pkd.build_cache(str(tickets_teacher), None, [2], **options).path
     assert pkd.build_cache(str(tickets_teacher), None, [2], data=DataConfig(train_file=str(copy)),
                            **options).path == first  # the same contents elsewhere: the same cache
+    # An edited training file with the teacher's hold-out is refused (test_a_changed_training_file_...); with an
+    # explicit dev file it trains, and the cache follows the contents.
+    own_dev = DataConfig(train_file=str(copy), dev_file=str(EXAMPLES / "tickets.csv"))
+    before = pkd.build_cache(str(tickets_teacher), None, [2], data=own_dev, **options).path
     lines = copy.read_text().splitlines()
     lines[1] = lines[1].replace("Hello", "Hi")
     copy.write_text("\n".join(lines) + "\n")
-    assert pkd.build_cache(str(tickets_teacher), None, [2], data=DataConfig(train_file=str(copy)),
-                           **options).path != first
+    assert pkd.build_cache(str(tickets_teacher), None, [2], data=own_dev, **options).path not in (first, before)
     whole = pkd.build_cache(str(tickets_teacher), None, [2], cache_dir=tmp_path / "cache", max_seq_len=24)
     assert len(whole) == 360  # the 40 held-out dev rows never reach the cache
+
+
+def test_a_changed_training_file_under_a_recorded_holdout_is_refused(tiny_bert, tmp_path, capsys):
+    """Issue 35, item 2: rows appended to the training file after the teacher was trained used to move the dev
+    hold-out silently (15 of 21 new dev rows had been teacher training rows). Now distill and evaluate refuse in
+    one line, naming the file and both digests; an explicit --dev-file goes on."""
+    import pkd
+
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], [r[1:] for r in ticket_rows(200)])
+    teacher = tmp_path / "teacher"
+    pkd.finetune(None, teacher, model=str(tiny_bert), train_file=str(train), quiet=True, epochs=1, batch_size=32,
+                 lr=2e-3, max_seq_len=24, seed=0)
+    recorded = json.loads((teacher / "run.json").read_text())["file_task"]
+    with open(train, "a", newline="") as f:
+        csv.writer(f).writerows(r[1:] for r in ticket_rows(220)[200:])
+    capsys.readouterr()
+    for argv in (["evaluate", teacher],
+                 ["distill", "--teacher", teacher, "--student-layers", "2", "--out", tmp_path / "s", "--quiet"]):
+        code = main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert str(train) in err and recorded["sha256"]["train"] in err and "--dev-file" in err
+    assert not (tmp_path / "s").exists()
+    dev = write_csv(tmp_path / "dev.csv", ["text", "label"], [r[1:] for r in ticket_rows(20)])
+    assert main(["evaluate", str(teacher), "--dev-file", str(dev)]) == 0, capsys.readouterr().err
 
 
 def test_registry_runs_export_without_data_dir(tiny_teacher, tmp_path, monkeypatch, capsys):
