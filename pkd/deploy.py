@@ -220,14 +220,22 @@ def int8_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------- parity
 
 
-def compare_logits(reference: np.ndarray, exported: np.ndarray) -> dict[str, float]:
-    """max |Δlogit| and prediction agreement (argmax; a regression output is compared as is)."""
+def compare_logits(reference: np.ndarray, exported: np.ndarray, multi_label: bool = False) -> dict:
+    """max |Δlogit| and prediction agreement: argmax for one label per example; for multi-label, each label's
+    decision (logit > 0) compared label by label, as the model predicts; a regression output is compared as is.
+
+    Args:
+        reference, exported: [B, C] logits of the PyTorch model and of its export on the same batch.
+    """
     diff = float(np.abs(reference - exported).max()) if reference.size else 0.0
-    if reference.shape[-1] == 1:
-        agree = np.isclose(reference[:, 0], exported[:, 0], atol=PARITY_LIMIT)
+    if multi_label:
+        agree, rule = (reference > 0) == (exported > 0), "each label's logit > 0"
+    elif reference.shape[-1] == 1:
+        agree, rule = np.isclose(reference[:, 0], exported[:, 0], atol=PARITY_LIMIT), "|value difference| <= limit"
     else:
-        agree = reference.argmax(-1) == exported.argmax(-1)
-    return {"max_abs_logit_diff": diff, "agreement": float(np.mean(agree)) if agree.size else 1.0}
+        agree, rule = reference.argmax(-1) == exported.argmax(-1), "argmax"
+    return {"max_abs_logit_diff": diff, "agreement": float(np.mean(agree)) if agree.size else 1.0,
+            "agreement_of": rule}
 
 
 def logits_of(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
@@ -256,6 +264,10 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
     if fmt == "onnx":
         require_onnxruntime()
     reference = logits_of(model, batch)
+    multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
+
+    def agreement_with(exported: torch.nn.Module, parity_batch: dict[str, torch.Tensor]) -> dict:
+        return compare_logits(reference, logits_of(exported, parity_batch), multi_label)
     record: dict = {**(info or {}), "kind": kind, "format": fmt, "quantize": quantize, "opset": opset,
                     "optimize": optimize, "model_file": model_file(fmt, quantize), "inputs": list(batch),
                     "exporter": "torch.onnx.export (TorchScript, dynamo=False), eager attention" if fmt == "onnx"
@@ -272,20 +284,20 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
                 record["fused"] = optimize_onnx(fp32, model.config)
             # The fp32 graph is checked even when it is only the quantizer's input: an int8 error on top of a
             # broken export would be indistinguishable from quantization noise.
-            result = compare_logits(reference, logits_of(OnnxClassifier(fp32, model.config, threads=1), batch))
+            result = agreement_with(OnnxClassifier(fp32, model.config, threads=1), batch)
             _check_fp32(result, f"{out}: ONNX export" + (" after --optimize" if optimize else ""))
             if quantize == "int8":
                 parity["fp32_max_abs_logit_diff"] = result["max_abs_logit_diff"]
                 quantize_onnx(fp32, target)
                 fp32.unlink()
-                result = compare_logits(reference, logits_of(OnnxClassifier(target, model.config, threads=1), batch))
+                result = agreement_with(OnnxClassifier(target, model.config, threads=1), batch)
         elif quantize == "int8":
             save_file(int8_state_dict(quantize_torch(model)), target)
-            result = compare_logits(reference, logits_of(load_int8_model(target, model.config, kind), batch))
+            result = agreement_with(load_int8_model(target, model.config, kind), batch)
         else:
             model.save_pretrained(tmp, safe_serialization=True)
             reloaded = HEADS[kind].from_pretrained(tmp, use_safetensors=True).eval()
-            result = compare_logits(reference, logits_of(reloaded, batch))
+            result = agreement_with(reloaded, batch)
             _check_fp32(result, f"{out}: PyTorch export")
         record["parity"] = {**parity, **result}
         record["size_bytes"] = target.stat().st_size

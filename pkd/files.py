@@ -279,8 +279,11 @@ def infer_labels(table: Table, column_name: str, kind: str | None, sep: str) -> 
     """The label kind (given, or read from the column's type and values) and the sorted label list."""
     column = table.column(column_name)
     where = f"{table.source}: column {column_name!r}"
+    dtype = column.type
+    is_list = pa.types.is_list(dtype) or pa.types.is_large_list(dtype)
     at = row_of(pc.is_null(column))
-    if at is not None:
+    # A multi-label row with no labels is the empty set: an empty CSV cell reads as null, like JSON Lines' [].
+    if at is not None and not (kind == "multi-label" or (kind is None and (is_list or sep))):
         raise DataError(f"{table.source}: row {at + 1}, column {column_name!r}: empty label")
     if table.is_json(column_name):
         values = [json.loads(v) for v in column.to_pylist()]
@@ -291,8 +294,6 @@ def infer_labels(table: Table, column_name: str, kind: str | None, sep: str) -> 
                             f"row {text + 1}: {values[text]!r}); give every label as a string or every one as a "
                             "number")
         raise DataError(f"{where}: labels of mixed types; use strings, numbers or lists of strings")
-    dtype = column.type
-    is_list = pa.types.is_list(dtype) or pa.types.is_large_list(dtype)
     names = table.class_names(column_name)
     if names is not None and kind in (None, "classification"):  # a dataset's ClassLabel: its names, in its order
         return "classification", names

@@ -7,8 +7,9 @@ KD  = T^2 * KL(softmax(z_t / T) || softmax(z_s / T)), summed over classes and av
       number of classes C, so its alpha-weighted term is ours divided by C.
       For regression the KD term is the squared error between student and teacher outputs. For multi-label
       tasks (one sigmoid per label) CE is the binary cross-entropy and KD is T^2 times the binary KL divergence
-      between the teacher's and the student's per-label sigmoid at temperature T, summed over labels and averaged
-      over examples.
+      between the teacher's and the student's per-label sigmoid at temperature T, both averaged over the [B, C]
+      grid of examples and labels: one convention for both terms, so that alpha weighs them as it does for a
+      softmax (a one-hot teacher at T = 1 gives KD = CE for any C; summing KD over labels made it C times CE).
 PT  = for each mapped student layer j: || h_s(j)/|h_s(j)| - h_t(I(j))/|h_t(I(j))| ||^2 on the [CLS] vector
       (the paper's), or on the attention-masked mean of the layer's tokens (--pt-pooling mean: pkd.patient says
       why), summed over hidden units, averaged over mapped layers and examples. The original code took an
@@ -99,7 +100,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
         multi_label: C independent labels, one sigmoid each.
 
     Returns:
-        A scalar: summed over classes (labels), averaged over the B examples ("batchmean"), in fp32.
+        A scalar: summed over classes, averaged over the B examples ("batchmean"); multi-label: averaged over
+        the [B, C] grid of examples and labels, as task_loss averages its binary cross-entropy. In fp32.
     """
     if regression:
         return F.mse_loss(student_logits.float(), teacher_logits.float())
@@ -121,12 +123,13 @@ def binary_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> tor
         teacher_logits: [B, C], likewise.
 
     Returns:
-        A scalar: summed over the C labels, averaged over the B examples, in fp32.
+        A scalar: averaged over the [B, C] grid of examples and labels (task_loss's convention for multi-label), in
+        fp32.
     """
     target = torch.sigmoid(teacher_logits)
     cross = F.binary_cross_entropy_with_logits(student_logits, target, reduction="none")
     entropy = F.binary_cross_entropy_with_logits(teacher_logits, target, reduction="none")
-    return (cross - entropy).sum(-1).mean()
+    return (cross - entropy).mean()
 
 
 def pt_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor, normalize: bool = True) -> torch.Tensor:

@@ -95,3 +95,19 @@ def test_bench_readme_names_every_script():
     index = (BENCH / "README.md").read_text()
     scripts = [p for p in BENCH.rglob("*") if p.suffix in (".sh", ".py") and "out" not in p.relative_to(BENCH).parts]
     assert scripts and not sorted(str(p.relative_to(BENCH)) for p in scripts if f"`{p.name}`" not in index)
+
+
+def test_check_demo_fails_beyond_the_tolerance(tmp_path):
+    """.ci/run's demo check: 0.3 points off passes, 0.4 fails loudly, and a missing accuracy fails."""
+    recorded = tmp_path / "recorded.json"
+    recorded.write_text(json.dumps({"accuracy": {"teacher": 82.91, "student": 81.65}}))
+
+    def check(accuracy: dict) -> subprocess.CompletedProcess:
+        new = tmp_path / "new.json"
+        new.write_text(json.dumps({"accuracy": accuracy}))
+        return subprocess.run([sys.executable, BENCH / "check_demo.py", new, recorded], capture_output=True, text=True)
+
+    assert check({"teacher": 83.21, "student": 81.35}).returncode == 0
+    failed = check({"teacher": 82.91, "student": 81.25})
+    assert failed.returncode == 1 and "demo student: 81.25" in failed.stdout and "DIFFERS" in failed.stdout
+    assert check({"teacher": 82.91}).returncode == 1

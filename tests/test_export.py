@@ -297,3 +297,16 @@ def test_optimize_fuses_attention_before_int8(tiny_teacher, glue_dir, tmp_path):
     assert record["fused"]["Attention"] == 4 and record["fused"]["SkipLayerNormalization"] == 8
     assert record["operators"]["QAttention"] == 4 and "Softmax" not in record["operators"]
     assert record["parity"]["fp32_max_abs_logit_diff"] <= 1e-3 and record["parity"]["agreement"] >= 0.9
+
+
+def test_multi_label_parity_compares_each_labels_decision_not_the_argmax():
+    """Issue 35, item 6: a multi-label model predicts every label whose logit is > 0. An export that flips one
+    label's sign keeps the argmax (agreement 1.0 by argmax) but changes a prediction; one that reorders two
+    positive labels changes the argmax but no prediction."""
+    reference = np.array([[3.0, 0.5, -2.0], [1.0, -1.0, -3.0]])
+    flipped = np.array([[3.0, -0.1, -2.0], [1.0, -1.0, -3.0]])  # label 1 of example 0 changes side
+    reordered = np.array([[0.6, 2.5, -2.0], [1.0, -1.0, -3.0]])  # still labels 0 and 1, the argmax moved
+    assert deploy.compare_logits(reference, flipped)["agreement"] == 1.0  # what the argmax rule said
+    assert deploy.compare_logits(reference, flipped, multi_label=True)["agreement"] == pytest.approx(5 / 6)
+    assert deploy.compare_logits(reference, reordered, multi_label=True)["agreement"] == 1.0
+    assert deploy.compare_logits(reference, reordered, multi_label=True)["agreement_of"] == "each label's logit > 0"

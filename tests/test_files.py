@@ -221,6 +221,28 @@ def test_label_sep_multi_label_and_metric_choice(tmp_path):
         resolve_task(None, DataConfig(train_file=str(path), label_sep="|", metric="pearson"))
 
 
+def test_a_multi_label_row_with_no_labels_is_the_empty_set(tmp_path):
+    """Issue 35, item 5: the same three rows, the middle one without labels, in CSV (an empty cell, with
+    --label-sep), JSON Lines ([]) and Parquet (an empty list and a null); none is refused as an "empty label"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    csv_file = write_csv(tmp_path / "m.csv", ["text", "label"], [["a", "x|y"], ["b", ""], ["c", "y"]])
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": t, "label": v}) + "\n" for t, v in
+                             (("a", ["x", "y"]), ("b", []), ("c", ["y"]))))
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": [["x", "y"], [], ["y"]]}), tmp_path / "m.parquet")
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": pa.array([["x", "y"], None, ["y"]])}),
+                   tmp_path / "null.parquet")
+    for path, sep in ((csv_file, "|"), (jsonl, None), (tmp_path / "m.parquet", None), (tmp_path / "null.parquet", None)):
+        task = resolve_task(None, DataConfig(train_file=str(path), dev_file=str(path), label_sep=sep))
+        assert task.multi_label and task.labels == ("x", "y"), path
+        assert [e.label for e in load_split(task, "train")[0].examples] == [(1, 1), (0, 0), (0, 1)], path
+    classification = write_csv(tmp_path / "c.csv", ["text", "label"], [["a", "x"], ["b", ""], ["c", "y"]])
+    with pytest.raises(DataError, match="row 2, column 'label': empty label"):
+        resolve_task(None, DataConfig(train_file=str(classification)))
+
+
 def test_label_kind_override(tmp_path):
     path = write_csv(tmp_path / "r.csv", ["text", "label"], [["a", 1], ["b", 2], ["c", 3]])
     assert resolve_task(None, DataConfig(train_file=str(path), dev_file=str(path))).labels == ("1", "2", "3")
@@ -328,12 +350,28 @@ def test_multi_label_kd_is_zero_when_equal_and_scales_with_temperature():
     assert kd_loss(t, t, 2.0, multi_label=True).item() == pytest.approx(0.0, abs=1e-6)
     p_t, p_s = torch.sigmoid(t / 2), torch.sigmoid(s / 2)
     kl = p_t * (p_t / p_s).log() + (1 - p_t) * ((1 - p_t) / (1 - p_s)).log()
-    assert kd_loss(s, t, 2.0, multi_label=True).item() == pytest.approx(4 * kl.sum(-1).mean().item(), rel=1e-4)
+    assert kd_loss(s, t, 2.0, multi_label=True).item() == pytest.approx(4 * kl.mean().item(), rel=1e-4)
     labels = torch.tensor([[1.0, 0, 1], [0, 0, 1], [1, 1, 1], [0, 0, 0]])
     parts = pkd_loss(LossConfig(alpha=0.5, temperature=2.0), s, labels, False, t, multi_label=True)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(s, labels)
     assert parts["ce"].item() == pytest.approx(bce.item(), rel=1e-5)
     assert parts["loss"].item() == pytest.approx(0.5 * bce.item() + 0.5 * parts["kd"].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("labels", [2, 8, 32])
+def test_multi_label_kd_and_ce_share_one_scale_whatever_the_number_of_labels(labels):
+    """Issue 35, item 4: with a one-hot (saturated) teacher at T = 1, KD is the same binary cross-entropy as CE, so
+    KD / CE is 1, as for a softmax; KD summed over labels while CE averaged made it C (2, 8, 32)."""
+    torch.manual_seed(labels)
+    gold = (torch.rand(16, labels) < 0.3).float()
+    teacher = (gold * 2 - 1) * 40.0  # sigmoid(+-40) is 0/1 to fp32 precision: the teacher says the gold labels
+    student = torch.randn(16, labels)
+    parts = pkd_loss(LossConfig(alpha=0.5, temperature=1.0, beta=0.0), student, gold, False, teacher,
+                     multi_label=True)
+    assert (parts["kd"] / parts["ce"]).item() == pytest.approx(1.0, rel=1e-4)
+    single = pkd_loss(LossConfig(alpha=0.5, temperature=1.0, beta=0.0), student, gold.argmax(-1), False,
+                      torch.nn.functional.one_hot(gold.argmax(-1), labels).float() * 40.0)
+    assert (single["kd"] / single["ce"]).item() == pytest.approx(1.0, rel=1e-4)
 
 
 # ------------------------------------------------------------------------------------------------ bad input
