@@ -234,7 +234,8 @@ def test_a_multi_label_row_with_no_labels_is_the_empty_set(tmp_path):
     pq.write_table(pa.table({"text": ["a", "b", "c"], "label": [["x", "y"], [], ["y"]]}), tmp_path / "m.parquet")
     pq.write_table(pa.table({"text": ["a", "b", "c"], "label": pa.array([["x", "y"], None, ["y"]])}),
                    tmp_path / "null.parquet")
-    for path, sep in ((csv_file, "|"), (jsonl, None), (tmp_path / "m.parquet", None), (tmp_path / "null.parquet", None)):
+    files = ((csv_file, "|"), (jsonl, None), (tmp_path / "m.parquet", None), (tmp_path / "null.parquet", None))
+    for path, sep in files:
         task = resolve_task(None, DataConfig(train_file=str(path), dev_file=str(path), label_sep=sep))
         assert task.multi_label and task.labels == ("x", "y"), path
         assert [e.label for e in load_split(task, "train")[0].examples] == [(1, 1), (0, 0), (0, 1)], path
