@@ -297,9 +297,10 @@ def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+    filled = out.exists() and any(out.iterdir())
+    if filled and not (resume or overwrite):
         raise UsageError(f"--out {out}: directory exists and is not empty (pass --overwrite to replace it)")
-    if overwrite and not resume and out.exists() and any(out.iterdir()) and not written_by_pkd(out):
+    if filled and overwrite and not resume and not written_by_pkd(out):
         raise UsageError(f"--out {out}: --overwrite replaces only a directory pkd wrote (one with "
                          f"{', '.join(PKD_MARKERS)}), and this one has none; nothing was touched: remove it "
                          "yourself or choose another --out")
