@@ -25,7 +25,7 @@ from pkd.dist import check_device, is_main, prepare_out_dir_once
 from pkd.encoding import EncodedSplit, encode_splits
 from pkd.errors import DataError, UsageError
 from pkd.io import write_text
-from pkd.losses import Projection, layer_map_for, loss_for
+from pkd.losses import Projection, layer_map_for, loss_for, pt_layers
 from pkd.metrics import predictions_from_logits
 from pkd.models import (
     default_teacher_path,
@@ -263,8 +263,9 @@ def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     teacher_outputs = None
     if distill_cfg.method != "ft":
         teacher_outputs = (LiveTeacher(prepared.teacher, loss_cfg.pt_pooling) if distill_cfg.live_teacher else
-                           ensure_cache(prepared.teacher, tokenizer, train_data, cfg.max_seq_len, layer_map,
-                                        distill_cfg.cache_dir, pooling=loss_cfg.pt_pooling))
+                           ensure_cache(prepared.teacher, tokenizer, train_data, cfg.max_seq_len,
+                                        pt_layers(layer_map, loss_cfg), distill_cfg.cache_dir,
+                                        pooling=loss_cfg.pt_pooling))
     student, projection = prepared.build_student(cfg.seed)
     info = {"command": "distill", "method": distill_cfg.method, "teacher": prepared.teacher_path,
             "student_init": distill_cfg.student_init, "student_source": prepared.student_source,

@@ -7,11 +7,12 @@ pooling "mean" the attention-masked mean of the tokens; pkd.patient), in fp16, a
 (|x| > 65504) is stored in float32 instead: fp16 would make them inf, and the only symptom would be a
 non-finite loss later. Its directory name is a fingerprint
 of everything that determines its contents (teacher weights, tokenizer, data file, max_seq_len, pooling, layers), so
-a change of any of them gives a new cache instead of a stale one; a cache that holds more layers than asked
-for serves the request. It is built under a temporary name and renamed into place when complete: a killed
-build is never used. Its files' sizes are checked when it is opened, and their SHA-256 checksums on demand
-(`pkd cache --verify`). Its meta.json also records how much each stored layer's targets vary across the
-training examples (pkd.patient), the number a run checks before it trains.
+a change of any of them gives a new cache instead of a stale one; a cache that holds more layers than asked for
+serves the request. A cache of logits only (KD, or a PT weight beta of 0) is keyed without pooling, and any cache of
+the same inputs serves a logits-only request whatever its pooling. It is built under a temporary name and renamed
+into place when complete: a killed build is never used. Its files' sizes are checked when it is opened, and their
+SHA-256 checksums on demand (`pkd cache --verify`). Its meta.json also records how much each stored layer's targets
+vary across the training examples (pkd.patient), the number a run checks before it trains.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def default_cache_root() -> Path:
 
 
 def _key_inputs(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data_fingerprint: str,
-                max_seq_len: int, pooling: str) -> dict:
+                max_seq_len: int, pooling: str | None) -> dict:
     return {"version": FORMAT_VERSION, "teacher": model_fingerprint(teacher),
             "tokenizer": tokenizer_fingerprint(tokenizer), "data": data_fingerprint, "max_seq_len": max_seq_len,
             "pooling": pooling}
@@ -72,10 +73,13 @@ def _wider_cache(root: Path, inputs: dict, layers: list[int]) -> Path | None:
         return None
     for meta_file in sorted(root.glob("*/meta.json")):
         try:
-            stored = json.loads(meta_file.read_text())["layers"]
+            meta = json.loads(meta_file.read_text())
+            stored = meta["layers"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if set(layers) <= set(stored) and meta_file.parent.name == _key(inputs, stored):
+        # Without PT layers only the logits are read, and no pooling changes them: any pooling's cache serves.
+        candidate = inputs if layers else {**inputs, "pooling": meta.get("pooling")}
+        if set(layers) <= set(stored) and meta_file.parent.name == _key(candidate, stored):
             return meta_file.parent
     return None
 
@@ -112,7 +116,7 @@ class TeacherCache:
         except (OSError, ValueError, KeyError) as e:
             raise DataError(f"{self.path}: corrupted teacher cache ({type(e).__name__}); delete it") from None
         self.layers: list[int] = self.meta["layers"]
-        self.pooling: str = self.meta.get("pooling", "cls")
+        self.pooling: str | None = self.meta.get("pooling", "cls")  # None: logits only
         if self.logits.shape[0] != self.meta["num_examples"] or self.cls.shape[0] != self.meta["num_examples"]:
             raise DataError(f"{self.path}: cache holds {self.logits.shape[0]} examples, "
                             f"meta says {self.meta['num_examples']}; delete it")
@@ -154,7 +158,7 @@ class LiveTeacher:
 
 
 def teacher_forward(teacher: torch.nn.Module, batch: dict, layers: list[int],
-                    pooling: str = "cls") -> tuple[torch.Tensor, torch.Tensor | None]:
+                    pooling: str | None = "cls") -> tuple[torch.Tensor, torch.Tensor | None]:
     """The teacher's logits [B, C] and its PT targets of `layers` [B, L, H] (None without layers)."""
     out = teacher(**model_inputs(batch), output_hidden_states=bool(layers))
     if not layers:
@@ -190,7 +194,7 @@ def _one_process_at_a_time(ensure: Callable[..., TeacherCache]) -> Callable[...,
 @_one_process_at_a_time
 def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data: EncodedSplit, max_seq_len: int,
                  layers: list[int], cache_root: str | Path | None = None, batch_size: int = 128,
-                 device: str | None = None, rebuild: bool = False, pooling: str = "cls") -> TeacherCache:
+                 device: str | None = None, rebuild: bool = False, pooling: str | None = "cls") -> TeacherCache:
     """Open the cache for these inputs, building it first if it does not exist yet.
 
     Under `accelerate launch` the build is sharded: each rank runs the teacher over its own contiguous slice of
@@ -200,6 +204,7 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
     """
     layers = sorted(set(layers))
     root = Path(cache_root) if cache_root else default_cache_root()
+    pooling = pooling if layers else None  # logits only (KD, or beta 0): one cache whatever --pt-pooling says
     inputs = _key_inputs(teacher, tokenizer, data.split.fingerprint, max_seq_len, pooling)
     path = root / _key(inputs, layers)
     if not rebuild:  # rank 0 decides for everyone
@@ -239,7 +244,7 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
 
 def _write_shard(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data: torch.utils.data.Dataset,
                  layers: list[int], device: str | torch.device, batch_size: int, tmp: Path, suffix: str,
-                 progress: bool, pooling: str = "cls") -> None:
+                 progress: bool, pooling: str | None = "cls") -> None:
     """The teacher's outputs for `data` as logits<suffix>.npy and cls<suffix>.npy; nothing for an empty slice.
 
     The examples run longest first, in batches of similar length (far less padding than in file order), and

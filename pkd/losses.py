@@ -66,6 +66,12 @@ def layer_map_for(method: str, teacher_layers: int, student_layers: int,
     return []
 
 
+def pt_layers(layer_map: list[int], loss: LossConfig) -> list[int]:
+    """The teacher layers whose PT targets a run reads: the mapped ones, none when beta is 0 (then its teacher
+    cache is one of logits only, which any pooling's cache of the same inputs serves; pkd.cache)."""
+    return list(layer_map) if loss.beta > 0 else []
+
+
 def validate_layer_map(layer_map: list[int], teacher_layers: int, student_layers: int) -> None:
     if len(layer_map) != student_layers - 1:
         raise UsageError(f"--layer-map {','.join(map(str, layer_map))}: needs {student_layers - 1} teacher "

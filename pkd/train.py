@@ -28,7 +28,7 @@ from pkd.config import LossConfig, TrainConfig
 from pkd.encoding import EncodedSplit, feature_length, longest_first_loader, make_collator, model_inputs
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import atomic_dir, atomic_files, write_json
-from pkd.losses import loss_terms, pkd_loss
+from pkd.losses import loss_terms, pkd_loss, pt_layers
 from pkd.metrics import predictions_from_logits, score_examples
 from pkd.models import pooled_states
 from pkd.progress import show_progress
@@ -504,11 +504,12 @@ def batch_loss(model: torch.nn.Module, batch: dict, task: Task, loss_cfg: LossCo
                teacher: TeacherCache | LiveTeacher | None = None, layer_map: list[int] = (),
                projection: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The student's forward pass and its PKD loss on one batch (CE alone when there is no teacher)."""
-    use_pt = bool(layer_map) and loss_cfg.beta > 0
+    targets = pt_layers(layer_map, loss_cfg)
+    use_pt = bool(targets)
     out = model(**model_inputs(batch), output_hidden_states=use_pt)
     teacher_logits = teacher_cls = student_cls = None
     if teacher is not None:
-        teacher_logits, teacher_cls = teacher.outputs(batch, list(layer_map) if use_pt else [])
+        teacher_logits, teacher_cls = teacher.outputs(batch, targets)
     if use_pt:
         # Student layer j (1..M-1) is matched to teacher layer layer_map[j-1], pooled as the teacher's targets are.
         student_cls = pooled_states(out.hidden_states, list(range(1, len(layer_map) + 1)), batch["input_ids"],

@@ -142,7 +142,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
         for name, record in records.items():
             check_resume(Path(run.out) / name, record)
     distill_cfg = replace(distill_cfg, cache_dir=str(Path(distill_cfg.cache_dir or default_cache_root()).resolve()))
-    _build_cache(run, distill_cfg, cfg)
+    _build_cache(run, distill_cfg, cfg, trials)
     out = prepare_out_dir(run.out, run.overwrite, run.resume)
     write_json(out / SWEEP_FILE, {"teacher": distill_cfg.teacher, "task": task.name,
                                   "student_layers": distill_cfg.student_layers, "method": distill_cfg.method,
@@ -171,19 +171,23 @@ def _trial_record(task: Task, params: dict, distill_cfg: DistillConfig, train_cf
             **({"init_layers": distill_cfg.init_layers} if distill_cfg.init_layers else {})}
 
 
-def _build_cache(run: RunConfig, distill_cfg: DistillConfig, cfg: TrainConfig) -> None:
-    """The teacher's cache, built once before the trials (which then only open it, in parallel too)."""
+def _build_cache(run: RunConfig, distill_cfg: DistillConfig, cfg: TrainConfig, trials: list[dict]) -> None:
+    """The teacher's cache, built once before the trials (which then only open it, in parallel too): the layers and
+    pooling each trial's distill asks for (pkd.losses.pt_layers, --pt-pooling resolved over the mapped layers, as
+    distill resolves it). Trials without PT (beta 0) read its logits, whatever its pooling (pkd.cache)."""
     if distill_cfg.method == "ft":
         return
     from pkd import api
-    from pkd.losses import layer_map_for
+    from pkd.losses import layer_map_for, loss_for, pt_layers
     from pkd.models import load_config, resolve_model
 
     depth = load_config(resolve_model(distill_cfg.teacher), run.trust_remote_code).num_hidden_layers
     layer_map = layer_map_for(distill_cfg.method, depth, distill_cfg.student_layers, distill_cfg.layer_map)
-    api.build_cache(distill_cfg.teacher, run.task, layer_map, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
+    layers = max((pt_layers(layer_map, loss_for(distill_cfg.method, trial_configs(p, distill_cfg, cfg)[0].loss))
+                  for p in trials), key=len)
+    api.build_cache(distill_cfg.teacher, run.task, layers, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
                     max_seq_len=cfg.max_seq_len, max_train_examples=cfg.max_train_examples,
-                    trust_remote_code=run.trust_remote_code, data=run.data)
+                    trust_remote_code=run.trust_remote_code, data=run.data, pt_pooling=distill_cfg.loss.pt_pooling)
 
 
 def _run_trials(out: Path, trials: list[dict], grid_names: list[str], run: RunConfig, distill_cfg: DistillConfig,

@@ -72,6 +72,18 @@ def test_a_cache_with_more_layers_serves_fewer(teacher_and_data, tmp_path):
     assert ensure_cache(model, tok, data, 20, [1], tmp_path / "a").path != wide.path
 
 
+def test_a_logits_only_request_is_served_by_a_cache_of_any_pooling(teacher_and_data, tmp_path):
+    model, tok, data = teacher_and_data
+    mean = ensure_cache(model, tok, data, 24, [1, 2], tmp_path, pooling="mean")
+    for pooling in ("cls", "mean", None):  # KD, or PKD at beta 0, asks for logits only: no second teacher pass
+        assert ensure_cache(model, tok, data, 24, [], tmp_path, pooling=pooling).path == mean.path
+    assert len(list(tmp_path.iterdir())) == 1
+    # PT targets in the other pooling are other numbers: a cache of their own
+    assert ensure_cache(model, tok, data, 24, [1], tmp_path, pooling="cls").path != mean.path
+    alone = ensure_cache(model, tok, data, 24, [], tmp_path / "kd", pooling="mean")
+    assert alone.pooling is None and ensure_cache(model, tok, data, 24, [], tmp_path / "kd").path == alone.path
+
+
 def test_corrupted_cache_is_refused(teacher_and_data, tmp_path):
     """A file of another size is refused on open; a changed byte by `pkd cache --verify` (and verify=True)."""
     model, tok, data = teacher_and_data

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+import pkd.cache
 import pkd.train
 import pkd.trials
 from pkd.cli import main
@@ -56,6 +57,21 @@ def test_bad_values_are_refused_before_any_work(tiny_teacher, glue_dir, tmp_path
     with pytest.raises(UsageError, match="--random 0"):
         pkd.sweep(str(tiny_teacher), "sst2", 2, tmp_path / "s", ["alpha=0.5"], random_trials=0)
     assert not (tmp_path / "s").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_sweep_runs_the_teacher_once_whatever_its_pooling_and_betas(tiny_teacher, glue_dir, tmp_path, monkeypatch):
+    builds = []
+    real = pkd.cache._write_shard
+    monkeypatch.setattr(pkd.cache, "_write_shard", lambda *a, **k: builds.append(1) or real(*a, **k))
+    code = main(["sweep", "--teacher", str(tiny_teacher), "--task", "sst2", "--student-layers", "2",
+                 "--method", "pkd-skip", "--pt-pooling", "cls", "--grid", "beta=0,1", "--data-dir", str(glue_dir),
+                 "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--batch-size", "16",
+                 "--max-seq-len", "24", "--max-train-examples", "32", "--out", str(tmp_path / "s"), "--quiet"])
+    assert code == 0
+    assert len(builds) == 1  # before the trials; the PT trial reads its [CLS] targets, the beta-0 one its logits
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    meta = json.loads(next((tmp_path / "cache").glob("*/meta.json")).read_text())
+    assert meta["pooling"] == "cls" and meta["layers"] == [2]  # auto would say mean for this teacher
 
 
 def test_sweep_end_to_end_then_resume(tiny_teacher, glue_dir, tmp_path, capsys, monkeypatch):
