@@ -424,6 +424,7 @@ def _rank0_prints():
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    finished = False
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         command = argv[0] if argv and argv[0] in COMMANDS else None
@@ -434,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_transformers()
         with _rank0_prints():
             print(COMMANDS[args.command].run(args), end="")
+        finished = True
         return 0
     except PkdError as e:
         print(f"pkd: error: {e}", file=sys.stderr)
@@ -444,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         from pkd.dist import shutdown
 
-        shutdown()
+        shutdown(finished)
 
 
 if __name__ == "__main__":

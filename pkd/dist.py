@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -52,16 +54,52 @@ def barrier() -> None:
         state().wait_for_everyone()
 
 
-def shutdown() -> None:
+def shutdown(finished: bool = True) -> None:
     """Destroy the process group of an `accelerate launch`, if one was made. Left to the interpreter's exit, gloo's
     threads can be torn down while still joinable, and a rank that finished its work aborts ("terminate called
-    without an active exception") with a non-zero status."""
+    without an active exception") with a non-zero status.
+
+    finished (the command succeeded on this rank): wait for every rank first, since rank 0 may still be writing
+    (result.json) over a group the others would tear down, and let rank 0, whose process serves the rendezvous
+    store when torchrun does not, go last (close_in_order). After an error, destroy at once: the other ranks may
+    never arrive, and the launcher stops them."""
     if "torch" not in sys.modules:  # nothing ran that could have made one (`pkd --help`, a usage error)
         return
     import torch.distributed
 
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    if finished:
+        torch.distributed.barrier()
+        close_in_order(torch.distributed.get_rank(), torch.distributed.get_world_size())
+    else:
         torch.distributed.destroy_process_group()
+
+
+def close_in_order(rank: int, world: int, timeout_s: float = 30.0) -> None:
+    """Destroy the process group, rank 0 after every other rank has (counted on the rendezvous store of
+    MASTER_ADDR:MASTER_PORT). Without that store (a file:// group), or when a rank does not report within
+    timeout_s, destroy anyway: the order avoids an abort, it must not cause a hang."""
+    import torch.distributed
+
+    group = torch.distributed.group.WORLD
+    try:
+        store = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                                           is_master=False, timeout=timedelta(seconds=timeout_s))
+        # One key per run: torchrun's agent store outlives a restarted worker group.
+        key = "pkd/closed/" + "/".join(os.environ.get(v, "") for v in ("TORCHELASTIC_RUN_ID",
+                                                                       "TORCHELASTIC_RESTART_COUNT"))
+    except (KeyError, ValueError, RuntimeError, OSError):
+        torch.distributed.destroy_process_group(group)
+        return
+    if rank != 0:
+        torch.distributed.destroy_process_group(group)
+        store.add(key, 1)
+        return
+    deadline = time.monotonic() + timeout_s
+    while store.add(key, 0) < world - 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    torch.distributed.destroy_process_group(group)
 
 
 def broadcast(obj: _T) -> _T:

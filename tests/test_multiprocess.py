@@ -266,3 +266,34 @@ def test_a_command_destroys_its_process_group_before_the_interpreter_exits(tmp_p
     with pytest.raises(SystemExit):  # argparse's exit: missing --out and more
         main(["distill", "--task", "sst2"])
     assert not torch_dist.is_initialized()
+
+
+CLOSING_RANK = """
+import json, sys, time
+import torch.distributed as td
+from pkd.dist import shutdown
+
+td.init_process_group("gloo")  # env://: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
+rank, times = td.get_rank(), {}
+if rank == 0:
+    time.sleep(2.0)  # still writing result.json when rank 1 is done
+times["work_done"] = time.time()
+real = td.destroy_process_group
+td.destroy_process_group = lambda *a, **k: (times.setdefault("destroy", time.time()), real(*a, **k))
+shutdown()
+open(sys.argv[1], "w").write(json.dumps(times))
+"""
+
+
+def test_finished_ranks_wait_for_each_other_and_rank_0_closes_last(tmp_path):
+    """The resumed 2-process SIGABRT: a finished rank tore its group down while rank 0 was still writing. Every
+    rank now waits at a barrier, and rank 0 destroys its group after the others have."""
+    script = tmp_path / "rank.py"
+    script.write_text(CLOSING_RANK)
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2"}
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / f"{r}.json")],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in (0, 1)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    zero, one = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert one["destroy"] >= zero["work_done"]  # rank 1 waited for rank 0's work
+    assert zero["destroy"] >= one["destroy"]  # and rank 0 went last
