@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 36: the paper's experiment on a real 12-layer, 768-wide teacher (all-mpnet-base-v2, bench/teachers/
 # mpnet_base.sh): teachers, a student learning-rate grid (the recipes were measured on all-MiniLM-L6-v2 only), then
-# 6- and 3-layer students from the teacher's own layers with KD, PKD-Skip, PKD-Last and FT, 3 seeds each, paired
+# 6- and 3-layer students from the teacher's own layers with KD, PKD-Skip, PKD-Last and FT, and all-MiniLM-L6-v2 (another
+# family and vocabulary) with KD and PKD-Skip, 3 seeds each, paired
 # per seed (pkd.stats). A CPU-sized subset, documented in docs/paper.md: SST-2 on its first 2,000 training sentences
 # at 64 tokens (teacher 1 epoch, students 2), the full dev set. Order: SST-2 first, then MRPC (the issue's order).
 # One heavy training at a time; resumable (bench/steps.sh; `compare --resume` keeps finished runs); each step's log
@@ -35,6 +36,11 @@ step sst2-L3 $PKD compare "${students[@]}" --student-layers 3 --lr "$lr3" --seed
   --out "$OUT/sst2-L3"
 step sst2-L6 $PKD compare "${students[@]}" --student-layers 6 --lr "$lr6" --seeds 3 --methods kd,pkd-skip \
   --out "$OUT/sst2-L6"
+# The 6-layer, 384-wide all-MiniLM-L6-v2 as the student (its own vocabulary; PT through a learned projection to
+# 768), at its task recipe (measured on MiniLM students, docs/recipes.md).
+MINILM=$("$PY" -c "from pkd.models import default_teacher_path; print(default_teacher_path())")
+step sst2-minilm $PKD compare "${students[@]}" --student-base "$MINILM" --student-layers 6 --pt-projection --seeds 3 \
+  --methods kd,pkd-skip --out "$OUT/sst2-minilm"
 step sst2-L6-last $PKD compare "${students[@]}" --student-layers 6 --lr "$lr6" --seeds 3 \
   --methods kd,pkd-skip,pkd-last,ft --out "$OUT/sst2-L6"
 # MRPC: every training pair, 128 tokens, its recipe's epochs; students at the SST-2 grid's rates.

@@ -23,7 +23,7 @@ from pkd.config import (
 from pkd.data import recorded_data_dir, resolve_task, split_files
 from pkd.dist import check_device, is_main, prepare_out_dir_once
 from pkd.encoding import EncodedSplit, encode_splits
-from pkd.errors import DataError, UsageError
+from pkd.errors import UsageError
 from pkd.io import write_text
 from pkd.losses import Projection, layer_map_for, loss_for, pt_layers
 from pkd.metrics import predictions_from_logits
@@ -33,6 +33,7 @@ from pkd.models import (
     load_config,
     load_tokenizer,
     resolve_model,
+    tokenizer_fingerprint,
     vocabulary_fingerprint,
 )
 from pkd.patient import PROBES, choose_pooling, flat_warning, probe_spreads
@@ -159,12 +160,35 @@ class Distillation:
     teacher_path: str
     teacher: PreTrainedModel | None  # None once its outputs are cached and it is no longer needed
     teacher_hidden: int
-    tokenizer: PreTrainedTokenizerBase
+    tokenizer: PreTrainedTokenizerBase  # the teacher's: its cache and its dev score read the examples through it
     student_source: str  # the checkpoint the students' layers are copied from
     layer_map: list[int]
     config: DistillConfig
     trust_remote_code: bool = False
     init_note: str = ""  # which layers the probe chose and why, said once the command's checks have passed
+    # The student's: the teacher's, unless --student-base has a vocabulary of its own (another family)
+    student_tokenizer: PreTrainedTokenizerBase | None = None
+
+    def __post_init__(self) -> None:
+        if self.student_tokenizer is None:
+            self.student_tokenizer = self.tokenizer
+
+    @property
+    def own_vocabulary(self) -> bool:
+        """Whether the student reads text through another tokenizer than the teacher's."""
+        return self.student_tokenizer is not self.tokenizer
+
+    def for_student(self, parts: list[EncodedSplit], max_seq_len: int) -> list[EncodedSplit]:
+        """The same examples, in the same order (each keeps its `idx` into the teacher's cache), as the student
+        reads them: `parts` themselves when it shares the teacher's vocabulary."""
+        if not self.own_vocabulary:
+            return parts
+        return [EncodedSplit(part.split, self.student_tokenizer, max_seq_len) for part in parts]
+
+    def tokenizers(self) -> dict:
+        """run.json's record of both tokenizers, which --resume compares."""
+        return {"teacher": tokenizer_fingerprint(self.tokenizer),
+                "student": tokenizer_fingerprint(self.student_tokenizer)}
 
     def build_student(self, seed: int) -> tuple[PreTrainedModel, Projection | None]:
         """The student for `seed` (the same initialisation for every method), and its PT projection if it needs one."""
@@ -189,9 +213,10 @@ def prepare_distillation(task_name: str | None, distill_cfg: DistillConfig, trus
     layer_map = layer_map_for(distill_cfg.method, teacher.config.num_hidden_layers, distill_cfg.student_layers,
                               distill_cfg.layer_map)
     source = student_source(teacher_path, distill_cfg)
-    if vocabulary_fingerprint(load_tokenizer(source, trust_remote_code)) != vocabulary_fingerprint(tokenizer):
-        raise DataError(f"{source}: its tokenizer differs from the teacher's ({teacher_path}); "
-                        "teacher and student must share one vocabulary")
+    source_tokenizer = load_tokenizer(source, trust_remote_code)
+    # Another vocabulary (a student of another family): the student reads each example through its own tokenizer,
+    # and learns from the teacher's logits and pooled PT targets of the same example (by its index).
+    own = vocabulary_fingerprint(source_tokenizer) != vocabulary_fingerprint(tokenizer)
     check_widths(load_config(source, trust_remote_code).hidden_size, teacher.config.hidden_size, layer_map,
                  distill_cfg.pt_projection)
     note = ""
@@ -200,7 +225,7 @@ def prepare_distillation(task_name: str | None, distill_cfg: DistillConfig, trus
         note = f"pkd: student layers from {source}: {','.join(map(str, layers))}, {reason}"
         distill_cfg = replace(distill_cfg, init_layers=layers)
     return Distillation(task, teacher_path, teacher, teacher.config.hidden_size, tokenizer, source, layer_map,
-                        distill_cfg, trust_remote_code, note)
+                        distill_cfg, trust_remote_code, note, source_tokenizer if own else None)
 
 
 def say(line: str) -> None:
@@ -255,28 +280,34 @@ def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     check_student_out(run, distill_cfg)
     prepared = prepare_distillation(run.task, distill_cfg, run.trust_remote_code, run.data)
     task, tokenizer, layer_map = prepared.task, prepared.tokenizer, prepared.layer_map
-    train_data = encode_splits(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
-    dev = encode_splits(task, "dev", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
+    teacher_data = encode_splits(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
+    train_data = prepared.for_student([teacher_data], cfg.max_seq_len)[0]
+    dev = prepared.for_student(encode_splits(task, "dev", tokenizer, cfg.max_seq_len, run.data_dir,
+                                             cfg.max_eval_examples), cfg.max_seq_len)
     say(note)
     say(prepared.init_note)
-    loss_cfg, probe = resolve_pooling(prepared.teacher, tokenizer, train_data, layer_map, loss_cfg)
+    loss_cfg, probe = resolve_pooling(prepared.teacher, tokenizer, teacher_data, layer_map, loss_cfg)
     teacher_outputs = None
     if distill_cfg.method != "ft":
-        teacher_outputs = (LiveTeacher(prepared.teacher, loss_cfg.pt_pooling) if distill_cfg.live_teacher else
-                           ensure_cache(prepared.teacher, tokenizer, train_data, cfg.max_seq_len,
+        own = prepared.own_vocabulary
+        teacher_outputs = (LiveTeacher(prepared.teacher, loss_cfg.pt_pooling, teacher_data if own else None,
+                                       tokenizer) if distill_cfg.live_teacher else
+                           ensure_cache(prepared.teacher, tokenizer, teacher_data, cfg.max_seq_len,
                                         pt_layers(layer_map, loss_cfg), distill_cfg.cache_dir,
                                         pooling=loss_cfg.pt_pooling))
     student, projection = prepared.build_student(cfg.seed)
     info = {"command": "distill", "method": distill_cfg.method, "teacher": prepared.teacher_path,
             "student_init": distill_cfg.student_init, "student_source": prepared.student_source,
             "student_layers": distill_cfg.student_layers, "init_layers": student.config.pkd_init["layers"],
-            "base_model": prepared.student_source, "data": train_data.split.source,
+            "base_model": prepared.student_source, "tokenizers": prepared.tokenizers(),
+            "data": train_data.split.source,
             "cache": str(getattr(teacher_outputs, "path", "")), "versions": library_versions(),
             "pt_signal": patient_signal(None if distill_cfg.live_teacher else teacher_outputs, layer_map, loss_cfg,
                                         probe)}
     out = prepare_out_dir_once(run.out, run.overwrite, run.resume)
-    return finished(out, train(TrainingJob(student, tokenizer, task, train_data, dev, cfg, out, loss_cfg,
-                                           teacher_outputs, layer_map, projection, info, run.resume, run.quiet)))
+    return finished(out, train(TrainingJob(student, prepared.student_tokenizer, task, train_data, dev, cfg, out,
+                                           loss_cfg, teacher_outputs, layer_map, projection, info, run.resume,
+                                           run.quiet)))
 
 
 def distill(teacher: str, task: str, student_layers: int, out: str | Path, **options) -> dict:

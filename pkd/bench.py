@@ -27,6 +27,8 @@ from transformers import (
     AutoModel,
     AutoModelForSequenceClassification,
     BertConfig,
+    MPNetConfig,
+    PretrainedConfig,
     PreTrainedModel,
 )
 
@@ -35,14 +37,19 @@ from pkd.config import ExportConfig
 from pkd.errors import DataError, UsageError
 from pkd.models import resolve_model
 
-# Random-weight architectures for `--shape`; the vocabulary and positions are BERT's uncased ones.
-SHAPES: dict[str, dict[str, int]] = {
-    "bert-base": {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
-                  "num_hidden_layers": 12},
-    "minilm-l6-h384": {"hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536,
-                       "num_hidden_layers": 6},
+# Random-weight architectures for `--shape`: BERT's uncased vocabulary and positions, and all-mpnet-base-v2's
+# MPNet (12 layers, 768 wide; relative position buckets, no token types), the 12-layer teacher of docs/paper.md.
+_BERT = {"vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2}
+SHAPES: dict[str, tuple[type[PretrainedConfig], dict[str, int]]] = {
+    "bert-base": (BertConfig, {**_BERT, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
+                               "num_hidden_layers": 12}),
+    "minilm-l6-h384": (BertConfig, {**_BERT, "hidden_size": 384, "num_attention_heads": 12,
+                                    "intermediate_size": 1536, "num_hidden_layers": 6}),
+    "mpnet-base": (MPNetConfig, {"vocab_size": 30527, "max_position_embeddings": 514, "hidden_size": 768,
+                                 "num_attention_heads": 12, "intermediate_size": 3072, "num_hidden_layers": 12,
+                                 "relative_attention_num_buckets": 32}),
 }
-_SHAPE_COMMON = {"vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2, "num_labels": 2}
+
 
 # What a user deploys, per model: (format, quantize, optimize) of `pkd export`; "torch" is the model as it is.
 VARIANTS: dict[str, tuple[str, str, bool] | None] = {
@@ -185,11 +192,12 @@ def _cpuinfo_field(cpuinfo: Path, names: tuple[str, ...]) -> str:
 # ---------------------------------------------------------------------------------------------- models
 
 
-def shape_config(shape: str, layers: int | None = None) -> BertConfig:
+def shape_config(shape: str, layers: int | None = None) -> PretrainedConfig:
+    """The 2-label configuration of a --shape, with `layers` layers (default: the shape's)."""
     if shape not in SHAPES:
         raise UsageError(f"--shape {shape}: choose one of {', '.join(sorted(SHAPES))}")
-    dims = {**SHAPES[shape], **({"num_hidden_layers": layers} if layers else {})}
-    return BertConfig(**_SHAPE_COMMON, **dims)
+    config_class, dims = SHAPES[shape]
+    return config_class(**{**dims, "num_labels": 2, **({"num_hidden_layers": layers} if layers else {})})
 
 
 def build_shape_model(shape: str, layers: int | None = None) -> PreTrainedModel:

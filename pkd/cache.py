@@ -33,7 +33,7 @@ import torch
 from filelock import FileLock
 
 from pkd import dist
-from pkd.encoding import EncodedSplit, longest_first_loader, model_inputs
+from pkd.encoding import EncodedSplit, longest_first_loader, make_collator, model_inputs
 from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
 from pkd.models import model_fingerprint, pooled_states, tokenizer_fingerprint
@@ -146,14 +146,21 @@ class LiveTeacher:
     """Runs the teacher on every batch (`--live-teacher`): what the cache replaces, kept to measure what the cache
     saves and to check that both train the same student (up to the cache's fp16 rounding)."""
 
-    def __init__(self, teacher: torch.nn.Module, pooling: str = "cls"):
+    def __init__(self, teacher: torch.nn.Module, pooling: str = "cls", inputs: EncodedSplit | None = None,
+                 tokenizer: PreTrainedTokenizerBase | None = None):
+        """inputs, tokenizer: the training split as the teacher reads it, for a student with a vocabulary of its
+        own (its batches' input ids mean nothing to the teacher); the teacher's batch is made from it by `idx`."""
         self.teacher, self.pooling = teacher.eval(), pooling
+        self.inputs, self.collate = inputs, (make_collator(tokenizer) if inputs is not None else None)
 
     @torch.no_grad()
     def outputs(self, batch: dict, layers: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = batch["input_ids"].device
         if next(self.teacher.parameters()).device != device:  # the training loop put the batches on its device
             self.teacher.to(device)
+        if self.inputs is not None:
+            rows = self.collate([self.inputs[i] for i in batch["idx"].tolist()])
+            batch = {k: v.to(device) for k, v in rows.items()}
         return teacher_forward(self.teacher, batch, layers, self.pooling)
 
 

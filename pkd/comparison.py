@@ -104,10 +104,11 @@ class Comparison:
                                             self.run.trust_remote_code, self.run.data)
         depth = prepared.teacher.config.num_hidden_layers
         self.maps = {m: layer_map_for(m, depth, self.distill_cfg.student_layers) for m in self.methods}
-        self.train_data = encode_splits(prepared.task, "train", prepared.tokenizer, self.cfg.max_seq_len,
-                                            self.run.data_dir, self.cfg.max_train_examples)[0]
+        self.teacher_data = encode_splits(prepared.task, "train", prepared.tokenizer, self.cfg.max_seq_len,
+                                          self.run.data_dir, self.cfg.max_train_examples)[0]
+        self.train_data = prepared.for_student([self.teacher_data], self.cfg.max_seq_len)[0]
         self.union = sorted({k for layers in self.maps.values() for k in layers})
-        weights, self.probe = api.resolve_pooling(prepared.teacher, prepared.tokenizer, self.train_data, self.union,
+        weights, self.probe = api.resolve_pooling(prepared.teacher, prepared.tokenizer, self.teacher_data, self.union,
                                                   self.distill_cfg.loss)
         self.distill_cfg = replace(self.distill_cfg, loss=weights)
         return prepared
@@ -118,7 +119,7 @@ class Comparison:
         return {"command": "compare", "method": method, "teacher": p.teacher_path,
                 "student_init": self.distill_cfg.student_init, "student_source": p.student_source,
                 "student_layers": self.distill_cfg.student_layers, "init_layers": p.config.init_layers,
-                "base_model": p.student_source, "versions": library_versions()}
+                "base_model": p.student_source, "tokenizers": p.tokenizers(), "versions": library_versions()}
 
     def _record(self, method: str, seed: int) -> dict:
         return run_record(self._info(method), replace(self.cfg, seed=seed), loss_for(method, self.distill_cfg.loss),
@@ -135,14 +136,16 @@ class Comparison:
         """The teacher cache, the dev split, the teacher's score on it (measured unless given) and the majority-class
         floor; then the teacher is freed, since every student trains from the cache."""
         p, cfg = self.prepared, self.cfg
-        self.cache = ensure_cache(p.teacher, p.tokenizer, self.train_data, cfg.max_seq_len, self.union,
+        self.cache = ensure_cache(p.teacher, p.tokenizer, self.teacher_data, cfg.max_seq_len, self.union,
                                   self.distill_cfg.cache_dir, pooling=self.distill_cfg.loss.pt_pooling)
         self.signal = api.patient_signal(self.cache, self.union, self.distill_cfg.loss, self.probe)
-        self.dev = encode_splits(p.task, "dev", p.tokenizer, cfg.max_seq_len, self.run.data_dir,
-                                     cfg.max_eval_examples)
+        teacher_dev = encode_splits(p.task, "dev", p.tokenizer, cfg.max_seq_len, self.run.data_dir,
+                                    cfg.max_eval_examples)
+        self.dev = p.for_student(teacher_dev, cfg.max_seq_len)
         self.teacher_score = self.compare_cfg.teacher_score
         if self.teacher_score is None:
-            self.teacher_score = evaluate_parts(p.teacher, self.dev, p.task, p.tokenizer, cfg.eval_batch_size)["score"]
+            self.teacher_score = evaluate_parts(p.teacher, teacher_dev, p.task, p.tokenizer,
+                                                cfg.eval_batch_size)["score"]
         p.teacher = None
         dev_examples = self.dev[0].split.examples
         self.floor = floor_score(p.task, [e.label for e in self.train_data.split.examples], dev_examples)
@@ -175,7 +178,8 @@ class Comparison:
         prepare_out_dir_once(run_dir, resume=True)  # an interrupted run continues from its checkpoint
         info = {**self._info(method), "cache": str(self.cache.path), "teacher_score": self.teacher_score,
                 "floor_score": self.floor, "pt_signal": self.signal if self.maps[method] else None}
-        result = train(TrainingJob(model, self.prepared.tokenizer, self.prepared.task, self.train_data, self.dev,
+        p = self.prepared
+        result = train(TrainingJob(model, p.student_tokenizer, p.task, self.train_data, self.dev,
                                    replace(self.cfg, seed=seed), run_dir, loss_for(method, self.distill_cfg.loss),
                                    None if method == "ft" else self.cache, self.maps[method], projection, info,
                                    resume=True, quiet=self.run.quiet))

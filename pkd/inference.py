@@ -147,7 +147,9 @@ class OnnxClassifier(torch.nn.Module):
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def check_inputs(self, tokenizer: PreTrainedTokenizerBase | None, kind: str) -> None:
-        """The graph's inputs must be what the tokenizer produces, with one rank per kind of model."""
+        """The graph's inputs must be among what the tokenizer produces, with one rank per kind of model. A tokenizer
+        output the graph lacks is one the model does not take (MPNet takes no token_type_ids, which a BERT
+        tokenizer produces), and is left out of the feed; a graph input the tokenizer lacks is refused."""
         rank = 3 if kind == MULTIPLE_CHOICE else 2
         for i in self.session.get_inputs():
             if len(i.shape) != rank:
@@ -155,7 +157,7 @@ class OnnxClassifier(torch.nn.Module):
         if tokenizer is None:
             return
         produced = list(tokenizer.model_input_names)
-        if set(self.input_names) != set(produced):
+        if not set(self.input_names) <= set(produced):
             raise DataError(f"{self.path}: ONNX inputs {self.input_names} do not match the tokenizer's {produced}")
 
     def forward(self, **inputs: torch.Tensor) -> SimpleNamespace:

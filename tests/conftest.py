@@ -24,23 +24,26 @@ WORDS = ("good great fine nice happy bad awful poor sad dull the a movie film pl
          "and it cat dog sat on mat man woman runs walks park city big small red blue").split()
 
 
-def make_tokenizer(path: Path):
+def make_tokenizer(path: Path, words: list[str] | None = None):
+    """A word-level BERT tokenizer of WORDS (or `words`: another vocabulary, as a student of another family has)."""
     from transformers import BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "_", "?", *WORDS]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "_", "?", *(WORDS if words is None else words)]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     assert len(tok) == len(vocab)
     return tok
 
 
-def make_tiny_model(path: Path, family: str = "bert", layers: int = 4, hidden: int = 32, seed: int = 0) -> Path:
-    """A pre-trained-looking encoder checkpoint (base model only) with random weights."""
+def make_tiny_model(path: Path, family: str = "bert", layers: int = 4, hidden: int = 32, seed: int = 0,
+                    words: list[str] | None = None) -> Path:
+    """A pre-trained-looking encoder checkpoint (base model only) with random weights; `words`: its own vocabulary
+    (make_tokenizer)."""
     import torch
     from transformers import AutoModel, BertConfig, ElectraConfig, MPNetConfig, RobertaConfig
 
-    tok = make_tokenizer(path)
+    tok = make_tokenizer(path, words)
     common = dict(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
                   intermediate_size=2 * hidden, max_position_embeddings=80)
     config = {"bert": lambda: BertConfig(**common),
