@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 36: the paper's experiment on a real 12-layer, 768-wide teacher (all-mpnet-base-v2, bench/teachers/
 # mpnet_base.sh): teachers, a student learning-rate grid (the recipes were measured on all-MiniLM-L6-v2 only), then
-# 6- and 3-layer students from the teacher's own layers with KD, PKD-Skip, PKD-Last and FT, and all-MiniLM-L6-v2 (another
-# family and vocabulary) with KD and PKD-Skip, 3 seeds each, paired
+# 6- and 3-layer students from the teacher's own layers with KD, PKD-Skip, PKD-Last and FT, and all-MiniLM-L6-v2
+# (another family and vocabulary) with KD and PKD-Skip, 3 seeds each (5 where 3 did not decide), paired
 # per seed (pkd.stats). A CPU-sized subset, documented in docs/paper.md: SST-2 on its first 2,000 training sentences
 # at 64 tokens (teacher 1 epoch, students 2), the full dev set. Order: SST-2 first, then MRPC (the issue's order).
 # One heavy training at a time; resumable (bench/steps.sh; `compare --resume` keeps finished runs); each step's log
@@ -41,6 +41,15 @@ step sst2-L6 $PKD compare "${students[@]}" --student-layers 6 --lr "$lr6" --seed
 MINILM=$("$PY" -c "from pkd.models import default_teacher_path; print(default_teacher_path())")
 step sst2-minilm $PKD compare "${students[@]}" --student-base "$MINILM" --student-layers 6 --pt-projection --seeds 3 \
   --methods kd,pkd-skip --out "$OUT/sst2-minilm"
+# 3 seeds did not decide PKD-Skip against KD at 3 layers: 2 more, in a folder of their own that starts from a copy of
+# the 3 finished seeds of both (compare --resume keeps finished runs).
+if [ ! -d "$OUT/sst2-L3-5seeds" ]; then
+  mkdir -p "$OUT/sst2-L3-5seeds.tmp"
+  for r in kd pkd-skip; do for s in 42 43 44; do cp -r "$OUT/sst2-L3/$r-seed$s" "$OUT/sst2-L3-5seeds.tmp/"; done; done
+  mv "$OUT/sst2-L3-5seeds.tmp" "$OUT/sst2-L3-5seeds"
+fi
+step sst2-L3-5seeds $PKD compare "${students[@]}" --student-layers 3 --lr "$lr3" --seeds 5 --methods kd,pkd-skip \
+  --out "$OUT/sst2-L3-5seeds"
 step sst2-L6-last $PKD compare "${students[@]}" --student-layers 6 --lr "$lr6" --seeds 3 \
   --methods kd,pkd-skip,pkd-last,ft --out "$OUT/sst2-L6"
 # MRPC: every training pair, 128 tokens, its recipe's epochs; students at the SST-2 grid's rates.
