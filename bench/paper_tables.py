@@ -24,7 +24,8 @@ from pathlib import Path
 PAPER = {("sst2", 3): "87.5 → 88.1", ("mrpc", 3): "75.3 → 75.3", ("rte", 3): "59.4 → 62.1",
          ("sst2", 6): "90.8 → 91.1", ("mrpc", 6): "82.8 → 83.5", ("rte", 6): "67.5 → 68.2"}
 STUDENTS = (("L6", "6 layers of the teacher", 6), ("L3", "3 layers of the teacher", 3),
-            ("L3-5seeds", "3 layers of the teacher, 5 seeds", 3), ("minilm", "all-MiniLM-L6-v2 (6 layers, 384 wide)", None))
+            ("L3-5seeds", "3 layers of the teacher, 5 seeds", 3),
+            ("minilm", "all-MiniLM-L6-v2 (6 layers, 384 wide)", None))
 METHODS = ("ft", "kd", "pkd-skip", "pkd-last")
 NAMES = {"ft": "FT", "kd": "KD", "pkd-skip": "PKD-Skip", "pkd-last": "PKD-Last"}
 PAIRS = (("pkd-skip", "kd"), ("pkd-last", "kd"), ("pkd-skip", "pkd-last"))
