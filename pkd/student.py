@@ -147,7 +147,9 @@ def make_student(source: str, num_layers: int, task: Task, init_layers: list[int
     """
     config = load_config(source, trust_remote_code)
     depth = config.num_hidden_layers
-    check_student_depth(num_layers, depth, f"the source {source}")
+    if not 1 <= num_layers <= depth:  # all of them: a whole small pre-trained model (another family) as the student
+        raise UsageError(f"--student-layers {num_layers}: must be at least 1 and at most the {depth} layers of the "
+                         f"source {source}")
     full, keep_head = _load_source(source, task, trust_remote_code)
     if init_layers is None:
         encoder = getattr(full, full.base_model_prefix, full)

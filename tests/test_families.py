@@ -39,8 +39,9 @@ def mpnet_teacher(glue_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def other_family(tmp_path_factory):
-    """A 3-layer RoBERTa, 48 wide (the teacher is a 32-wide BERT), with its own vocabulary."""
-    return make_tiny_model(tmp_path_factory.mktemp("roberta") / "base", family="roberta", layers=3, hidden=48,
+    """A 2-layer RoBERTa, 48 wide (the teacher is a 4-layer, 32-wide BERT), with its own vocabulary: the 2-layer
+    students take all of its layers, as all-MiniLM-L6-v2 is a 6-layer student of a 12-layer teacher."""
+    return make_tiny_model(tmp_path_factory.mktemp("roberta") / "base", family="roberta", layers=2, hidden=48,
                            words=OTHER_WORDS)
 
 

@@ -46,12 +46,18 @@ def test_student_from_fine_tuned_teacher_keeps_its_head(tiny_teacher):
 
 
 @pytest.mark.parametrize("layers, init, message", [
-    (4, None, "between 1 and 3"), (0, None, "between 1 and 3"), (2, [1, 1], "distinct"), (2, [1, 9], "in 1..4"),
+    (5, None, "at most the 4 layers"), (0, None, "at least 1"), (2, [1, 1], "distinct"), (2, [1, 9], "in 1..4"),
     (2, [1], "needs 2"),
 ])
 def test_bad_student_shapes_are_refused(tiny_bert, layers, init, message):
     with pytest.raises(UsageError, match=message):
         make_student(str(tiny_bert), layers, SST2, init_layers=init)
+
+
+def test_a_student_may_take_every_layer_of_its_source(tiny_bert):
+    """A whole small pre-trained model as the student (--student-base of another family); the teacher must still
+    be deeper (pkd.losses)."""
+    assert make_student(str(tiny_bert), 4, SST2).config.pkd_init["layers"] == [1, 2, 3, 4]
 
 
 def loud_checkpoint(src, path, loud: list[int]):
