@@ -154,12 +154,12 @@ def feature_length(feature: dict) -> int:
 
 
 def example_lengths(data: torch.utils.data.Dataset) -> list[int]:
-    """feature_length of every item of `data`: read from the packed offsets for an EncodedSplit or a Subset of
-    one, without unpacking a single item."""
-    if isinstance(data, EncodedSplit):
-        return data.lengths().tolist()
-    if isinstance(data, torch.utils.data.Subset) and isinstance(data.dataset, EncodedSplit):
-        return data.dataset.lengths()[np.asarray(data.indices, dtype=np.int64)].tolist()
+    """feature_length of every item of `data`: read from the packed offsets of an EncodedSplit (anything with its
+    `lengths()`) or a Subset of one, without unpacking a single item."""
+    if callable(getattr(data, "lengths", None)):
+        return np.asarray(data.lengths()).tolist()
+    if isinstance(data, torch.utils.data.Subset) and callable(getattr(data.dataset, "lengths", None)):
+        return np.asarray(data.dataset.lengths())[np.asarray(data.indices, dtype=np.int64)].tolist()
     return [feature_length(data[i]) for i in range(len(data))]
 
 
