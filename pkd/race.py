@@ -17,10 +17,9 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from pkd.errors import DataError
 from pkd.io import load_hub_split, read_lines
@@ -208,29 +207,28 @@ def choice_pairs(example: Example) -> list[tuple[str, str]]:
 
 
 def encode_choices(examples: list[Example], tokenizer: PreTrainedTokenizerBase, max_seq_len: int,
-                   chunk: int = 512) -> list[dict]:
-    """Per example: each tokenizer field as a list of NUM_CHOICES int32 arrays (compact for long inputs).
+                   chunk: int = 512) -> Iterator[dict[str, list[list[int]]]]:
+    """The examples' choices, `chunk` examples at a time: per chunk, each tokenizer field as one token list per
+    choice, NUM_CHOICES rows per example in example order (pkd.encoding packs them into flat arrays).
 
     Only the article is truncated ("only_first"), so the question and option are always whole; when they
     alone leave no room for a single article token, that pair falls back to "longest_first" as a last resort.
     """
     specials = tokenizer.num_special_tokens_to_add(pair=True)
-    features: list[dict] = []
     for start in range(0, len(examples), chunk):
         pairs = [pair for ex in examples[start:start + chunk] for pair in choice_pairs(ex)]
         firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
         second_lens = [len(ids) for ids in tokenizer(seconds, add_special_tokens=False)["input_ids"]]
         too_long = {i for i, n in enumerate(second_lens) if n + specials >= max_seq_len}
         ok = [i for i in range(len(pairs)) if i not in too_long]
-        rows: list[dict | None] = [None] * len(pairs)
+        rows: dict[str, list] = {}
         for indices, strategy in ((ok, "only_first"), (sorted(too_long), "longest_first")):
             if not indices:
                 continue
             enc = tokenizer([firsts[i] for i in indices], [seconds[i] for i in indices], truncation=strategy,
                             max_length=max_seq_len)
-            for j, i in enumerate(indices):
-                rows[i] = {k: np.asarray(enc[k][j], dtype=np.int32) for k in enc}
-        for e in range(len(pairs) // NUM_CHOICES):
-            choices = rows[e * NUM_CHOICES:(e + 1) * NUM_CHOICES]
-            features.append({k: [c[k] for c in choices] for k in choices[0]})
-    return features
+            for k in enc:
+                column = rows.setdefault(k, [None] * len(pairs))
+                for j, i in enumerate(indices):
+                    column[i] = enc[k][j]
+        yield rows

@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 
 from pkd import dist
 from pkd.config import LossConfig, TrainConfig
-from pkd.encoding import EncodedSplit, feature_length, longest_first_loader, make_collator, model_inputs
+from pkd.encoding import EncodedSplit, example_lengths, longest_first_loader, make_collator, model_inputs
 from pkd.errors import DataError, TrainingError, UsageError
 from pkd.io import atomic_dir, atomic_files, write_json
 from pkd.losses import loss_terms, pkd_loss, pt_layers
@@ -423,8 +423,7 @@ def _record_result(loop: TrainingState, record: dict, keep: int) -> dict:
 def _setup_loader(train_data: EncodedSplit, tokenizer: PreTrainedTokenizerBase,
                   cfg: TrainConfig) -> torch.utils.data.DataLoader:
     """Batches in an order that depends only on (seed, epoch), dynamically padded."""
-    sampler = (LengthGroupedShuffle([feature_length(train_data[i]) for i in range(len(train_data))], cfg.seed,
-                                    cfg.batch_size)
+    sampler = (LengthGroupedShuffle(example_lengths(train_data), cfg.seed, cfg.batch_size)
                if cfg.group_by_length else EpochShuffle(len(train_data), cfg.seed))
     return torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, sampler=sampler,
                                        collate_fn=make_collator(tokenizer),
