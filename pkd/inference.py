@@ -1,22 +1,28 @@
 """Loading and running an export directory (what `pkd export` writes): the model behind the interface evaluation
-and benchmarking use, model(**batch).logits, whatever its format.
+and benchmarking use, model(**batch).logits, whatever its format and precision.
 
 It owns reading export.json and checking that an export fits the task it is asked to score, the ONNX Runtime
-session pkd runs a graph in, and the rebuilding of a PyTorch int8 model from its safetensors file. It is kept
-apart from writing an export (pkd.deploy) because scoring, predicting and benchmarking need only this half:
-pkd.deploy imports it for its parity check, never the other way round.
+session pkd runs a graph in, the rebuilding of a PyTorch int8 model from its safetensors file, and what decides
+which of them is fast here: the CPU's flags (/proc/cpuinfo, read in this one place) and the timing of forwards
+(interleaved rounds, medians), which `pkd bench` and `pkd export --precision auto` share. It is kept apart from
+writing an export (pkd.deploy) because scoring, predicting and benchmarking need only this half: pkd.deploy
+imports it for its parity check, never the other way round.
 
   onnx   an ONNX Runtime CPU session, one inter-op thread, `threads` intra-op threads and spinning off: spinning
          idle threads steal the CPU from whatever runs next (docs/deploy.md).
-  torch  save_pretrained's checkpoint, or for int8 the fp32 architecture from config.json, dynamically quantized,
-         with the stored int8 weights set into its Linear layers; never a pickle.
+  torch  save_pretrained's checkpoint (bf16: loaded as bf16, logits bf16; callers take .float()), or for int8 the
+         fp32 architecture from config.json, dynamically quantized, with the stored int8 weights set into its
+         Linear layers; never a pickle.
 """
 
 from __future__ import annotations
 
 import logging
+import platform
+import statistics
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -33,7 +39,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from pkd.config import FORMATS, QUANTIZATIONS
+from pkd.config import FORMATS, PRECISIONS, QUANTIZATIONS, record_precision
 from pkd.errors import DataError, UsageError
 from pkd.models import load_config, load_tokenizer
 from pkd.rundir import EXPORT_FILE, read_json, read_record
@@ -65,7 +71,8 @@ def read_export(path: str | Path) -> dict:
     """An export directory's export.json, checked to be one pkd wrote."""
     record = read_json(Path(path) / EXPORT_FILE)
     if not isinstance(record, dict) or record.get("format") not in FORMATS or \
-            record.get("quantize") not in QUANTIZATIONS or record.get("kind") not in HEADS:
+            record.get("quantize") not in QUANTIZATIONS or record.get("kind") not in HEADS or \
+            record_precision(record) not in PRECISIONS[:-1]:  # auto is no precision a model is stored in
         raise DataError(f"{Path(path) / EXPORT_FILE}: not a pkd export record")
     return record
 
@@ -94,10 +101,11 @@ def load_exported(path: str | Path, threads: int | None = None
     if record["format"] == "onnx":
         model = OnnxClassifier(file, config, threads)
         model.check_inputs(tokenizer, record["kind"])
-    elif record["quantize"] == "int8":
+    elif record_precision(record) == "int8":
         model = load_int8_model(file, config, record["kind"])
-    else:
-        model = HEADS[record["kind"]].from_pretrained(path, use_safetensors=True).eval()
+    else:  # fp32, or bf16 as stored
+        dtype = torch.bfloat16 if record_precision(record) == "bf16" else torch.float32
+        model = HEADS[record["kind"]].from_pretrained(path, use_safetensors=True, dtype=dtype).eval()
     return model, tokenizer, record
 
 
@@ -222,3 +230,95 @@ def quiet_torch_onnx() -> Iterator[None]:
             yield
     finally:
         logging.disable(previous)
+
+
+# -------------------------------------------------------------------------------------------- the CPU
+
+# The CPU flags that decide int8 and bf16 speed: without VNNI, x86 int8 kernels (FBGEMM, ONNX Runtime's MLAS)
+# multiply u8 x s8 in three instructions where VNNI takes one, so int8's gain over fp32 differs by about 2x
+# between hosts of the same core count; without avx512_bf16 or amx_bf16, bf16 matrix products are emulated and
+# slower than fp32 (docs/deploy.md).
+SPEED_FLAGS = ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
+    """The CPU's flags as /proc/cpuinfo lists them (x86 "flags", Arm "Features"); empty when there is no file."""
+    return set(cpuinfo_field(cpuinfo, ("flags", "Features")).split())
+
+
+def speed_flags(cpuinfo: Path = CPUINFO) -> list[str]:
+    """Which of SPEED_FLAGS the CPU has, in SPEED_FLAGS' order."""
+    flags = cpu_flags(cpuinfo)
+    return [f for f in SPEED_FLAGS if f in flags]
+
+
+def has_fast_bf16(flags: set[str] | Sequence[str]) -> bool:
+    """Whether the CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX-BF16)."""
+    return any(f in flags for f in BF16_FLAGS)
+
+
+def cpu_features(cpuinfo: Path = CPUINFO) -> str:
+    """torch's CPU kernel level and the int8/bf16 flags the CPU has, e.g. "AVX2; none of avx512f, ... amx_bf16"."""
+    have = speed_flags(cpuinfo)
+    return f"{torch.backends.cpu.get_cpu_capability()}; " + (" ".join(have) if have else
+                                                             "none of " + ", ".join(SPEED_FLAGS))
+
+
+def cpu_name() -> str:
+    # platform.processor() is empty on most Linux systems
+    return cpuinfo_field(CPUINFO, ("model name",)) or platform.processor()
+
+
+def cpuinfo_field(cpuinfo: Path, names: tuple[str, ...]) -> str:
+    """The value of the first line of `cpuinfo` that starts with one of `names` ("" when none, or no file)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(names):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# --------------------------------------------------------------------------------------------- timing
+
+
+def timing_inputs(config: PretrainedConfig, batch: int, seq_len: int, device: str = "cpu"
+                  ) -> dict[str, torch.Tensor]:
+    """Random token ids of shape [batch, seq_len] with an all-ones mask; the same ids for every model of a
+    vocabulary, so that models timed side by side see the same input."""
+    g = torch.Generator().manual_seed(batch * 7919 + seq_len)
+    ids = torch.randint(0, config.vocab_size, (batch, seq_len), generator=g)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_seconds(models: Sequence[torch.nn.Module], seq_len: int, batch_sizes: Sequence[int], repeats: int,
+                   warmup: int, device: str = "cpu") -> list[dict[int, float]]:
+    """Per model, the median seconds of one forward at each batch size, on timing_inputs.
+
+    Each model first runs `warmup` forwards per batch size; then each of `repeats` rounds times one forward of
+    every model in turn, starting from a different model each round, so that machine noise (other processes,
+    frequency changes) falls on all of them alike and no model always runs right after the same neighbour."""
+    inputs = {(i, b): timing_inputs(m.config, b, seq_len, device) for i, m in enumerate(models) for b in batch_sizes}
+    times: dict[tuple[int, int], list[float]] = {key: [] for key in inputs}
+    n = len(models)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for (i, _b), x in inputs.items():
+                models[i](**x)
+        sync(device)
+        for r in range(repeats):
+            for b in batch_sizes:
+                for i in [(r + k) % n for k in range(n)]:
+                    start = time.perf_counter()
+                    models[i](**inputs[i, b])
+                    sync(device)
+                    times[i, b].append(time.perf_counter() - start)
+    return [{b: statistics.median(times[i, b]) for b in batch_sizes} for i in range(n)]
