@@ -340,6 +340,9 @@ class ExportConfig:
     batch_size: int | None = field(default=None, metadata={
         "help": f"with --precision auto: the batch size the candidates are timed at, besides 1; the fastest there "
                 f"wins (default {DEFAULT_AUTO_BATCH})"})
+    threads: int | None = field(default=None, metadata={
+        "help": "with --precision auto: the torch and ONNX Runtime CPU threads the candidates are timed with; on a "
+                "CPU shared with other work, fewer than its cores (default: torch's own)"})
     task: str | None = field(default=None, metadata={
         "help": "task of the parity batch and --evaluate (default: the run's)"})
     data_dir: str | None = field(default=None, metadata={"help": "as for training (default: $PKD_DATA, else the Hub)"})
@@ -388,7 +391,7 @@ class ExportConfig:
 
     def _check_auto_options(self) -> None:
         if self.precision != "auto":
-            for name in ("max_drop", "batch_size"):
+            for name in ("max_drop", "batch_size", "threads"):
                 if getattr(self, name) is not None:
                     raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: applies to --precision "
                                      "auto only")
@@ -399,8 +402,9 @@ class ExportConfig:
         self.batch_size = DEFAULT_AUTO_BATCH if self.batch_size is None else self.batch_size
         if not self.max_drop >= 0:
             raise UsageError(f"--max-drop {self.max_drop}: must be >= 0 (dev points)")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
+        for name in ("batch_size", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
 
 
 def from_options(options: dict[str, Any], *classes: type, strict: bool = True) -> list:

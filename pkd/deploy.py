@@ -482,16 +482,22 @@ def choose_candidate(rows: Sequence[dict], max_drop: float, batch_size: int, ref
 def candidate_config(cfg: ExportConfig, name: str, out: Path) -> ExportConfig:
     fmt, precision = AUTO_CANDIDATES[name]
     return replace(cfg, out=str(out), format=fmt, precision=precision, quantize="none", max_drop=None,
-                   batch_size=None, evaluate=False, opset=cfg.opset if fmt == "onnx" else None)
+                   batch_size=None, threads=None, evaluate=False, opset=cfg.opset if fmt == "onnx" else None)
 
 
-def time_candidates(work: Path, records: dict[str, dict], seq_len: int, batch_size: int) -> list[dict]:
+def time_candidates(work: Path, records: dict[str, dict], seq_len: int, batch_size: int, threads: int | None = None
+                    ) -> list[dict]:
     """Each candidate of `records` (exported under work/NAME) loaded as pkd.inference loads it and timed in the
-    same interleaved rounds at b=1 and b=batch_size; rows for choose_candidate, ratios against the first."""
+    same interleaved rounds at b=1 and b=batch_size, with `threads` torch and ONNX Runtime threads (default:
+    torch's); rows for choose_candidate, ratios against the first."""
     names = list(records)
-    models = [load_exported(work / name)[0] for name in names]
-    sizes = sorted({1, batch_size})
-    medians = median_seconds(models, seq_len, sizes, AUTO_REPEATS, AUTO_WARMUP)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        models = [load_exported(work / name, threads)[0] for name in names]
+        medians = median_seconds(models, seq_len, sorted({1, batch_size}), AUTO_REPEATS, AUTO_WARMUP)
+    finally:
+        torch.set_num_threads(previous)  # an API caller's own setting survives the timing
     rows = []
     for name, median in zip(names, medians, strict=True):
         record = records[name]
@@ -526,14 +532,15 @@ def export_auto(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | Non
             records[name] = export_model(model, SEQUENCE, tokenizer, batch, candidate_config(cfg, name, work / name),
                                          info)
             records[name]["auto_dev"] = score(work / name, AUTO_DEV_EXAMPLES)
-        rows = time_candidates(work, records, info["max_seq_len"], cfg.batch_size)
+        rows = time_candidates(work, records, info["max_seq_len"], cfg.batch_size, cfg.threads)
         winner, reason = choose_candidate(rows, cfg.max_drop, cfg.batch_size)
         for f in (work / winner).iterdir():
             os.replace(f, tmp / f.name)
         shutil.rmtree(work)
         record = {key: value for key, value in records[winner].items() if key != "auto_dev"}
         record["auto"] = {"rule": AUTO_RULE, "max_drop": cfg.max_drop, "batch_size": cfg.batch_size,
-                          "seq_len": info["max_seq_len"], "repeats": AUTO_REPEATS, "threads": torch.get_num_threads(),
+                          "seq_len": info["max_seq_len"], "repeats": AUTO_REPEATS,
+                          "threads": cfg.threads or torch.get_num_threads(),
                           "dev_examples": AUTO_DEV_EXAMPLES, "cpu": f"{platform.machine()} {cpu_name()}".strip(),
                           "cpu_features": cpu_features(), "cpu_flags": speed_flags(), "reference": AUTO_REFERENCE,
                           "candidates": rows, "skipped": skipped, "winner": winner, "reason": reason}

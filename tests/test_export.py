@@ -213,6 +213,8 @@ def test_not_a_classifier(capsys, tiny_bert, glue_dir, tmp_path):
     (["--precision", "auto", "--batch-size", "0"], ["--batch-size 0", "at least 1"]),
     (["--max-drop", "1"], ["--max-drop 1", "--precision auto only"]),
     (["--precision", "int8", "--batch-size", "8"], ["--batch-size 8", "--precision auto only"]),
+    (["--threads", "2"], ["--threads 2", "--precision auto only"]),
+    (["--precision", "auto", "--threads", "0"], ["--threads 0", "at least 1"]),
 ])
 def test_bad_options(capsys, tiny_teacher, glue_dir, tmp_path, argv, needles):
     code, out, err = run_cli(capsys, ["export", tiny_teacher, "--out", tmp_path / "x", "--data-dir", glue_dir,
@@ -476,13 +478,16 @@ def test_auto_export_records_every_candidate_and_prints_the_table(tiny_teacher, 
     evaluate as auto scored it (the 24 fixture dev sentences are under AUTO_DEV_EXAMPLES)."""
     monkeypatch.setattr(deploy, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # bf16 a candidate on any host
     out = tmp_path / "auto"
+    threads = torch.get_num_threads()
     code, printed, err = run_cli(capsys, ["export", tiny_teacher, "--out", out, "--data-dir", glue_dir,
-                                          "--precision", "auto", "--batch-size", "4"])
+                                          "--precision", "auto", "--batch-size", "4", "--threads", "1"])
     assert code == 0, err
+    assert torch.get_num_threads() == threads  # --threads applies to the timing only
     record = json.loads((out / "export.json").read_text())
     auto = record["auto"]
     assert [r["name"] for r in auto["candidates"]] == list(deploy.AUTO_CANDIDATES) and auto["skipped"] == {}
-    assert (auto["max_drop"], auto["batch_size"], auto["seq_len"], auto["reference"]) == (0.5, 4, 24, "torch")
+    assert (auto["max_drop"], auto["batch_size"], auto["seq_len"], auto["reference"], auto["threads"]) == \
+        (0.5, 4, 24, "torch", 1)
     assert auto["cpu_features"] == inference.cpu_features() and auto["cpu_flags"] == inference.speed_flags()
     winner, reason = deploy.choose_candidate(auto["candidates"], 0.5, 4)
     assert (auto["winner"], auto["reason"]) == (winner, reason)
