@@ -52,6 +52,8 @@ VARIANTS: dict[str, tuple[str, str, bool] | None] = {
     "ort-int8": ("onnx", "int8", False),
     "ort-opt": ("onnx", "fp32", True),
     "ort-opt-int8": ("onnx", "int8", True),
+    "ov": ("openvino", "fp32", False),
+    "ov-bf16": ("openvino", "bf16", False),
 }
 
 DESCRIPTION = """\
@@ -75,7 +77,8 @@ length --seq-len with an all-ones attention mask, in eval mode under torch.infer
 --variants adds, per model, what `pkd export` makes of it, exported into a temporary directory and timed in the
 same interleaved rounds: torch (the model as it is, fp32), torch-int8 (dynamic int8 nn.Linear), torch-bf16 (bf16
 weights and activations: fast where the CPU has avx512_bf16 or amx_bf16, emulated and slow elsewhere), ort /
-ort-int8 (ONNX Runtime, fp32 / int8 weights), ort-opt / ort-opt-int8 (ONNX Runtime's transformer fusions first). An
+ort-int8 (ONNX Runtime, fp32 / int8 weights), ort-opt / ort-opt-int8 (ONNX Runtime's transformer fusions first),
+ov / ov-bf16 (OpenVINO's CPU plugin at f32 / bf16 inference precision; pip install 'pkd[openvino]'). An
 export directory given as a model is timed as it is. For these, size is the model file on disk, parameters
 are the source architecture's, and peak memory is not measured ("-"): ONNX Runtime's and the quantized
 kernels' allocations are invisible to the tracker. ONNX Runtime runs with --threads intra-op threads and
@@ -184,7 +187,7 @@ def _load_export(path: str, threads: int | None = None) -> _Exported:
         raise UsageError(f"{path}: a {record['kind']} export; pkd bench times sequence classifiers on [batch, tokens]")
     with torch.device("meta"):  # the source architecture, for its parameter counts only
         counts = parameter_counts(inference.HEADS[record["kind"]].from_config(model.config))
-    return _Exported(model, (Path(path) / record["model_file"]).stat().st_size, counts, export_variant(record))
+    return _Exported(model, inference.model_bytes(path, record), counts, export_variant(record))
 
 
 def load_model(name_or_path: str, threads: int | None = None) -> tuple[PreTrainedModel | _Exported, str]:
@@ -299,7 +302,7 @@ def _entries(models: Sequence[str], shape: str | None, layers: Sequence[int] | N
             cfg = ExportConfig(out=str(target), format=fmt, precision=precision, optimize=optimize)
             deploy.export_model(model, kind, None, deploy.random_batch(model.config, kind), cfg, {"source": name})
             exported, _, record = inference.load_exported(target, threads)
-            file_size = (target / record["model_file"]).stat().st_size
+            file_size = inference.model_bytes(target, record)
             out.append(_Entry(f"{name} {variant}", exported, None, file_size, "export", counts, variant))
     return out
 

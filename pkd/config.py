@@ -284,11 +284,14 @@ class SweepConfig:
     jobs: int = field(default=1, metadata={"help": "trials run at a time, each in its own process"})
 
 
-FORMATS = ("onnx", "torch")
+FORMATS = ("onnx", "torch", "openvino")
 QUANTIZATIONS = ("none", "int8")
 # What an export computes in: fp32, int8 weights (dynamic quantization), bf16 weights and activations (PyTorch),
 # or auto: every candidate this CPU runs, measured, the fastest within --max-drop points of fp32 kept (pkd.deploy).
 PRECISIONS = ("fp32", "int8", "bf16", "auto")
+# The precisions pkd exports each format at: ONNX Runtime's CPU kernels have no fast bf16, and OpenVINO's int8
+# (NNCF's post-training quantization) is not built.
+FORMAT_PRECISIONS = {"onnx": ("fp32", "int8"), "torch": ("fp32", "int8", "bf16"), "openvino": ("fp32", "bf16")}
 DEFAULT_OPSET = 17
 OPSETS = range(11, 21)  # eager attention exports from 11 (10 and below fail on a dynamic Slice); TorchScript: <= 20
 INT8_MIN_OPSET = 11  # DynamicQuantizeLinear, which ONNX Runtime's dynamic quantization inserts
@@ -320,7 +323,8 @@ class ExportConfig:
 
     out: str = field(metadata={"help": "the export directory"})
     format: str | None = field(default=None, metadata={
-        "help": "onnx (ONNX Runtime) or torch (default onnx; torch for --precision bf16; auto picks it)"})
+        "help": "onnx (ONNX Runtime), torch, or openvino (an OpenVINO IR, read from the ONNX graph; pip install "
+                "'pkd[openvino]'); default onnx, torch for --precision bf16; auto picks it"})
     precision: str | None = field(default=None, metadata={
         "help": "fp32, int8 (dynamic: int8 weights, activations quantized per batch), bf16 (PyTorch, bf16 weights: "
                 "half the file; fast on CPUs with avx512_bf16 or AMX) or auto (builds the candidates this CPU "
@@ -363,6 +367,8 @@ class ExportConfig:
                 if getattr(self, name):
                     raise UsageError(f"--{name} applies to --format onnx only")
             return
+        if self.optimize and self.format == "openvino":
+            raise UsageError("--optimize applies to --format onnx only (OpenVINO fuses the graph itself)")
         if self.opset is None:
             self.opset = DEFAULT_OPSET
         if self.precision in ("int8", "auto") and self.opset < INT8_MIN_OPSET:
@@ -385,9 +391,11 @@ class ExportConfig:
             if self.format is not None:
                 raise UsageError(f"--format {self.format}: --precision auto picks the format; give one of them")
             return
-        if self.precision == "bf16" and self.format == "onnx":
-            raise UsageError("--precision bf16: a PyTorch export; pass --format torch or leave --format out")
         self.format = self.format or ("torch" if self.precision == "bf16" else "onnx")
+        if self.precision not in FORMAT_PRECISIONS[self.format]:
+            able = [f for f, precisions in FORMAT_PRECISIONS.items() if self.precision in precisions]
+            raise UsageError(f"--precision {self.precision}: not with --format {self.format}; pass --format "
+                             f"{' or '.join(able)}")
 
     def _check_auto_options(self) -> None:
         if self.precision != "auto":

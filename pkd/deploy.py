@@ -12,6 +12,9 @@ Formats
          that pattern (Attention, EmbedLayerNormalization), not the SDPA one, and it exports from opset 11
          (SDPA needs 14).
   torch  the Hugging Face checkpoint (safetensors), for PyTorch serving.
+  openvino  the fp32 ONNX graph above, converted by openvino.convert_model and saved as an IR (openvino_model.xml
+         and .bin, f32 weights); fp32 or bf16 is the CPU plugin's inference precision hint, recorded in
+         export.json and applied when pkd.inference compiles it (pip install 'pkd[openvino]').
 
 Quantization (--quantize int8): weights stored as int8, activations quantized per batch at run time.
   onnx   onnxruntime.quantization.quantize_dynamic, unsigned 8-bit weights (QUInt8) with one scale and zero point
@@ -33,7 +36,8 @@ bf16 (--precision bf16, PyTorch only): the model cast to bfloat16 and saved by s
   (docs/deploy.md has the measurements); elsewhere they are emulated and slower than fp32.
 
 auto (--precision auto): every candidate this CPU and install run (AUTO_CANDIDATES: torch fp32, torch int8, torch
-  bf16 where the CPU has avx512_bf16 or amx_bf16, ONNX Runtime fp32 and int8 where onnxruntime is installed) is
+  bf16 where the CPU has avx512_bf16 or amx_bf16, ONNX Runtime fp32 and int8 where onnxruntime is installed,
+  OpenVINO f32 and bf16 (the latter again only with those flags) where openvino is installed) is
   exported as above, scored on the first AUTO_DEV_EXAMPLES dev examples and timed in interleaved rounds
   (pkd.inference.median_seconds) at b=1 and b=--batch-size on --max-seq-len tokens. The winner (choose_candidate):
   the highest throughput at --batch-size among those with score >= score(fp32) - --max-drop; ties go to the
@@ -74,8 +78,10 @@ from pkd.inference import (
     HEADS,
     INSTALL_HINT,
     MULTIPLE_CHOICE,
+    OPENVINO_HINT,
     SEQUENCE,
     OnnxClassifier,
+    OpenVinoClassifier,
     cpu_features,
     cpu_flags,
     cpu_name,
@@ -84,9 +90,11 @@ from pkd.inference import (
     load_exported,
     load_int8_model,
     median_seconds,
+    model_bytes,
     quantize_torch,
     quiet_torch_onnx,
     require_onnxruntime,
+    require_openvino,
     speed_flags,
     trained_max_seq_len,
 )
@@ -102,6 +110,8 @@ PARITY_EXAMPLES = 16
 def model_file(fmt: str, precision: str) -> str:
     if fmt == "onnx":
         return "model.onnx"
+    if fmt == "openvino":
+        return "openvino_model.xml"  # its weights: openvino_model.bin, beside it (optimum-intel's names)
     return "model-int8.safetensors" if precision == "int8" else "model.safetensors"
 
 
@@ -294,6 +304,8 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
         raise UsageError("--precision auto: export_auto builds and measures its candidates; export_model writes one")
     if cfg.format == "onnx":
         require_onnxruntime()
+    elif cfg.format == "openvino":
+        require_openvino()
     reference = logits_of(model, batch)
     multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
 
@@ -302,15 +314,15 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
     record: dict = {**(info or {}), "kind": kind, "format": cfg.format, "precision": cfg.precision,
                     "quantize": cfg.quantize, "opset": cfg.opset, "optimize": cfg.optimize,
                     "model_file": model_file(cfg.format, cfg.precision), "inputs": list(batch),
-                    "exporter": EXPORTERS[cfg.format if cfg.format == "onnx" else f"torch-{cfg.precision}"],
+                    "exporter": EXPORTERS[cfg.format if cfg.format != "torch" else f"torch-{cfg.precision}"],
                     "versions": export_versions(cfg.format)}
     first = next(iter(batch.values()))
     parity: dict = {"examples": int(first.shape[0]), "shape": list(first.shape), "limit_fp32": PARITY_LIMIT}
     with atomic_dir(cfg.out) as tmp:
-        write = write_onnx if cfg.format == "onnx" else write_torch
+        write = {"onnx": write_onnx, "openvino": write_openvino}.get(cfg.format, write_torch)
         result, config = write(model, kind, batch, cfg, tmp, agree, parity, record)
         record["parity"] = {**parity, **result}
-        record["size_bytes"] = (tmp / record["model_file"]).stat().st_size
+        record["size_bytes"] = model_bytes(tmp, record)
         config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -322,6 +334,7 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
 
 
 EXPORTERS = {"onnx": "torch.onnx.export (TorchScript, dynamo=False), eager attention",
+             "openvino": "openvino.convert_model of pkd's fp32 ONNX graph, saved uncompressed (f32 weights)",
              "torch-fp32": "save_pretrained", "torch-int8": "torch.ao dynamic quantization of nn.Linear",
              "torch-bf16": "save_pretrained of the model cast to bfloat16"}
 Agree = Callable[[torch.nn.Module], dict]
@@ -347,6 +360,26 @@ def write_onnx(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor]
         fp32.unlink()
         result = agree(OnnxClassifier(target, model.config, threads=1))
     record["operators"] = operator_counts(target)
+    return result, model.config
+
+
+def write_openvino(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor], cfg: ExportConfig,
+                   tmp: Path, agree: Agree, parity: dict, record: dict) -> tuple[dict, PretrainedConfig]:
+    """pkd's fp32 ONNX graph (export_onnx) converted to an OpenVINO IR in `tmp`, run by the CPU plugin at f32 and
+    checked as an fp32 export; for bf16 (the plugin's precision hint on the same IR) the result at bf16 is
+    returned, the f32 one recorded in `parity`."""
+    ov = require_openvino()
+    onnx_file = tmp / "model-fp32.onnx"
+    export_onnx(model, kind, batch, onnx_file, cfg.opset)
+    target = tmp / record["model_file"]
+    with quiet_torch_onnx():
+        ov.save_model(ov.convert_model(str(onnx_file)), str(target), compress_to_fp16=False)
+    onnx_file.unlink()
+    result = agree(OpenVinoClassifier(target, model.config, "fp32", threads=1))
+    _check_fp32(result, f"{cfg.out}: OpenVINO export")
+    if cfg.precision == "bf16":
+        parity["fp32_max_abs_logit_diff"] = result["max_abs_logit_diff"]
+        result = agree(OpenVinoClassifier(target, model.config, "bf16", threads=1))
     return result, model.config
 
 
@@ -388,6 +421,8 @@ def export(source: str | Path, cfg: ExportConfig, score: Score | None = None) ->
         raise UsageError("--precision auto scores its candidates on dev: pass score (pkd.api.run_export does)")
     if cfg.format == "onnx":
         require_onnxruntime()  # before any work
+    elif cfg.format == "openvino":
+        require_openvino()
     check_out_dir(cfg.out, cfg.overwrite, inputs=[("--data-dir", cfg.data_dir)], nests=[("the source run", source)])
     path = resolve_model(str(source))
     if is_export_dir(path):
@@ -419,6 +454,8 @@ def export_versions(fmt: str) -> dict[str, str]:
         import onnxruntime
 
         versions.update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+    if fmt == "openvino":
+        versions["openvino"] = require_openvino().__version__
     versions["machine"] = platform.machine()
     return versions
 
@@ -433,6 +470,8 @@ AUTO_CANDIDATES: dict[str, tuple[str, str]] = {
     "torch-bf16": ("torch", "bf16"),
     "ort": ("onnx", "fp32"),
     "ort-int8": ("onnx", "int8"),
+    "ov": ("openvino", "fp32"),
+    "ov-bf16": ("openvino", "bf16"),
 }
 AUTO_REFERENCE = "torch"
 AUTO_DEV_EXAMPLES = 2000  # each candidate is scored on the first 2000 dev examples: all of most dev sets
@@ -441,12 +480,15 @@ AUTO_RULE = ("the highest throughput at --batch-size among the candidates whose 
              "model's minus --max-drop; ties go to the lower b=1 latency, then the smaller file")
 
 
-def auto_candidates(flags: set[str] | Sequence[str], onnxruntime: bool) -> tuple[list[str], dict[str, str]]:
+def auto_candidates(flags: set[str] | Sequence[str], onnxruntime: bool, openvino: bool = False
+                    ) -> tuple[list[str], dict[str, str]]:
     """The candidates this CPU and install support, and why each other one is left out."""
     names, skipped = [], {}
     for name, (fmt, precision) in AUTO_CANDIDATES.items():
         if fmt == "onnx" and not onnxruntime:
             skipped[name] = f"onnxruntime is not installed ({INSTALL_HINT})"
+        elif fmt == "openvino" and not openvino:
+            skipped[name] = f"openvino is not installed ({OPENVINO_HINT})"
         elif precision == "bf16" and not has_fast_bf16(flags):
             skipped[name] = "the CPU has neither avx512_bf16 nor amx_bf16: bf16 would be emulated, slower than fp32"
         else:
@@ -477,6 +519,15 @@ def choose_candidate(rows: Sequence[dict], max_drop: float, batch_size: int, ref
         reason += "; faster but below it: " + ", ".join(
             f"{r['name']} ({r['score'] - by_name[reference]['score']:+.2f} points)" for r in lost)
     return best["name"], reason
+
+
+def installed(require: Callable[[], object]) -> bool:
+    """Whether an optional dependency imports (require_onnxruntime, require_openvino)."""
+    try:
+        require()
+    except UsageError:
+        return False
+    return True
 
 
 def candidate_config(cfg: ExportConfig, name: str, out: Path) -> ExportConfig:
@@ -518,13 +569,7 @@ def export_auto(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | Non
     export_model does, scored with score(directory, AUTO_DEV_EXAMPLES), timed (time_candidates), the winner of
     choose_candidate kept in cfg.out with export.json's "auto" recording every candidate, the CPU and the reason;
     the others are deleted. With cfg.evaluate the winner is also scored on the whole dev split ("dev")."""
-    flags = cpu_flags()
-    try:
-        require_onnxruntime()
-        have_ort = True
-    except UsageError:
-        have_ort = False
-    names, skipped = auto_candidates(flags, have_ort)
+    names, skipped = auto_candidates(cpu_flags(), installed(require_onnxruntime), installed(require_openvino))
     with atomic_dir(cfg.out) as tmp:
         work = tmp / "candidates"
         records = {}

@@ -10,6 +10,8 @@ imports it for its parity check, never the other way round.
 
   onnx   an ONNX Runtime CPU session, one inter-op thread, `threads` intra-op threads and spinning off: spinning
          idle threads steal the CPU from whatever runs next (docs/deploy.md).
+  openvino  the IR compiled by OpenVINO's CPU plugin with the recorded precision as its inference precision hint
+         (f32 or bf16; the plugin's own default is bf16 on bf16-capable CPUs, so f32 is asked for explicitly).
   torch  save_pretrained's checkpoint (bf16: loaded as bf16, logits bf16; callers take .float()), or for int8 the
          fp32 architecture from config.json, dynamically quantized, with the stored int8 weights set into its
          Linear layers; never a pickle.
@@ -77,6 +79,13 @@ def read_export(path: str | Path) -> dict:
     return record
 
 
+def model_bytes(path: str | Path, record: dict) -> int:
+    """The size of an export's model on disk: its model file, and for OpenVINO the weights beside it (.bin)."""
+    file = Path(path) / record["model_file"]
+    weights = file.with_suffix(".bin") if record["format"] == "openvino" else None
+    return file.stat().st_size + (weights.stat().st_size if weights is not None and weights.is_file() else 0)
+
+
 def trained_max_seq_len(path: str | Path, task: Task) -> int:
     """The max_seq_len a model was trained with, to encode its inputs at: its run.json's, an export directory's
     source run's (export.json), else the task's default (a checkpoint trained elsewhere)."""
@@ -98,8 +107,9 @@ def load_exported(path: str | Path, threads: int | None = None
         raise DataError(f"{path}: export directory without its model file {record['model_file']}")
     config = load_config(str(path))
     tokenizer = load_tokenizer(str(path)) if (path / "tokenizer_config.json").is_file() else None
-    if record["format"] == "onnx":
-        model = OnnxClassifier(file, config, threads)
+    if record["format"] in ("onnx", "openvino"):
+        model = OnnxClassifier(file, config, threads) if record["format"] == "onnx" else \
+            OpenVinoClassifier(file, config, record_precision(record), threads)
         model.check_inputs(tokenizer, record["kind"])
     elif record_precision(record) == "int8":
         model = load_int8_model(file, config, record["kind"])
@@ -142,29 +152,38 @@ def ort_session(path: str | Path, threads: int | None = None) -> onnxruntime.Inf
                         ) from None
 
 
-class OnnxClassifier(torch.nn.Module):
-    """An ONNX Runtime session behind the model interface pkd evaluates and benchmarks: model(**batch).logits.
+class GraphClassifier(torch.nn.Module):
+    """A compiled graph (ONNX Runtime, OpenVINO) behind the model interface pkd evaluates and benchmarks:
+    model(**batch).logits, float32.
 
     A module without parameters, so that .to(), .eval() and .train() from the shared evaluation code do no
-    harm. A missing token_type_ids is zeros, as in the Hugging Face models; other missing inputs are an error."""
+    harm. A missing token_type_ids is zeros, as in the Hugging Face models; other missing inputs are an error.
+    Subclasses set input_ranks (each input's name and rank, in the graph's order) and run a feed."""
 
-    def __init__(self, path: str | Path, config: PretrainedConfig, threads: int | None = None):
+    def __init__(self, path: str | Path, config: PretrainedConfig):
         super().__init__()
         self.path, self.config = Path(path), config
-        self.session = ort_session(path, threads)
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_ranks: dict[str, int] = {}
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.input_ranks)
 
     def check_inputs(self, tokenizer: PreTrainedTokenizerBase | None, kind: str) -> None:
         """The graph's inputs must be what the tokenizer produces, with one rank per kind of model."""
         rank = 3 if kind == MULTIPLE_CHOICE else 2
-        for i in self.session.get_inputs():
-            if len(i.shape) != rank:
-                raise DataError(f"{self.path}: input {i.name} has rank {len(i.shape)}, a {kind} model takes {rank}")
+        for name, found in self.input_ranks.items():
+            if found != rank:
+                raise DataError(f"{self.path}: input {name} has rank {found}, a {kind} model takes {rank}")
         if tokenizer is None:
             return
         produced = list(tokenizer.model_input_names)
         if set(self.input_names) != set(produced):
-            raise DataError(f"{self.path}: ONNX inputs {self.input_names} do not match the tokenizer's {produced}")
+            raise DataError(f"{self.path}: the graph's inputs {self.input_names} do not match the tokenizer's "
+                            f"{produced}")
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
 
     def forward(self, **inputs: torch.Tensor) -> SimpleNamespace:
         feed = {}
@@ -175,8 +194,63 @@ class OnnxClassifier(torch.nn.Module):
             if value is None:
                 raise DataError(f"{self.path}: the model needs input {name}, got {sorted(inputs)}")
             feed[name] = value.detach().cpu().numpy().astype(np.int64, copy=False)
-        logits = self.session.run(["logits"], feed)[0]
-        return SimpleNamespace(logits=torch.from_numpy(logits))
+        return SimpleNamespace(logits=torch.from_numpy(np.asarray(self.run(feed), dtype=np.float32)))
+
+
+class OnnxClassifier(GraphClassifier):
+    """An ONNX Runtime session (ort_session) behind the model interface."""
+
+    def __init__(self, path: str | Path, config: PretrainedConfig, threads: int | None = None):
+        super().__init__(path, config)
+        self.session = ort_session(path, threads)
+        self.input_ranks = {i.name: len(i.shape) for i in self.session.get_inputs()}
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], feed)[0]
+
+
+# ----------------------------------------------------------------------------------------------- OpenVINO
+
+OPENVINO_HINT = "pip install 'pkd[openvino]'"
+# export.json's precision -> the CPU plugin's INFERENCE_PRECISION_HINT. Set for fp32 too: on CPUs with bf16
+# instructions the plugin's default is bf16.
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def require_openvino() -> ModuleType:
+    """openvino, or a one-line error naming the install command."""
+    try:
+        import openvino
+    except ImportError as e:
+        raise UsageError(f"OpenVINO needs the optional dependency ({e.name} is not installed): {OPENVINO_HINT}"
+                         ) from None
+    return openvino
+
+
+class OpenVinoClassifier(GraphClassifier):
+    """An OpenVINO IR (openvino_model.xml + .bin) compiled for the CPU at `precision` (fp32 or bf16: the plugin's
+    inference precision hint; the IR itself is f32), `threads` inference threads (default torch's), one stream
+    (the LATENCY hint: one request at a time, as pkd runs it)."""
+
+    def __init__(self, path: str | Path, config: PretrainedConfig, precision: str = "fp32",
+                 threads: int | None = None):
+        super().__init__(path, config)
+        ov = require_openvino()
+        core = ov.Core()
+        try:
+            graph = core.read_model(str(path))
+            self.compiled = core.compile_model(graph, "CPU", {
+                "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()})
+        except Exception as e:
+            raise DataError(f"{path}: cannot load OpenVINO model ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200]})") from None
+        self.precision = precision
+        self.input_ranks = {i.get_any_name(): i.get_partial_shape().rank.get_length() for i in graph.inputs}
+        self.output = self.compiled.output("logits")
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.compiled(feed)[self.output]
 
 
 # ------------------------------------------------------------------------------------------- PyTorch int8

@@ -198,13 +198,15 @@ def test_not_a_classifier(capsys, tiny_bert, glue_dir, tmp_path):
 
 
 @pytest.mark.parametrize("argv, needles", [
-    (["--format", "tflite"], ["--format tflite", "onnx, torch"]),
+    (["--format", "tflite"], ["--format tflite", "onnx, torch, openvino"]),
     (["--quantize", "int4"], ["--quantize int4", "none, int8"]),
     (["--quantize", "int8", "--opset", "10"], ["--opset 10", "int8", "opset 11"]),
     (["--opset", "9"], ["--opset 9", "11-20"]),
     (["--format", "torch", "--opset", "17"], ["--opset", "onnx only"]),
     (["--precision", "int4"], ["--precision", "int4", "fp32", "bf16", "auto"]),
     (["--precision", "bf16", "--format", "onnx"], ["--precision bf16", "--format torch"]),
+    (["--format", "openvino", "--precision", "int8"], ["--precision int8", "--format openvino", "onnx or torch"]),
+    (["--format", "openvino", "--optimize"], ["--optimize", "onnx only"]),
     (["--precision", "bf16", "--opset", "17"], ["--opset", "onnx only"]),
     (["--precision", "bf16", "--quantize", "int8"], ["--precision bf16", "--quantize int8", "one of them"]),
     (["--precision", "auto", "--format", "onnx"], ["--format onnx", "auto picks the format"]),
@@ -458,12 +460,14 @@ def test_auto_breaks_ties_on_latency_then_size_and_needs_its_reference():
 
 
 def test_auto_candidates_follow_the_cpu_flags_and_the_install(tmp_path):
-    names, skipped = deploy.auto_candidates({"avx2", "avx512f"}, onnxruntime=True)
-    assert names == ["torch", "torch-int8", "ort", "ort-int8"] and "avx512_bf16" in skipped["torch-bf16"]
+    names, skipped = deploy.auto_candidates({"avx2", "avx512f"}, onnxruntime=True, openvino=True)
+    assert names == ["torch", "torch-int8", "ort", "ort-int8", "ov"]
+    assert "avx512_bf16" in skipped["torch-bf16"] and "amx_bf16" in skipped["ov-bf16"]
     for flag in ("avx512_bf16", "amx_bf16"):
-        assert "torch-bf16" in deploy.auto_candidates({flag}, onnxruntime=True)[0]
-    names, skipped = deploy.auto_candidates({"amx_bf16"}, onnxruntime=False)
+        assert {"torch-bf16", "ov-bf16"} <= set(deploy.auto_candidates({flag}, onnxruntime=True, openvino=True)[0])
+    names, skipped = deploy.auto_candidates({"amx_bf16"}, onnxruntime=False, openvino=False)
     assert names == ["torch", "torch-int8", "torch-bf16"] and "pip install 'pkd[export]'" in skipped["ort-int8"]
+    assert "pip install 'pkd[openvino]'" in skipped["ov"] and "pip install 'pkd[openvino]'" in skipped["ov-bf16"]
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n")
     assert inference.has_fast_bf16(inference.cpu_flags(info)) and inference.speed_flags(info)[-1] == "avx512_bf16"
@@ -485,7 +489,9 @@ def test_auto_export_records_every_candidate_and_prints_the_table(tiny_teacher, 
     assert torch.get_num_threads() == threads  # --threads applies to the timing only
     record = json.loads((out / "export.json").read_text())
     auto = record["auto"]
-    assert [r["name"] for r in auto["candidates"]] == list(deploy.AUTO_CANDIDATES) and auto["skipped"] == {}
+    expected_skips = set() if deploy.installed(inference.require_openvino) else {"ov", "ov-bf16"}
+    assert set(auto["skipped"]) == expected_skips
+    assert [r["name"] for r in auto["candidates"]] == [n for n in deploy.AUTO_CANDIDATES if n not in expected_skips]
     assert (auto["max_drop"], auto["batch_size"], auto["seq_len"], auto["reference"], auto["threads"]) == \
         (0.5, 4, 24, "torch", 1)
     assert auto["cpu_features"] == inference.cpu_features() and auto["cpu_flags"] == inference.speed_flags()
@@ -513,7 +519,7 @@ def test_auto_applies_the_choice_to_what_it_measured(tiny_teacher, glue_dir, tmp
     from them, bf16 here. Without bf16 in the CPU's flags, bf16 is skipped and recorded as such, and the third
     candidate is ort."""
     def fake(models, seq_len, batch_sizes, repeats, warmup):
-        speed = [1.0, 2.0, 9.0, 3.0, 4.0][:len(models)]
+        speed = [1.0, 2.0, 9.0, 3.0, 4.0, 5.0, 6.0][:len(models)]
         return [{b: b / 100 / s for b in batch_sizes} for s in speed]
 
     monkeypatch.setattr(deploy, "median_seconds", fake)
@@ -526,8 +532,9 @@ def test_auto_applies_the_choice_to_what_it_measured(tiny_teacher, glue_dir, tmp
     assert record["dev"]["score"] == record["auto"]["candidates"][2]["score"]  # --evaluate: the whole dev set
     monkeypatch.setattr(deploy, "cpu_flags", lambda: {"avx2"})
     record = pkd.export(tiny_teacher, tmp_path / "no-bf16", precision="auto", max_drop=100, data_dir=glue_dir)
-    assert [r["name"] for r in record["auto"]["candidates"]] == ["torch", "torch-int8", "ort", "ort-int8"]
-    assert list(record["auto"]["skipped"]) == ["torch-bf16"] and record["auto"]["winner"] == "ort"  # 9x now
+    assert [r["name"] for r in record["auto"]["candidates"]][:4] == ["torch", "torch-int8", "ort", "ort-int8"]
+    assert "torch-bf16" in record["auto"]["skipped"] and "ov-bf16" in record["auto"]["skipped"]
+    assert record["auto"]["winner"] == "ort"  # the third candidate now
     assert "| torch-bf16 | skipped: the CPU has neither avx512_bf16 nor amx_bf16" in deploy.auto_table(record["auto"])
     assert (tmp_path / "no-bf16" / "model.onnx").is_file() and "dev" not in record
 
@@ -538,3 +545,45 @@ def test_auto_refuses_a_multiple_choice_model(race_model, tmp_path, capsys):
                                       race_dir, "--max-seq-len", "48", "--precision", "auto"])
     assert_one_error(code, out, err, "--precision auto", "multiple-choice", "fixed --precision")
     assert not (tmp_path / "x").exists()
+
+
+# -------------------------------------------------------------------------------------------- OpenVINO
+
+
+def test_openvino_export_fp32_and_bf16_scored_and_benched(tiny_teacher, glue_dir, tmp_path, capsys):
+    """--format openvino: the IR of pkd's ONNX graph, exact at f32 (as fp32 exports are), and at the bf16
+    precision hint recorded against fp32 like int8 and torch bf16; scored by evaluate, timed by bench."""
+    pytest.importorskip("openvino")
+    records = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"ov-{precision}"
+        records[precision] = pkd.export(tiny_teacher, out, format="openvino", precision=precision, data_dir=glue_dir)
+        ir = {"openvino_model.xml", "openvino_model.bin"}
+        assert ir | {"export.json", "config.json"} <= {p.name for p in out.iterdir()}
+        assert not list(out.glob("*.onnx"))  # the ONNX graph was only the converter's input
+        model, _, record = inference.load_exported(out)
+        assert isinstance(model, inference.OpenVinoClassifier) and model.precision == precision
+        assert record["size_bytes"] == sum((out / name).stat().st_size for name in ir)
+        assert "openvino" in record["versions"]
+    assert records["fp32"]["parity"]["max_abs_logit_diff"] <= 1e-3 and records["fp32"]["parity"]["agreement"] == 1.0
+    bf16 = records["bf16"]["parity"]
+    assert bf16["fp32_max_abs_logit_diff"] <= 1e-3 and bf16["agreement"] >= 0.9
+    scores = []
+    for m in (tiny_teacher, tmp_path / "ov-fp32"):
+        code, text, err = run_cli(capsys, ["evaluate", m, "--task", "sst2", "--data-dir", glue_dir, "--json"])
+        assert code == 0, err
+        scores.append(json.loads(text))
+    assert scores[0] == scores[1]
+    rows = bench_models([str(tiny_teacher), str(tmp_path / "ov-bf16")], seq_len=16, batch_sizes=[1, 4], repeats=1,
+                        warmup=0, threads=1, variants=["torch", "ov", "ov-bf16"])
+    assert [r["variant"] for r in rows] == ["torch", "ov", "ov-bf16", "ov-bf16"]
+    assert all(r["throughput"] > 0 for r in rows)
+
+
+def test_openvino_missing_names_the_install_command(capsys, tiny_teacher, glue_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    code, out, err = run_cli(capsys, ["export", tiny_teacher, "--out", tmp_path / "x", "--data-dir", glue_dir,
+                                      "--format", "openvino"])
+    assert_one_error(code, out, err, "openvino", "pip install 'pkd[openvino]'")
+    assert not (tmp_path / "x").exists()
+    assert not deploy.installed(inference.require_openvino)
