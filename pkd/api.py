@@ -436,19 +436,23 @@ def prediction_rows(task: Task, examples: list, logits: np.ndarray, probabilitie
 
 
 def run_export(source: str | Path, cfg: ExportConfig) -> dict:
-    """pkd.deploy.export (ONNX or PyTorch, fp32 or int8, parity-checked); with cfg.evaluate, the export directory
-    is also scored on the full dev split by `evaluate` - the code that scores runs - before it is renamed into
-    place, and export.json records the metrics as "dev". Without --data-dir or $PKD_DATA, a registry task's data
+    """pkd.deploy.export (ONNX or PyTorch; fp32, int8, bf16 or auto; parity-checked); with cfg.evaluate, the export
+    directory is also scored on the full dev split by `evaluate` - the code that scores runs - before it is renamed
+    into place, and export.json records the metrics as "dev". --precision auto scores each candidate the same way,
+    on the first deploy.AUTO_DEV_EXAMPLES dev examples. Without --data-dir or $PKD_DATA, a registry task's data
     is read from where the run read it (pkd.data.recorded_data_dir)."""
     cfg = replace(cfg, data_dir=cfg.data_dir or recorded_data_dir(source))
 
-    def score(directory: Path, task_name: str) -> dict:  # the task: the one export.json records
-        return evaluate(str(directory), None, "dev", data_dir=cfg.data_dir, max_seq_len=cfg.max_seq_len)
+    def score(directory: Path, task_name: str, max_examples: int | None = None) -> dict:
+        # the task: the one export.json records
+        return evaluate(str(directory), None, "dev", data_dir=cfg.data_dir, max_seq_len=cfg.max_seq_len,
+                        max_examples=max_examples)
 
-    return deploy.export(source, cfg, score=score if cfg.evaluate else None)
+    return deploy.export(source, cfg, score=score if cfg.evaluate or cfg.precision == "auto" else None)
 
 
 def export(source: str | Path, out: str | Path, **options) -> dict:
     """run_export of a run directory or checkpoint `source`, from keywords: each option is a field of ExportConfig
-    (format, quantize, opset, optimize, evaluate, task, data_dir, max_seq_len, overwrite)."""
+    (format, precision, quantize, opset, optimize, evaluate, max_drop, batch_size, task, data_dir, max_seq_len,
+    overwrite)."""
     return run_export(source, *from_options({"out": str(out), **options}, ExportConfig))

@@ -11,9 +11,7 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import tempfile
-import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,8 +31,9 @@ from transformers import (
 )
 
 from pkd import deploy, inference
-from pkd.config import ExportConfig
+from pkd.config import ExportConfig, export_variant
 from pkd.errors import DataError, UsageError
+from pkd.inference import cpu_features
 from pkd.models import resolve_model
 
 # Random-weight architectures for `--shape`: BERT's uncased vocabulary and positions, and all-mpnet-base-v2's
@@ -51,14 +50,17 @@ SHAPES: dict[str, tuple[type[PretrainedConfig], dict[str, int]]] = {
 }
 
 
-# What a user deploys, per model: (format, quantize, optimize) of `pkd export`; "torch" is the model as it is.
+# What a user deploys, per model: (format, precision, optimize) of `pkd export`; "torch" is the model as it is.
 VARIANTS: dict[str, tuple[str, str, bool] | None] = {
     "torch": None,
     "torch-int8": ("torch", "int8", False),
-    "ort": ("onnx", "none", False),
+    "torch-bf16": ("torch", "bf16", False),
+    "ort": ("onnx", "fp32", False),
     "ort-int8": ("onnx", "int8", False),
-    "ort-opt": ("onnx", "none", True),
+    "ort-opt": ("onnx", "fp32", True),
     "ort-opt-int8": ("onnx", "int8", True),
+    "ov": ("openvino", "fp32", False),
+    "ov-bf16": ("openvino", "bf16", False),
 }
 
 DESCRIPTION = """\
@@ -80,8 +82,10 @@ length --seq-len with an all-ones attention mask, in eval mode under torch.infer
   speed-up     the first model's time over this model's, at that batch size
 
 --variants adds, per model, what `pkd export` makes of it, exported into a temporary directory and timed in the
-same interleaved rounds: torch (the model as it is, fp32), torch-int8 (dynamic int8 nn.Linear), ort / ort-int8
-(ONNX Runtime, fp32 / int8 weights), ort-opt / ort-opt-int8 (ONNX Runtime's transformer fusions first). An
+same interleaved rounds: torch (the model as it is, fp32), torch-int8 (dynamic int8 nn.Linear), torch-bf16 (bf16
+weights and activations: fast where the CPU has avx512_bf16 or amx_bf16, emulated and slow elsewhere), ort /
+ort-int8 (ONNX Runtime, fp32 / int8 weights), ort-opt / ort-opt-int8 (ONNX Runtime's transformer fusions first),
+ov / ov-bf16 (OpenVINO's CPU plugin at f32 / bf16 inference precision; pip install 'pkd[openvino]'). An
 export directory given as a model is timed as it is. For these, size is the model file on disk, parameters
 are the source architecture's, and peak memory is not measured ("-"): ONNX Runtime's and the quantized
 kernels' allocations are invisible to the tracker. ONNX Runtime runs with --threads intra-op threads and
@@ -153,40 +157,10 @@ def environment(device: str, threads: int | None = None) -> dict:
     env = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "device": device,
            "torch": torch.__version__, "threads": threads or torch.get_num_threads(),
            "cpu_count": os.cpu_count(),
-           "machine": f"{platform.machine()} {_cpu_name()}".strip(), "cpu_features": cpu_features()}
+           "machine": f"{platform.machine()} {inference.cpu_name()}".strip(), "cpu_features": cpu_features()}
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()
     return env
-
-
-# The CPU flags that decide int8 and bf16 speed: without VNNI, x86 int8 kernels (FBGEMM, ONNX Runtime's MLAS)
-# multiply u8 x s8 in three instructions where VNNI takes one, so int8's gain over fp32 differs by about 2x
-# between hosts of the same core count (docs/deploy.md).
-_SPEED_FLAGS = ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-
-
-def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """torch's CPU kernel level and the int8/bf16 flags the CPU has, e.g. "AVX2; none of avx512f, ... amx_bf16"."""
-    flags = set(_cpuinfo_field(cpuinfo, ("flags", "Features")).split())
-    have = [f for f in _SPEED_FLAGS if f in flags]
-    return f"{torch.backends.cpu.get_cpu_capability()}; " + (" ".join(have) if have else
-                                                             "none of " + ", ".join(_SPEED_FLAGS))
-
-
-def _cpu_name() -> str:
-    # platform.processor() is empty on most Linux systems
-    return _cpuinfo_field(Path("/proc/cpuinfo"), ("model name",)) or platform.processor()
-
-
-def _cpuinfo_field(cpuinfo: Path, names: tuple[str, ...]) -> str:
-    """The value of the first line of `cpuinfo` that starts with one of `names` ("" when none, or no file)."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith(names):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -221,9 +195,7 @@ def _load_export(path: str, threads: int | None = None) -> _Exported:
         raise UsageError(f"{path}: a {record['kind']} export; pkd bench times sequence classifiers on [batch, tokens]")
     with torch.device("meta"):  # the source architecture, for its parameter counts only
         counts = parameter_counts(inference.HEADS[record["kind"]].from_config(model.config))
-    engine = "ort" if record["format"] == "onnx" else "torch"
-    variant = engine + ("-opt" if record.get("optimize") else "") + ("-int8" if record["quantize"] == "int8" else "")
-    return _Exported(model, (Path(path) / record["model_file"]).stat().st_size, counts, variant)
+    return _Exported(model, inference.model_bytes(path, record), counts, export_variant(record))
 
 
 def load_model(name_or_path: str, threads: int | None = None) -> tuple[PreTrainedModel | _Exported, str]:
@@ -330,15 +302,15 @@ def _entries(models: Sequence[str], shape: str | None, layers: Sequence[int] | N
             if settings is None:
                 out.append(_Entry(name, model, path, size, source, counts))
                 continue
-            fmt, quantize, optimize = settings
+            fmt, precision, optimize = settings
             kind = deploy.classifier_kind(model.config, name) if shape is None else inference.SEQUENCE
             if kind != inference.SEQUENCE:
                 raise UsageError(f"{name}: a {kind} model; --variants times sequence classifiers on [batch, tokens]")
             target = workdir / f"{i}-{variant}"
-            cfg = ExportConfig(out=str(target), format=fmt, quantize=quantize, optimize=optimize)
+            cfg = ExportConfig(out=str(target), format=fmt, precision=precision, optimize=optimize)
             deploy.export_model(model, kind, None, deploy.random_batch(model.config, kind), cfg, {"source": name})
             exported, _, record = inference.load_exported(target, threads)
-            file_size = (target / record["model_file"]).stat().st_size
+            file_size = inference.model_bytes(target, record)
             out.append(_Entry(f"{name} {variant}", exported, None, file_size, "export", counts, variant))
     return out
 
@@ -369,25 +341,14 @@ class _LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-def _inputs(model: PreTrainedModel, batch: int, seq_len: int, device: str) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(batch * 7919 + seq_len)  # same ids for every model of a vocabulary
-    ids = torch.randint(0, model.config.vocab_size, (batch, seq_len), generator=g)
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def _peak_memory(model: PreTrainedModel, inputs: dict, device: str) -> int:
     if device == "cuda":
         # Other models sit on the GPU too: count this model's weights plus what its forward added on top.
-        _sync(device)
+        inference.sync(device)
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         model(**inputs)
-        _sync(device)
+        inference.sync(device)
         return _weights_bytes(model) + torch.cuda.max_memory_allocated() - before
     tracker = _LiveTensorBytes()
     with tracker:
@@ -439,34 +400,18 @@ def _bench(entries: list[_Entry], shape: str | None, device: str, seq_len: int, 
         if limit and seq_len > limit:
             raise UsageError(f"--seq-len {seq_len}: {e.name} has only {limit} positions")
         e.model.to(device).eval()
-    inputs = {(i, b): _inputs(e.model, b, seq_len, device)
-              for i, e in enumerate(entries) for b in batch_sizes}
-
-    times: dict[tuple[int, int], list[float]] = {key: [] for key in inputs}
+    medians = inference.median_seconds([e.model for e in entries], seq_len, batch_sizes, repeats, warmup, device)
     with torch.inference_mode():
-        for _ in range(warmup):
-            for key, x in inputs.items():
-                entries[key[0]].model(**x)
-        _sync(device)
-        n = len(entries)
-        for r in range(repeats):
-            for b in batch_sizes:
-                # Rotate who goes first so that no model always runs right after the same neighbour.
-                for i in [(r + k) % n for k in range(n)]:
-                    start = time.perf_counter()
-                    entries[i].model(**inputs[i, b])
-                    _sync(device)
-                    times[i, b].append(time.perf_counter() - start)
-        peaks = [_peak_memory(e.model, inputs[i, batch_sizes[-1]], device) if e.traced else None
-                 for i, e in enumerate(entries)]
+        peaks = [_peak_memory(e.model, inference.timing_inputs(e.model.config, batch_sizes[-1], seq_len, device),
+                              device) if e.traced else None for e in entries]
 
     results = []
     for i, e in enumerate(entries):
         timings = []
         for b in batch_sizes:
-            median = statistics.median(times[i, b])
+            median = medians[i][b]
             timings.append({"batch_size": b, "median_ms": 1000 * median, "throughput": b / median,
-                            "speedup": statistics.median(times[0, b]) / median})
+                            "speedup": medians[0][b] / median})
         results.append({
             "name": e.name, "path": e.path, "shape": shape, "variant": e.variant,
             "layers": e.model.config.num_hidden_layers, "hidden_size": e.model.config.hidden_size, **e.counts,

@@ -347,7 +347,8 @@ def _predict(args: argparse.Namespace) -> str:
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = "See pkd.deploy: formats, quantization, the parity check and why this exporter."
+    p.description = ("See pkd.deploy: formats, precisions (fp32, int8, bf16, auto: the fastest candidate within "
+                     "--max-drop points of fp32, measured on this CPU), the parity check and why this exporter.")
     p.add_argument("run", help="run directory or checkpoint (a sequence classifier or a multiple-choice model)")
     add_fields(p, ExportConfig)
 
@@ -356,8 +357,17 @@ def _export(args: argparse.Namespace) -> str:
     from pkd import api
 
     record = api.run_export(args.run, *configs(args, ExportConfig))
-    shown = {"out": args.out, "size_bytes": record["size_bytes"], "parity": record["parity"]}
-    return json.dumps({**shown, **({"dev": record["dev"]} if "dev" in record else {})}) + "\n"
+    shown = {"out": args.out, "precision": record["precision"], "size_bytes": record["size_bytes"],
+             "parity": record["parity"]}
+    summary = json.dumps({**shown, **({"dev": record["dev"]} if "dev" in record else {})}) + "\n"
+    if "auto" not in record:
+        return summary
+    from pkd import deploy
+
+    auto = record["auto"]
+    return (f"CPU: {auto['cpu']} ({auto['cpu_features']}); {auto['threads']} threads, {auto['seq_len']} tokens, "
+            f"medians of {auto['repeats']} interleaved rounds; dev: the first {auto['dev_examples']} examples\n\n"
+            f"{deploy.auto_table(auto)}\nchosen: {auto['reason']}\n{summary}")
 
 
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
@@ -393,7 +403,8 @@ COMMANDS: dict[str, Command] = {
     "cache": Command("build the teacher-output cache for a task", _cache, _cache_arguments),
     "evaluate": Command("score a model on a labelled split", _evaluate, _evaluate_arguments),
     "predict": Command("write a submission file (index, prediction)", _predict, _predict_arguments),
-    "export": Command("a run as ONNX or PyTorch, fp32 or int8, checked against it", _export, _export_arguments),
+    "export": Command("a run as ONNX or PyTorch, fp32, int8, bf16 or the fastest here, checked against it", _export,
+                      _export_arguments),
     "bench": Command("parameters, size, memory and speed of models, side by side", _bench, _bench_arguments),
     "report": Command("Markdown and HTML report with tables and plots over runs", _report, _report_arguments),
     "sweep": Command("grid or random search over distillation hyperparameters", _sweep, _sweep_arguments),

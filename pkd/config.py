@@ -284,27 +284,69 @@ class SweepConfig:
     jobs: int = field(default=1, metadata={"help": "trials run at a time, each in its own process"})
 
 
-FORMATS = ("onnx", "torch")
+FORMATS = ("onnx", "torch", "openvino")
 QUANTIZATIONS = ("none", "int8")
+# What an export computes in: fp32, int8 weights (dynamic quantization), bf16 weights and activations (PyTorch),
+# or auto: every candidate this CPU runs, measured, the fastest within --max-drop points of fp32 kept (pkd.deploy).
+PRECISIONS = ("fp32", "int8", "bf16", "auto")
+# The precisions pkd exports each format at: ONNX Runtime's CPU kernels have no fast bf16, and OpenVINO's int8
+# (NNCF's post-training quantization) is not built.
+FORMAT_PRECISIONS = {"onnx": ("fp32", "int8"), "torch": ("fp32", "int8", "bf16"), "openvino": ("fp32", "bf16")}
 DEFAULT_OPSET = 17
 OPSETS = range(11, 21)  # eager attention exports from 11 (10 and below fail on a dynamic Slice); TorchScript: <= 20
 INT8_MIN_OPSET = 11  # DynamicQuantizeLinear, which ONNX Runtime's dynamic quantization inserts
+DEFAULT_MAX_DROP = 0.5  # dev points an auto candidate may lose against fp32
+DEFAULT_AUTO_BATCH = 32
+
+
+def record_precision(record: dict) -> str:
+    """An export.json's precision: its "precision", or for an export written before there was one, its
+    "quantize" (int8, else fp32)."""
+    return record.get("precision") or ("int8" if record.get("quantize") == "int8" else "fp32")
+
+
+def export_variant(record: dict) -> str:
+    """The name `pkd bench --variants` gives the same kind of model as an export.json describes: ort, ort-int8,
+    ort-opt-int8, torch-int8, torch-bf16, ov-bf16..."""
+    engine = {"onnx": "ort", "openvino": "ov"}.get(record.get("format"), "torch")
+    precision = record_precision(record)
+    return engine + ("-opt" if record.get("optimize") else "") + ("" if precision == "fp32" else f"-{precision}")
 
 
 @dataclass
 class ExportConfig:
-    """`pkd export`: what to write for serving (pkd.deploy), and the data of its parity check."""
+    """`pkd export`: what to write for serving (pkd.deploy), and the data of its parity check.
+
+    --precision and --quantize name the same choice for int8 (--quantize int8 is the older spelling); after
+    __post_init__, format, precision and quantize agree (bf16: format torch, quantize none; auto: format None, each
+    candidate has its own)."""
 
     out: str = field(metadata={"help": "the export directory"})
-    format: str = field(default="onnx", metadata={"help": "onnx (ONNX Runtime) or torch (default onnx)"})
+    format: str | None = field(default=None, metadata={
+        "help": "onnx (ONNX Runtime), torch, or openvino (an OpenVINO IR, read from the ONNX graph; pip install "
+                "'pkd[openvino]'); default onnx, torch for --precision bf16; auto picks it"})
+    precision: str | None = field(default=None, metadata={
+        "help": "fp32, int8 (dynamic: int8 weights, activations quantized per batch), bf16 (PyTorch, bf16 weights: "
+                "half the file; fast on CPUs with avx512_bf16 or AMX) or auto (builds the candidates this CPU "
+                "runs, scores and times each, keeps the fastest within --max-drop points of fp32; docs/deploy.md). "
+                "Default fp32, or --quantize's"})
     quantize: str = field(default="none", metadata={
-        "help": "none or int8 (dynamic: int8 weights, activations quantized per batch; default none)"})
+        "help": "none or int8: the older spelling of --precision fp32 / int8 (default none)"})
     opset: int | None = field(default=None, metadata={
         "help": f"ONNX opset, {OPSETS.start}-{OPSETS.stop - 1} (default {DEFAULT_OPSET})"})
     optimize: bool = field(default=False, metadata={
         "help": "ONNX Runtime's transformer fusions (attention, LayerNorm, GELU) before quantization"})
     evaluate: bool = field(default=False, metadata={
         "help": "also score the export on the dev split, recorded in export.json (for pkd report)"})
+    max_drop: float | None = field(default=None, metadata={
+        "help": f"with --precision auto: the most dev points a candidate may lose against fp32 (default "
+                f"{DEFAULT_MAX_DROP})"})
+    batch_size: int | None = field(default=None, metadata={
+        "help": f"with --precision auto: the batch size the candidates are timed at, besides 1; the fastest there "
+                f"wins (default {DEFAULT_AUTO_BATCH})"})
+    threads: int | None = field(default=None, metadata={
+        "help": "with --precision auto: the torch and ONNX Runtime CPU threads the candidates are timed with; on a "
+                "CPU shared with other work, fewer than its cores (default: torch's own)"})
     task: str | None = field(default=None, metadata={
         "help": "task of the parity batch and --evaluate (default: the run's)"})
     data_dir: str | None = field(default=None, metadata={"help": "as for training (default: $PKD_DATA, else the Hub)"})
@@ -314,22 +356,63 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.max_seq_len is not None and self.max_seq_len < 1:
             raise UsageError(f"--max-seq-len {self.max_seq_len}: must be at least 1")
-        if self.format not in FORMATS:
+        if self.format is not None and self.format not in FORMATS:
             raise UsageError(f"--format {self.format}: choose one of {', '.join(FORMATS)}")
         if self.quantize not in QUANTIZATIONS:
             raise UsageError(f"--quantize {self.quantize}: choose one of {', '.join(QUANTIZATIONS)}")
+        self._resolve_precision()
+        self._check_auto_options()
         if self.format == "torch":
             for name in ("opset", "optimize"):
                 if getattr(self, name):
                     raise UsageError(f"--{name} applies to --format onnx only")
             return
+        if self.optimize and self.format == "openvino":
+            raise UsageError("--optimize applies to --format onnx only (OpenVINO fuses the graph itself)")
         if self.opset is None:
             self.opset = DEFAULT_OPSET
-        if self.quantize == "int8" and self.opset < INT8_MIN_OPSET:
-            raise UsageError(f"--opset {self.opset}: --quantize int8 needs opset {INT8_MIN_OPSET} or higher "
-                             "(ONNX Runtime's dynamic quantization uses DynamicQuantizeLinear)")
+        if self.precision in ("int8", "auto") and self.opset < INT8_MIN_OPSET:
+            raise UsageError(f"--opset {self.opset}: --precision {self.precision} needs opset {INT8_MIN_OPSET} or "
+                             "higher (ONNX Runtime's dynamic quantization uses DynamicQuantizeLinear)")
         if self.opset not in OPSETS:
             raise UsageError(f"--opset {self.opset}: the exporter supports opsets {OPSETS.start}-{OPSETS.stop - 1}")
+
+    def _resolve_precision(self) -> None:
+        """precision from --quantize when not given; format from precision when not given."""
+        if self.precision is None:
+            self.precision = "int8" if self.quantize == "int8" else "fp32"
+        elif self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
+        elif self.quantize == "int8" and self.precision != "int8":
+            raise UsageError(f"--precision {self.precision} and --quantize int8: give one of them (--quantize int8 "
+                             "is --precision int8)")
+        self.quantize = "int8" if self.precision == "int8" else "none"
+        if self.precision == "auto":
+            if self.format is not None:
+                raise UsageError(f"--format {self.format}: --precision auto picks the format; give one of them")
+            return
+        self.format = self.format or ("torch" if self.precision == "bf16" else "onnx")
+        if self.precision not in FORMAT_PRECISIONS[self.format]:
+            able = [f for f, precisions in FORMAT_PRECISIONS.items() if self.precision in precisions]
+            raise UsageError(f"--precision {self.precision}: not with --format {self.format}; pass --format "
+                             f"{' or '.join(able)}")
+
+    def _check_auto_options(self) -> None:
+        if self.precision != "auto":
+            for name in ("max_drop", "batch_size", "threads"):
+                if getattr(self, name) is not None:
+                    raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: applies to --precision "
+                                     "auto only")
+            return
+        if self.optimize:
+            raise UsageError("--optimize: not with --precision auto (its ONNX candidates are the plain graphs)")
+        self.max_drop = DEFAULT_MAX_DROP if self.max_drop is None else self.max_drop
+        self.batch_size = DEFAULT_AUTO_BATCH if self.batch_size is None else self.batch_size
+        if not self.max_drop >= 0:
+            raise UsageError(f"--max-drop {self.max_drop}: must be >= 0 (dev points)")
+        for name in ("batch_size", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
 
 
 def from_options(options: dict[str, Any], *classes: type, strict: bool = True) -> list:

@@ -1,7 +1,7 @@
 """`pkd export`: a trained classifier as a file to serve, checked against its source on a real batch.
 
 An export directory holds the model file, the tokenizer (save_pretrained), config.json and export.json
-(source run, format, quantization, opset, library versions, the parity check). It is written under a temporary
+(source run, format, precision, opset, library versions, the parity check). It is written under a temporary
 name and renamed into place, so a failed export leaves nothing behind.
 
 Formats
@@ -12,6 +12,9 @@ Formats
          that pattern (Attention, EmbedLayerNormalization), not the SDPA one, and it exports from opset 11
          (SDPA needs 14).
   torch  the Hugging Face checkpoint (safetensors), for PyTorch serving.
+  openvino  the fp32 ONNX graph above, converted by openvino.convert_model and saved as an IR (openvino_model.xml
+         and .bin, f32 weights); fp32 or bf16 is the CPU plugin's inference precision hint, recorded in
+         export.json and applied when pkd.inference compiles it (pip install 'pkd[openvino]').
 
 Quantization (--quantize int8): weights stored as int8, activations quantized per batch at run time.
   onnx   onnxruntime.quantization.quantize_dynamic, unsigned 8-bit weights (QUInt8) with one scale and zero point
@@ -23,21 +26,43 @@ Quantization (--quantize int8): weights stored as int8, activations quantized pe
   torch  torch.ao.quantization.quantize_dynamic of every nn.Linear (embeddings stay fp32); stored as int8
          tensors with their scale and zero point in model-int8.safetensors, never as a pickle.
 --optimize runs ONNX Runtime's transformer optimizer (attention, LayerNorm and GELU fusion) before quantization.
+(--quantize int8 is the older spelling of --precision int8.)
+
+bf16 (--precision bf16, PyTorch only): the model cast to bfloat16 and saved by save_pretrained, 2 bytes a weight
+  instead of 4, so half the file; it runs in bf16 end to end (matmuls, LayerNorm, softmax as PyTorch's bf16 CPU
+  kernels compute them). bf16 keeps fp32's 8-bit exponent and 7 of its 23 mantissa bits: each weight moves by at
+  most 2^-8 of itself, the logits by about as much, which rarely flips a prediction. On CPUs with avx512_bf16
+  (vdpbf16ps: 2 bf16 products per fp32 lane) or AMX-BF16 (tile matmuls), oneDNN's bf16 GEMMs beat fp32 and int8
+  (docs/deploy.md has the measurements); elsewhere they are emulated and slower than fp32.
+
+auto (--precision auto): every candidate this CPU and install run (AUTO_CANDIDATES: torch fp32, torch int8, torch
+  bf16 where the CPU has avx512_bf16 or amx_bf16, ONNX Runtime fp32 and int8 where onnxruntime is installed,
+  OpenVINO f32 and bf16 (the latter again only with those flags) where openvino is installed) is
+  exported as above, scored on the first AUTO_DEV_EXAMPLES dev examples and timed in interleaved rounds
+  (pkd.inference.median_seconds) at b=1 and b=--batch-size on --max-seq-len tokens. The winner (choose_candidate):
+  the highest throughput at --batch-size among those with score >= score(fp32) - --max-drop; ties go to the
+  lower b=1 latency, then the smaller file. Measured, not predicted from the flags: which one is fastest depends
+  on the CPU, the model's shape and the batch size. export.json's "auto" records every candidate's score, size,
+  speed and parity, the CPU's flags and why the winner won; only the winner's files are kept.
 
 Parity: the source model and the export run on the same real batch (the first examples of the task's dev split,
 at the run's max_seq_len; the graph was traced on a different, smaller batch, so this also checks the dynamic
 axes). export.json records max |logit_source - logit_export| over the batch and the share of equal predictions
 (argmax; for regression the output itself). An fp32 export (and the fp32 graph an int8 ONNX export starts from)
-must be within 1e-3, or the export fails; int8 is recorded, not bounded - `pkd evaluate` on the export directory
-measures what it costs in accuracy on the dev set. The export is run for this check as pkd.inference runs it for
-scoring (OnnxClassifier, load_int8_model).
+must be within 1e-3, or the export fails; int8 and bf16 are recorded, not bounded - `pkd evaluate` on the export
+directory measures what they cost in accuracy on the dev set (a bf16 file must reproduce the bf16 model it was
+saved from within 1e-3, so that a broken save does not pass for rounding). The export is run for this check as
+pkd.inference runs it for scoring (OnnxClassifier, load_int8_model, a bf16 from_pretrained).
 """
 
 from __future__ import annotations
 
+import copy
+import os
 import platform
-from collections.abc import Callable
-from dataclasses import asdict
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,17 +73,29 @@ from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerB
 from pkd.config import ExportConfig
 from pkd.data import resolve_task
 from pkd.encoding import encode_splits, make_collator, model_inputs
-from pkd.errors import DataError, ExportError
+from pkd.errors import DataError, ExportError, UsageError
 from pkd.inference import (
     HEADS,
+    INSTALL_HINT,
     MULTIPLE_CHOICE,
+    OPENVINO_HINT,
     SEQUENCE,
     OnnxClassifier,
+    OpenVinoClassifier,
+    cpu_features,
+    cpu_flags,
+    cpu_name,
+    has_fast_bf16,
     is_export_dir,
+    load_exported,
     load_int8_model,
+    median_seconds,
+    model_bytes,
     quantize_torch,
     quiet_torch_onnx,
     require_onnxruntime,
+    require_openvino,
+    speed_flags,
     trained_max_seq_len,
 )
 from pkd.io import atomic_dir, write_json
@@ -70,10 +107,12 @@ PARITY_LIMIT = 1e-3
 PARITY_EXAMPLES = 16
 
 
-def model_file(fmt: str, quantize: str) -> str:
+def model_file(fmt: str, precision: str) -> str:
     if fmt == "onnx":
         return "model.onnx"
-    return "model-int8.safetensors" if quantize == "int8" else "model.safetensors"
+    if fmt == "openvino":
+        return "openvino_model.xml"  # its weights: openvino_model.bin, beside it (optimum-intel's names)
+    return "model-int8.safetensors" if precision == "int8" else "model.safetensors"
 
 
 def classifier_kind(config: PretrainedConfig, where: str | Path) -> str:
@@ -255,55 +294,36 @@ def _check_fp32(parity: dict[str, float], what: str) -> None:
 def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokenizerBase | None,
                  batch: dict[str, torch.Tensor], cfg: ExportConfig, info: dict | None = None,
                  score: Callable[[Path], dict] | None = None) -> dict:
-    """Write cfg.out, the export directory of a loaded fp32 model (eval mode), and return its export.json.
+    """Write cfg.out, the export directory of a loaded fp32 model (eval mode), at one precision (not auto: see
+    export_auto), and return its export.json.
 
     `batch` is the parity batch; `info` goes into export.json (source, task, max_seq_len). Without a tokenizer
     (random-weight bench models) none is saved. `score`, given the finished directory before it is renamed into
     place, returns dev metrics to record as "dev" (pkd.api.run_export passes its evaluate)."""
-    fmt, quantize, opset, optimize, out = cfg.format, cfg.quantize, cfg.opset, cfg.optimize, cfg.out
-    if fmt == "onnx":
+    if cfg.precision == "auto":
+        raise UsageError("--precision auto: export_auto builds and measures its candidates; export_model writes one")
+    if cfg.format == "onnx":
         require_onnxruntime()
+    elif cfg.format == "openvino":
+        require_openvino()
     reference = logits_of(model, batch)
     multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
 
-    def agreement_with(exported: torch.nn.Module, parity_batch: dict[str, torch.Tensor]) -> dict:
-        return compare_logits(reference, logits_of(exported, parity_batch), multi_label)
-    record: dict = {**(info or {}), "kind": kind, "format": fmt, "quantize": quantize, "opset": opset,
-                    "optimize": optimize, "model_file": model_file(fmt, quantize), "inputs": list(batch),
-                    "exporter": "torch.onnx.export (TorchScript, dynamo=False), eager attention" if fmt == "onnx"
-                    else "save_pretrained" if quantize == "none" else "torch.ao dynamic quantization of nn.Linear",
-                    "versions": export_versions(fmt)}
+    def agree(exported: torch.nn.Module) -> dict:
+        return compare_logits(reference, logits_of(exported, batch), multi_label)
+    record: dict = {**(info or {}), "kind": kind, "format": cfg.format, "precision": cfg.precision,
+                    "quantize": cfg.quantize, "opset": cfg.opset, "optimize": cfg.optimize,
+                    "model_file": model_file(cfg.format, cfg.precision), "inputs": list(batch),
+                    "exporter": EXPORTERS[cfg.format if cfg.format != "torch" else f"torch-{cfg.precision}"],
+                    "versions": export_versions(cfg.format)}
     first = next(iter(batch.values()))
     parity: dict = {"examples": int(first.shape[0]), "shape": list(first.shape), "limit_fp32": PARITY_LIMIT}
-    with atomic_dir(out) as tmp:
-        target = tmp / record["model_file"]
-        if fmt == "onnx":
-            fp32 = target if quantize == "none" else tmp / "model-fp32.onnx"
-            export_onnx(model, kind, batch, fp32, opset)
-            if optimize:
-                record["fused"] = optimize_onnx(fp32, model.config)
-            # The fp32 graph is checked even when it is only the quantizer's input: an int8 error on top of a
-            # broken export would be indistinguishable from quantization noise.
-            result = agreement_with(OnnxClassifier(fp32, model.config, threads=1), batch)
-            _check_fp32(result, f"{out}: ONNX export" + (" after --optimize" if optimize else ""))
-            if quantize == "int8":
-                parity["fp32_max_abs_logit_diff"] = result["max_abs_logit_diff"]
-                quantize_onnx(fp32, target)
-                fp32.unlink()
-                result = agreement_with(OnnxClassifier(target, model.config, threads=1), batch)
-        elif quantize == "int8":
-            save_file(int8_state_dict(quantize_torch(model)), target)
-            result = agreement_with(load_int8_model(target, model.config, kind), batch)
-        else:
-            model.save_pretrained(tmp, safe_serialization=True)
-            reloaded = HEADS[kind].from_pretrained(tmp, use_safetensors=True).eval()
-            result = agreement_with(reloaded, batch)
-            _check_fp32(result, f"{out}: PyTorch export")
+    with atomic_dir(cfg.out) as tmp:
+        write = {"onnx": write_onnx, "openvino": write_openvino}.get(cfg.format, write_torch)
+        result, config = write(model, kind, batch, cfg, tmp, agree, parity, record)
         record["parity"] = {**parity, **result}
-        record["size_bytes"] = target.stat().st_size
-        if fmt == "onnx":
-            record["operators"] = operator_counts(target)
-        model.config.save_pretrained(tmp)
+        record["size_bytes"] = model_bytes(tmp, record)
+        config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         write_json(tmp / EXPORT_FILE, record)
@@ -313,12 +333,96 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
     return record
 
 
-def export(source: str | Path, cfg: ExportConfig, score: Callable[[Path, str], dict] | None = None) -> dict:
+EXPORTERS = {"onnx": "torch.onnx.export (TorchScript, dynamo=False), eager attention",
+             "openvino": "openvino.convert_model of pkd's fp32 ONNX graph, saved uncompressed (f32 weights)",
+             "torch-fp32": "save_pretrained", "torch-int8": "torch.ao dynamic quantization of nn.Linear",
+             "torch-bf16": "save_pretrained of the model cast to bfloat16"}
+Agree = Callable[[torch.nn.Module], dict]
+
+
+def write_onnx(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor], cfg: ExportConfig, tmp: Path,
+               agree: Agree, parity: dict, record: dict) -> tuple[dict, PretrainedConfig]:
+    """The ONNX graph (and its int8 quantization) in `tmp`, checked; returns the parity result and the config
+    to save. Records the fused and the final operators in `record`, the fp32 graph's parity of an int8 export in
+    `parity`."""
+    target = tmp / record["model_file"]
+    fp32 = target if cfg.precision == "fp32" else tmp / "model-fp32.onnx"
+    export_onnx(model, kind, batch, fp32, cfg.opset)
+    if cfg.optimize:
+        record["fused"] = optimize_onnx(fp32, model.config)
+    # The fp32 graph is checked even when it is only the quantizer's input: an int8 error on top of a broken
+    # export would be indistinguishable from quantization noise.
+    result = agree(OnnxClassifier(fp32, model.config, threads=1))
+    _check_fp32(result, f"{cfg.out}: ONNX export" + (" after --optimize" if cfg.optimize else ""))
+    if cfg.precision == "int8":
+        parity["fp32_max_abs_logit_diff"] = result["max_abs_logit_diff"]
+        quantize_onnx(fp32, target)
+        fp32.unlink()
+        result = agree(OnnxClassifier(target, model.config, threads=1))
+    record["operators"] = operator_counts(target)
+    return result, model.config
+
+
+def write_openvino(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor], cfg: ExportConfig,
+                   tmp: Path, agree: Agree, parity: dict, record: dict) -> tuple[dict, PretrainedConfig]:
+    """pkd's fp32 ONNX graph (export_onnx) converted to an OpenVINO IR in `tmp`, run by the CPU plugin at f32 and
+    checked as an fp32 export; for bf16 (the plugin's precision hint on the same IR) the result at bf16 is
+    returned, the f32 one recorded in `parity`."""
+    ov = require_openvino()
+    onnx_file = tmp / "model-fp32.onnx"
+    export_onnx(model, kind, batch, onnx_file, cfg.opset)
+    target = tmp / record["model_file"]
+    with quiet_torch_onnx():
+        ov.save_model(ov.convert_model(str(onnx_file)), str(target), compress_to_fp16=False)
+    onnx_file.unlink()
+    result = agree(OpenVinoClassifier(target, model.config, "fp32", threads=1))
+    _check_fp32(result, f"{cfg.out}: OpenVINO export")
+    if cfg.precision == "bf16":
+        parity["fp32_max_abs_logit_diff"] = result["max_abs_logit_diff"]
+        result = agree(OpenVinoClassifier(target, model.config, "bf16", threads=1))
+    return result, model.config
+
+
+def write_torch(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor], cfg: ExportConfig, tmp: Path,
+                agree: Agree, parity: dict, record: dict) -> tuple[dict, PretrainedConfig]:
+    """The PyTorch checkpoint in `tmp`, reloaded as pkd.inference loads it and checked against the source; returns
+    the parity result and the config to save (bf16's says dtype bfloat16)."""
+    target = tmp / record["model_file"]
+    if cfg.precision == "int8":
+        save_file(int8_state_dict(quantize_torch(model)), target)
+        return agree(load_int8_model(target, model.config, kind)), model.config
+    if cfg.precision == "bf16":
+        half = copy.deepcopy(model).to(torch.bfloat16).eval()
+        half.save_pretrained(tmp, safe_serialization=True)
+        reloaded = HEADS[kind].from_pretrained(tmp, use_safetensors=True, dtype=torch.bfloat16).eval()
+        # The file must give back the bf16 model it was saved from, exactly up to the fp32 bound: a broken save
+        # would otherwise pass as bf16 rounding. Against fp32 the result is recorded, not bounded, as for int8.
+        stored = compare_logits(logits_of(half, batch), logits_of(reloaded, batch))
+        parity["bf16_file_max_abs_logit_diff"] = stored["max_abs_logit_diff"]
+        if stored["max_abs_logit_diff"] > PARITY_LIMIT:
+            raise ExportError(f"{cfg.out}: the bf16 file does not reproduce the bf16 model, max |logit difference| "
+                              f"{stored['max_abs_logit_diff']:.2e} > {PARITY_LIMIT:g}; nothing was written")
+        return agree(reloaded), reloaded.config
+    model.save_pretrained(tmp, safe_serialization=True)
+    result = agree(HEADS[kind].from_pretrained(tmp, use_safetensors=True).eval())
+    _check_fp32(result, f"{cfg.out}: PyTorch export")
+    return result, model.config
+
+
+Score = Callable[..., dict]  # score(directory, task name, max_examples=None) -> dev metrics
+
+
+def export(source: str | Path, cfg: ExportConfig, score: Score | None = None) -> dict:
     """Export a run directory or checkpoint (a sequence classifier or a multiple-choice model); returns what
     export.json records. The parity batch is the first examples of the dev split of cfg.task (default: the run's).
-    `score(directory, task)` measures the finished export on dev (see export_model)."""
+    `score(directory, task, max_examples)` measures an export on dev: the finished one (see export_model), and
+    with --precision auto, which needs it, each candidate on the first AUTO_DEV_EXAMPLES (see export_auto)."""
+    if cfg.precision == "auto" and score is None:
+        raise UsageError("--precision auto scores its candidates on dev: pass score (pkd.api.run_export does)")
     if cfg.format == "onnx":
         require_onnxruntime()  # before any work
+    elif cfg.format == "openvino":
+        require_openvino()
     check_out_dir(cfg.out, cfg.overwrite, inputs=[("--data-dir", cfg.data_dir)], nests=[("the source run", source)])
     path = resolve_model(str(source))
     if is_export_dir(path):
@@ -333,6 +437,12 @@ def export(source: str | Path, cfg: ExportConfig, score: Callable[[Path, str], d
     info = {"source": str(Path(path).resolve()) if Path(path).exists() else path, "task": task.name,
             "max_seq_len": max_seq_len, "parity_data": parity_data,
             **({"file_task": asdict(task.files)} if task.files is not None else {})}
+    if cfg.precision == "auto":
+        if kind != SEQUENCE:
+            raise UsageError(f"--precision auto: {path} is a {kind} model; auto times sequence classifiers on "
+                             "[batch, tokens] - export it with a fixed --precision")
+        return export_auto(model, tokenizer, batch, cfg, info,
+                           score=lambda directory, examples=None: score(directory, task.name, examples))
     return export_model(model, kind, tokenizer, batch, cfg, info,
                         score=None if score is None else lambda directory: score(directory, task.name))
 
@@ -344,5 +454,161 @@ def export_versions(fmt: str) -> dict[str, str]:
         import onnxruntime
 
         versions.update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+    if fmt == "openvino":
+        versions["openvino"] = require_openvino().__version__
     versions["machine"] = platform.machine()
     return versions
+
+
+# ------------------------------------------------------------------------------------------- auto
+
+# The candidates of --precision auto, name -> (format, precision), named as `pkd bench --variants` names them; the
+# first is the reference: the fp32 model as it is, whose dev score the others may fall short of by --max-drop.
+AUTO_CANDIDATES: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "fp32"),
+    "torch-int8": ("torch", "int8"),
+    "torch-bf16": ("torch", "bf16"),
+    "ort": ("onnx", "fp32"),
+    "ort-int8": ("onnx", "int8"),
+    "ov": ("openvino", "fp32"),
+    "ov-bf16": ("openvino", "bf16"),
+}
+AUTO_REFERENCE = "torch"
+AUTO_DEV_EXAMPLES = 2000  # each candidate is scored on the first 2000 dev examples: all of most dev sets
+AUTO_REPEATS, AUTO_WARMUP = 5, 1
+AUTO_RULE = ("the highest throughput at --batch-size among the candidates whose dev score is at least the fp32 "
+             "model's minus --max-drop; ties go to the lower b=1 latency, then the smaller file")
+
+
+def auto_candidates(flags: set[str] | Sequence[str], onnxruntime: bool, openvino: bool = False
+                    ) -> tuple[list[str], dict[str, str]]:
+    """The candidates this CPU and install support, and why each other one is left out."""
+    names, skipped = [], {}
+    for name, (fmt, precision) in AUTO_CANDIDATES.items():
+        if fmt == "onnx" and not onnxruntime:
+            skipped[name] = f"onnxruntime is not installed ({INSTALL_HINT})"
+        elif fmt == "openvino" and not openvino:
+            skipped[name] = f"openvino is not installed ({OPENVINO_HINT})"
+        elif precision == "bf16" and not has_fast_bf16(flags):
+            skipped[name] = "the CPU has neither avx512_bf16 nor amx_bf16: bf16 would be emulated, slower than fp32"
+        else:
+            names.append(name)
+    return names, skipped
+
+
+def choose_candidate(rows: Sequence[dict], max_drop: float, batch_size: int, reference: str = AUTO_REFERENCE
+                     ) -> tuple[str, str]:
+    """The winner of AUTO_RULE and a sentence saying why it won.
+
+    Args:
+        rows: one per candidate: name, score (dev, in points), throughput (examples/s at batch_size), latency_ms
+            (b=1) and size_bytes; one of them is `reference`, the fp32 model.
+    """
+    by_name = {r["name"]: r for r in rows}
+    if reference not in by_name:
+        raise ValueError(f"no reference candidate {reference!r} among {sorted(by_name)}")
+    floor = by_name[reference]["score"] - max_drop
+    kept = [r for r in rows if r["score"] >= floor - 1e-9]  # the reference itself always is
+    best = max(kept, key=lambda r: (r["throughput"], -r["latency_ms"], -r["size_bytes"]))
+    ratio = best["throughput"] / by_name[reference]["throughput"]
+    reason = (f"{best['name']}: the fastest at b={batch_size} ({best['throughput']:.1f} ex/s, {ratio:.2f}x "
+              f"{reference}) of the {len(kept)} of {len(rows)} candidates scoring >= {floor:.2f} on dev "
+              f"({reference} {by_name[reference]['score']:.2f} - {max_drop:g})")
+    lost = [r for r in rows if r not in kept and r["throughput"] > best["throughput"]]
+    if lost:
+        reason += "; faster but below it: " + ", ".join(
+            f"{r['name']} ({r['score'] - by_name[reference]['score']:+.2f} points)" for r in lost)
+    return best["name"], reason
+
+
+def installed(require: Callable[[], object]) -> bool:
+    """Whether an optional dependency imports (require_onnxruntime, require_openvino)."""
+    try:
+        require()
+    except UsageError:
+        return False
+    return True
+
+
+def candidate_config(cfg: ExportConfig, name: str, out: Path) -> ExportConfig:
+    fmt, precision = AUTO_CANDIDATES[name]
+    return replace(cfg, out=str(out), format=fmt, precision=precision, quantize="none", max_drop=None,
+                   batch_size=None, threads=None, evaluate=False, opset=cfg.opset if fmt == "onnx" else None)
+
+
+def time_candidates(work: Path, records: dict[str, dict], seq_len: int, batch_size: int, threads: int | None = None
+                    ) -> list[dict]:
+    """Each candidate of `records` (exported under work/NAME) loaded as pkd.inference loads it and timed in the
+    same interleaved rounds at b=1 and b=batch_size, with `threads` torch and ONNX Runtime threads (default:
+    torch's); rows for choose_candidate, ratios against the first."""
+    names = list(records)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        models = [load_exported(work / name, threads)[0] for name in names]
+        medians = median_seconds(models, seq_len, sorted({1, batch_size}), AUTO_REPEATS, AUTO_WARMUP)
+    finally:
+        torch.set_num_threads(previous)  # an API caller's own setting survives the timing
+    rows = []
+    for name, median in zip(names, medians, strict=True):
+        record = records[name]
+        rows.append({"name": name, "format": record["format"], "precision": record["precision"],
+                     "size_bytes": record["size_bytes"], "score": record["auto_dev"]["score"],
+                     "metrics": record["auto_dev"], "latency_ms": 1000 * median[1],
+                     "throughput": batch_size / median[batch_size],
+                     "latency_x": medians[0][1] / median[1],
+                     "throughput_x": medians[0][batch_size] / median[batch_size],
+                     "max_abs_logit_diff": record["parity"]["max_abs_logit_diff"],
+                     "agreement": record["parity"]["agreement"]})
+    return rows
+
+
+def export_auto(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, batch: dict[str, torch.Tensor],
+                cfg: ExportConfig, info: dict, score: Score) -> dict:
+    """--precision auto: every candidate this CPU supports (auto_candidates) exported and parity-checked as
+    export_model does, scored with score(directory, AUTO_DEV_EXAMPLES), timed (time_candidates), the winner of
+    choose_candidate kept in cfg.out with export.json's "auto" recording every candidate, the CPU and the reason;
+    the others are deleted. With cfg.evaluate the winner is also scored on the whole dev split ("dev")."""
+    names, skipped = auto_candidates(cpu_flags(), installed(require_onnxruntime), installed(require_openvino))
+    with atomic_dir(cfg.out) as tmp:
+        work = tmp / "candidates"
+        records = {}
+        for name in names:
+            records[name] = export_model(model, SEQUENCE, tokenizer, batch, candidate_config(cfg, name, work / name),
+                                         info)
+            records[name]["auto_dev"] = score(work / name, AUTO_DEV_EXAMPLES)
+        rows = time_candidates(work, records, info["max_seq_len"], cfg.batch_size, cfg.threads)
+        winner, reason = choose_candidate(rows, cfg.max_drop, cfg.batch_size)
+        for f in (work / winner).iterdir():
+            os.replace(f, tmp / f.name)
+        shutil.rmtree(work)
+        record = {key: value for key, value in records[winner].items() if key != "auto_dev"}
+        record["auto"] = {"rule": AUTO_RULE, "max_drop": cfg.max_drop, "batch_size": cfg.batch_size,
+                          "seq_len": info["max_seq_len"], "repeats": AUTO_REPEATS,
+                          "threads": cfg.threads or torch.get_num_threads(),
+                          "dev_examples": AUTO_DEV_EXAMPLES, "cpu": f"{platform.machine()} {cpu_name()}".strip(),
+                          "cpu_features": cpu_features(), "cpu_flags": speed_flags(), "reference": AUTO_REFERENCE,
+                          "candidates": rows, "skipped": skipped, "winner": winner, "reason": reason}
+        if cfg.evaluate:
+            write_json(tmp / EXPORT_FILE, record)
+            record["dev"] = score(tmp)
+        write_json(tmp / EXPORT_FILE, record)
+    return record
+
+
+def auto_table(auto: dict) -> str:
+    """export.json's "auto" as the Markdown table `pkd export --precision auto` prints, the winner in bold."""
+    b = auto["batch_size"]
+    header = ["candidate", "format", "precision", "dev", "vs fp32", "size MB", "latency ms (b=1)", "x",
+              f"ex/s (b={b})", "x", "max abs dlogit", "kept"]
+    reference = next(r for r in auto["candidates"] if r["name"] == auto["reference"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in auto["candidates"]:
+        drop = r["score"] - reference["score"]
+        name = f"**{r['name']}**" if r["name"] == auto["winner"] else r["name"]
+        lines.append("| " + " | ".join([
+            name, r["format"], r["precision"], f"{r['score']:.2f}", f"{drop:+.2f}", f"{r['size_bytes'] / 1e6:.1f}",
+            f"{r['latency_ms']:.1f}", f"{r['latency_x']:.2f}x", f"{r['throughput']:.1f}", f"{r['throughput_x']:.2f}x",
+            f"{r['max_abs_logit_diff']:.1e}", "yes" if drop >= -auto["max_drop"] - 1e-9 else "no"]) + " |")
+    lines += [f"| {name} | skipped: {why} |" + " |" * (len(header) - 2) for name, why in auto["skipped"].items()]
+    return "\n".join(lines) + "\n"

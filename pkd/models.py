@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from pkd.errors import DataError
+from pkd.rundir import EXPORT_FILE
 from pkd.tasks import Task
 
 DEFAULT_TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -43,7 +44,9 @@ def resolve_model(name_or_path: str | None) -> str:
         if not (path / "config.json").is_file():
             raise DataError(f"{path}: not a model directory (no config.json)")
         pickled = [p.name for p in path.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
-        if pickled and not list(path.glob("*.safetensors")):
+        # An export directory's model is read by pkd.inference (safetensors, ONNX, OpenVINO IR whose .bin holds
+        # raw weights), never unpickled.
+        if pickled and not list(path.glob("*.safetensors")) and not (path / EXPORT_FILE).is_file():
             # Unpickling runs arbitrary code: only safetensors weights are ever loaded.
             raise DataError(f"{path}: weights only as {pickled[0]} (a pickle); pkd loads safetensors only - "
                             "convert them with save_pretrained in a trusted environment")

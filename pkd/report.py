@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
 
-from pkd.config import SELECTIONS
+from pkd.config import SELECTIONS, export_variant
 from pkd.errors import DataError, UsageError
 from pkd.io import atomic_path, write_text
 from pkd.rundir import (
@@ -157,12 +157,6 @@ def read_compare(compare_dir: Path) -> list[Run]:
     runs = [read_run(sub, task, layers, teacher, in_compare=True, floor_score=meta.get("floor_score")) for sub in subs]
     # Deployed variants exported into a sub-run (`pkd export RUN --out RUN/export-int8 --evaluate`).
     return runs + [read_exported(e) for sub in subs for e in sorted(sub.iterdir()) if _kind(e) == "export"]
-
-
-def export_variant(record: dict) -> str:
-    """The name `pkd bench --variants` gives the same kind of model: ort, ort-int8, ort-opt-int8, torch-int8..."""
-    engine = "ort" if record.get("format") == "onnx" else "torch"
-    return engine + ("-opt" if record.get("optimize") else "") + ("-int8" if record.get("quantize") == "int8" else "")
 
 
 def read_exported(export_dir: Path) -> Run:

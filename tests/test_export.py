@@ -31,10 +31,14 @@ from pkd.tasks import get_task
 def exports(tiny_teacher, glue_dir, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("exports")
     out = {}
-    for fmt, quantize in (("onnx", "none"), ("onnx", "int8"), ("torch", "int8")):
+    for fmt, quantize in (("onnx", "none"), ("onnx", "int8"), ("torch", "int8")):  # --quantize: the older spelling
         out[f"{fmt}-{quantize}"] = root / f"{fmt}-{quantize}"
         pkd.export(tiny_teacher, out[f"{fmt}-{quantize}"], format=fmt, quantize=quantize, data_dir=glue_dir,
                    evaluate=fmt == "onnx" and quantize == "int8")
+    out["torch-fp32"] = root / "torch-fp32"
+    pkd.export(tiny_teacher, out["torch-fp32"], format="torch", data_dir=glue_dir)
+    out["torch-bf16"] = root / "torch-bf16"
+    pkd.export(tiny_teacher, out["torch-bf16"], precision="bf16", data_dir=glue_dir, evaluate=True)
     return out
 
 
@@ -194,11 +198,25 @@ def test_not_a_classifier(capsys, tiny_bert, glue_dir, tmp_path):
 
 
 @pytest.mark.parametrize("argv, needles", [
-    (["--format", "tflite"], ["--format tflite", "onnx, torch"]),
+    (["--format", "tflite"], ["--format tflite", "onnx, torch, openvino"]),
     (["--quantize", "int4"], ["--quantize int4", "none, int8"]),
     (["--quantize", "int8", "--opset", "10"], ["--opset 10", "int8", "opset 11"]),
     (["--opset", "9"], ["--opset 9", "11-20"]),
     (["--format", "torch", "--opset", "17"], ["--opset", "onnx only"]),
+    (["--precision", "int4"], ["--precision", "int4", "fp32", "bf16", "auto"]),
+    (["--precision", "bf16", "--format", "onnx"], ["--precision bf16", "--format torch"]),
+    (["--format", "openvino", "--precision", "int8"], ["--precision int8", "--format openvino", "onnx or torch"]),
+    (["--format", "openvino", "--optimize"], ["--optimize", "onnx only"]),
+    (["--precision", "bf16", "--opset", "17"], ["--opset", "onnx only"]),
+    (["--precision", "bf16", "--quantize", "int8"], ["--precision bf16", "--quantize int8", "one of them"]),
+    (["--precision", "auto", "--format", "onnx"], ["--format onnx", "auto picks the format"]),
+    (["--precision", "auto", "--optimize"], ["--optimize", "--precision auto"]),
+    (["--precision", "auto", "--max-drop", "-1"], ["--max-drop -1", ">= 0"]),
+    (["--precision", "auto", "--batch-size", "0"], ["--batch-size 0", "at least 1"]),
+    (["--max-drop", "1"], ["--max-drop 1", "--precision auto only"]),
+    (["--precision", "int8", "--batch-size", "8"], ["--batch-size 8", "--precision auto only"]),
+    (["--threads", "2"], ["--threads 2", "--precision auto only"]),
+    (["--precision", "auto", "--threads", "0"], ["--threads 0", "at least 1"]),
 ])
 def test_bad_options(capsys, tiny_teacher, glue_dir, tmp_path, argv, needles):
     code, out, err = run_cli(capsys, ["export", tiny_teacher, "--out", tmp_path / "x", "--data-dir", glue_dir,
@@ -310,3 +328,262 @@ def test_multi_label_parity_compares_each_labels_decision_not_the_argmax():
     assert deploy.compare_logits(reference, flipped, multi_label=True)["agreement"] == pytest.approx(5 / 6)
     assert deploy.compare_logits(reference, reordered, multi_label=True)["agreement"] == 1.0
     assert deploy.compare_logits(reference, reordered, multi_label=True)["agreement_of"] == "each label's logit > 0"
+
+
+# ------------------------------------------------------------------------------------------------ bf16
+
+
+def test_bf16_export_is_bf16_half_the_file_and_checked(exports, tiny_teacher, glue_dir):
+    """--precision bf16: a PyTorch checkpoint whose every floating tensor is bf16 (half the fp32 file), that
+    reloads to exactly the bf16 model it was saved from, and whose logits differ from fp32's by bf16 rounding only
+    (not 0: it really computes in bf16; far below the logits' spread)."""
+    from safetensors.torch import load_file
+
+    out = exports["torch-bf16"]
+    record = json.loads((out / "export.json").read_text())
+    assert (record["format"], record["precision"], record["quantize"], record["model_file"]) == \
+        ("torch", "bf16", "none", "model.safetensors")
+    assert {t.dtype for t in load_file(out / "model.safetensors").values() if t.is_floating_point()} == {torch.bfloat16}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    fp32_size = (exports["torch-fp32"] / "model.safetensors").stat().st_size
+    assert 0.45 < record["size_bytes"] / fp32_size < 0.55
+    parity = record["parity"]
+    assert parity["bf16_file_max_abs_logit_diff"] == 0.0 and parity["agreement"] >= 0.9
+
+    source, _ = deploy.load_source(tiny_teacher)
+    model, tokenizer, _ = inference.load_exported(out)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    batch = _dev_batch(tokenizer, glue_dir)
+    reference, half = deploy.logits_of(source, batch), deploy.logits_of(model, batch)
+    result = deploy.compare_logits(reference, half)
+    assert result["agreement"] >= 0.9
+    assert 0 < result["max_abs_logit_diff"] < 0.1 * np.ptp(reference) + 1e-3
+
+
+def test_bf16_export_is_scored_predicted_and_benched_as_bf16(exports, tiny_teacher, glue_dir, tmp_path, capsys):
+    record = json.loads((exports["torch-bf16"] / "export.json").read_text())
+    code, out, err = run_cli(capsys, ["evaluate", exports["torch-bf16"], "--task", "sst2", "--data-dir", glue_dir,
+                                      "--json"])
+    assert code == 0, err
+    assert json.loads(out) == record["dev"]  # export --evaluate scored it through the same code
+    code, out, err = run_cli(capsys, ["evaluate", tiny_teacher, "--task", "sst2", "--data-dir", glue_dir, "--json"])
+    assert abs(json.loads(out)["accuracy"] - record["dev"]["accuracy"]) <= 10.0  # the agreement bound above
+    code, _, err = run_cli(capsys, ["predict", exports["torch-bf16"], "--task", "sst2", "--data-dir", glue_dir,
+                                    "--out", tmp_path / "bf16.tsv"])
+    assert code == 0, err
+    assert (tmp_path / "bf16.tsv").read_text().splitlines()[0] == "index\tprediction"
+    rows = bench_models([str(tiny_teacher), str(exports["torch-bf16"])], seq_len=16, batch_sizes=[1, 4], repeats=1,
+                        warmup=0, threads=1, variants=["torch", "torch-bf16"])
+    assert [r["variant"] for r in rows] == ["torch", "torch-bf16", "torch-bf16"]
+    assert 0.45 < rows[1]["size_ratio"] < 0.55 and rows[2]["size_bytes"] == record["size_bytes"]
+    assert rows[1]["peak_memory_bytes"] is None and all(r["throughput"] > 0 for r in rows)
+
+
+def test_precision_int8_is_quantize_int8_and_old_records_still_load(exports, tmp_path):
+    from pkd.config import ExportConfig, export_variant
+
+    assert ExportConfig(out="o", quantize="int8") == ExportConfig(out="o", precision="int8")
+    assert ExportConfig(out="o", precision="int8").quantize == "int8"
+    assert (ExportConfig(out="o").format, ExportConfig(out="o", precision="bf16").format) == ("onnx", "torch")
+    # export.json written before --precision had only "quantize": still an int8 export, scored and named as one
+    old = tmp_path / "old"
+    shutil.copytree(exports["onnx-int8"], old)
+    record = json.loads((old / "export.json").read_text())
+    del record["precision"]
+    (old / "export.json").write_text(json.dumps(record))
+    model, _, loaded = inference.load_exported(old)
+    assert isinstance(model, inference.OnnxClassifier) and export_variant(loaded) == "ort-int8"
+    assert export_variant(json.loads((exports["torch-bf16"] / "export.json").read_text())) == "torch-bf16"
+    assert export_variant(json.loads((exports["torch-fp32"] / "export.json").read_text())) == "torch"
+
+
+def test_a_bf16_file_that_does_not_reload_its_model_fails_the_export(capsys, tiny_teacher, glue_dir, tmp_path,
+                                                                     monkeypatch):
+    """The bf16 check compares the file against the bf16 model in memory: a save that changes a weight fails."""
+    from transformers import BertForSequenceClassification
+
+    real = BertForSequenceClassification.save_pretrained
+
+    def save(self, *args, **kwargs):
+        if self.dtype != torch.bfloat16:
+            return real(self, *args, **kwargs)
+        with torch.no_grad():
+            self.classifier.bias += 1.0  # what is saved is not what was checked
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            with torch.no_grad():
+                self.classifier.bias -= 1.0
+
+    monkeypatch.setattr(BertForSequenceClassification, "save_pretrained", save)
+    code, out, err = run_cli(capsys, ["export", tiny_teacher, "--out", tmp_path / "x", "--data-dir", glue_dir,
+                                      "--precision", "bf16"])
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and "the bf16 file does not reproduce the bf16 model" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------ auto
+
+
+def _row(name, score, throughput, latency_ms=10.0, size_bytes=100):
+    return {"name": name, "score": score, "throughput": throughput, "latency_ms": latency_ms, "size_bytes": size_bytes}
+
+
+def test_auto_keeps_the_fastest_candidate_within_max_drop():
+    rows = [_row("torch", 80.0, 10.0), _row("torch-int8", 79.0, 30.0), _row("torch-bf16", 80.2, 25.0),
+            _row("ort", 80.0, 12.0), _row("ort-int8", 79.6, 20.0)]
+    winner, reason = deploy.choose_candidate(rows, max_drop=0.5, batch_size=32)
+    assert winner == "torch-bf16"  # torch-int8 is faster but 1.0 point down
+    assert reason.startswith("torch-bf16: the fastest at b=32 (25.0 ex/s, 2.50x torch)")
+    assert "4 of 5 candidates scoring >= 79.50" in reason and "torch-int8 (-1.00 points)" in reason
+    assert deploy.choose_candidate(rows, max_drop=1.0, batch_size=32)[0] == "torch-int8"  # 79.0 is exactly the floor
+    assert deploy.choose_candidate(rows, max_drop=0.0, batch_size=32)[0] == "torch-bf16"
+    rows[2]["score"] = 70.0
+    assert deploy.choose_candidate(rows, max_drop=0.5, batch_size=32)[0] == "ort-int8"
+    assert deploy.choose_candidate(rows, max_drop=0.0, batch_size=32)[0] == "ort"  # as good as fp32, faster
+    slow = [_row("torch", 80.0, 10.0), _row("ort-int8", 75.0, 50.0)]
+    winner, reason = deploy.choose_candidate(slow, max_drop=0.5, batch_size=8)
+    assert winner == "torch" and "1 of 2" in reason and "ort-int8 (-5.00 points)" in reason
+
+
+def test_auto_breaks_ties_on_latency_then_size_and_needs_its_reference():
+    rows = [_row("torch", 80.0, 10.0, 9.0, 400), _row("ort", 80.0, 20.0, 8.0, 400), _row("ort-int8", 80.0, 20.0, 5.0,
+                                                                                          100)]
+    assert deploy.choose_candidate(rows, 0.5, 32)[0] == "ort-int8"
+    rows[2]["latency_ms"] = 8.0
+    assert deploy.choose_candidate(rows, 0.5, 32)[0] == "ort-int8"  # same speed at both sizes: the smaller file
+    rows[2]["size_bytes"] = 800
+    assert deploy.choose_candidate(rows, 0.5, 32)[0] == "ort"
+    with pytest.raises(ValueError, match="no reference candidate 'torch'"):
+        deploy.choose_candidate(rows[1:], 0.5, 32)
+
+
+def test_auto_candidates_follow_the_cpu_flags_and_the_install(tmp_path):
+    names, skipped = deploy.auto_candidates({"avx2", "avx512f"}, onnxruntime=True, openvino=True)
+    assert names == ["torch", "torch-int8", "ort", "ort-int8", "ov"]
+    assert "avx512_bf16" in skipped["torch-bf16"] and "amx_bf16" in skipped["ov-bf16"]
+    for flag in ("avx512_bf16", "amx_bf16"):
+        assert {"torch-bf16", "ov-bf16"} <= set(deploy.auto_candidates({flag}, onnxruntime=True, openvino=True)[0])
+    names, skipped = deploy.auto_candidates({"amx_bf16"}, onnxruntime=False, openvino=False)
+    assert names == ["torch", "torch-int8", "torch-bf16"] and "pip install 'pkd[export]'" in skipped["ort-int8"]
+    assert "pip install 'pkd[openvino]'" in skipped["ov"] and "pip install 'pkd[openvino]'" in skipped["ov-bf16"]
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n")
+    assert inference.has_fast_bf16(inference.cpu_flags(info)) and inference.speed_flags(info)[-1] == "avx512_bf16"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert not inference.has_fast_bf16(inference.cpu_flags(info))
+
+
+def test_auto_export_records_every_candidate_and_prints_the_table(tiny_teacher, glue_dir, tmp_path, capsys,
+                                                                  monkeypatch):
+    """On a tiny model (real timings, which prove nothing): every candidate exported, scored and timed, the winner
+    the one choose_candidate picks from the recorded rows, its files alone left in --out, loadable and scored by
+    evaluate as auto scored it (the 24 fixture dev sentences are under AUTO_DEV_EXAMPLES)."""
+    monkeypatch.setattr(deploy, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # bf16 a candidate on any host
+    out = tmp_path / "auto"
+    threads = torch.get_num_threads()
+    code, printed, err = run_cli(capsys, ["export", tiny_teacher, "--out", out, "--data-dir", glue_dir,
+                                          "--precision", "auto", "--batch-size", "4", "--threads", "1"])
+    assert code == 0, err
+    assert torch.get_num_threads() == threads  # --threads applies to the timing only
+    record = json.loads((out / "export.json").read_text())
+    auto = record["auto"]
+    expected_skips = set() if deploy.installed(inference.require_openvino) else {"ov", "ov-bf16"}
+    assert set(auto["skipped"]) == expected_skips
+    assert [r["name"] for r in auto["candidates"]] == [n for n in deploy.AUTO_CANDIDATES if n not in expected_skips]
+    assert (auto["max_drop"], auto["batch_size"], auto["seq_len"], auto["reference"], auto["threads"]) == \
+        (0.5, 4, 24, "torch", 1)
+    assert auto["cpu_features"] == inference.cpu_features() and auto["cpu_flags"] == inference.speed_flags()
+    winner, reason = deploy.choose_candidate(auto["candidates"], 0.5, 4)
+    assert (auto["winner"], auto["reason"]) == (winner, reason)
+    assert (record["format"], record["precision"]) == deploy.AUTO_CANDIDATES[winner]
+    for r in auto["candidates"]:
+        assert r["throughput"] > 0 and r["latency_ms"] > 0 and r["size_bytes"] > 0 and 0 <= r["score"] <= 100
+    reference = auto["candidates"][0]
+    assert reference["throughput_x"] == pytest.approx(1.0) and reference["max_abs_logit_diff"] <= 1e-3
+    assert {p.name for p in out.iterdir()} == {record["model_file"], "config.json", "export.json", "tokenizer.json",
+                                               "tokenizer_config.json"}
+    lines = printed.splitlines()
+    assert json.loads(lines[-1])["precision"] == record["precision"] and lines[-2] == f"chosen: {reason}"
+    assert lines[0].startswith("CPU: ") and inference.cpu_features() in lines[0]
+    for r in auto["candidates"]:
+        assert any(line.startswith(f"| {r['name']} |") or line.startswith(f"| **{r['name']}** |") for line in lines)
+    code, scored, err = run_cli(capsys, ["evaluate", out, "--task", "sst2", "--data-dir", glue_dir, "--json"])
+    assert code == 0, err
+    assert json.loads(scored)["score"] == next(r for r in auto["candidates"] if r["name"] == winner)["score"]
+
+
+def test_auto_applies_the_choice_to_what_it_measured(tiny_teacher, glue_dir, tmp_path, monkeypatch, capsys):
+    """Fake timings (the third candidate 9x the first, the others 2-4x): the export is the candidate the rule picks
+    from them, bf16 here. Without bf16 in the CPU's flags, bf16 is skipped and recorded as such, and the third
+    candidate is ort."""
+    def fake(models, seq_len, batch_sizes, repeats, warmup):
+        speed = [1.0, 2.0, 9.0, 3.0, 4.0, 5.0, 6.0][:len(models)]
+        return [{b: b / 100 / s for b in batch_sizes} for s in speed]
+
+    monkeypatch.setattr(deploy, "median_seconds", fake)
+    monkeypatch.setattr(deploy, "cpu_flags", lambda: {"avx512f", "amx_bf16"})
+    record = pkd.export(tiny_teacher, tmp_path / "bf16", precision="auto", max_drop=100, data_dir=glue_dir,
+                        evaluate=True)
+    assert record["auto"]["winner"] == "torch-bf16" and record["precision"] == "bf16"
+    assert record["auto"]["candidates"][2]["throughput_x"] == pytest.approx(9.0)
+    assert inference.load_exported(tmp_path / "bf16")[2]["precision"] == "bf16"
+    assert record["dev"]["score"] == record["auto"]["candidates"][2]["score"]  # --evaluate: the whole dev set
+    monkeypatch.setattr(deploy, "cpu_flags", lambda: {"avx2"})
+    record = pkd.export(tiny_teacher, tmp_path / "no-bf16", precision="auto", max_drop=100, data_dir=glue_dir)
+    assert [r["name"] for r in record["auto"]["candidates"]][:4] == ["torch", "torch-int8", "ort", "ort-int8"]
+    assert "torch-bf16" in record["auto"]["skipped"] and "ov-bf16" in record["auto"]["skipped"]
+    assert record["auto"]["winner"] == "ort"  # the third candidate now
+    assert "| torch-bf16 | skipped: the CPU has neither avx512_bf16 nor amx_bf16" in deploy.auto_table(record["auto"])
+    assert (tmp_path / "no-bf16" / "model.onnx").is_file() and "dev" not in record
+
+
+def test_auto_refuses_a_multiple_choice_model(race_model, tmp_path, capsys):
+    model, race_dir = race_model
+    code, out, err = run_cli(capsys, ["export", model, "--out", tmp_path / "x", "--task", "race", "--data-dir",
+                                      race_dir, "--max-seq-len", "48", "--precision", "auto"])
+    assert_one_error(code, out, err, "--precision auto", "multiple-choice", "fixed --precision")
+    assert not (tmp_path / "x").exists()
+
+
+# -------------------------------------------------------------------------------------------- OpenVINO
+
+
+def test_openvino_export_fp32_and_bf16_scored_and_benched(tiny_teacher, glue_dir, tmp_path, capsys):
+    """--format openvino: the IR of pkd's ONNX graph, exact at f32 (as fp32 exports are), and at the bf16
+    precision hint recorded against fp32 like int8 and torch bf16; scored by evaluate, timed by bench."""
+    pytest.importorskip("openvino")
+    records = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"ov-{precision}"
+        records[precision] = pkd.export(tiny_teacher, out, format="openvino", precision=precision, data_dir=glue_dir)
+        ir = {"openvino_model.xml", "openvino_model.bin"}
+        assert ir | {"export.json", "config.json"} <= {p.name for p in out.iterdir()}
+        assert not list(out.glob("*.onnx"))  # the ONNX graph was only the converter's input
+        model, _, record = inference.load_exported(out)
+        assert isinstance(model, inference.OpenVinoClassifier) and model.precision == precision
+        assert record["size_bytes"] == sum((out / name).stat().st_size for name in ir)
+        assert "openvino" in record["versions"]
+    assert records["fp32"]["parity"]["max_abs_logit_diff"] <= 1e-3 and records["fp32"]["parity"]["agreement"] == 1.0
+    bf16 = records["bf16"]["parity"]
+    assert bf16["fp32_max_abs_logit_diff"] <= 1e-3 and bf16["agreement"] >= 0.9
+    scores = []
+    for m in (tiny_teacher, tmp_path / "ov-fp32"):
+        code, text, err = run_cli(capsys, ["evaluate", m, "--task", "sst2", "--data-dir", glue_dir, "--json"])
+        assert code == 0, err
+        scores.append(json.loads(text))
+    assert scores[0] == scores[1]
+    rows = bench_models([str(tiny_teacher), str(tmp_path / "ov-bf16")], seq_len=16, batch_sizes=[1, 4], repeats=1,
+                        warmup=0, threads=1, variants=["torch", "ov", "ov-bf16"])
+    assert [r["variant"] for r in rows] == ["torch", "ov", "ov-bf16", "ov-bf16"]
+    assert all(r["throughput"] > 0 for r in rows)
+
+
+def test_openvino_missing_names_the_install_command(capsys, tiny_teacher, glue_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    code, out, err = run_cli(capsys, ["export", tiny_teacher, "--out", tmp_path / "x", "--data-dir", glue_dir,
+                                      "--format", "openvino"])
+    assert_one_error(code, out, err, "openvino", "pip install 'pkd[openvino]'")
+    assert not (tmp_path / "x").exists()
+    assert not deploy.installed(inference.require_openvino)
