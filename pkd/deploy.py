@@ -58,6 +58,7 @@ pkd.inference runs it for scoring (OnnxClassifier, load_int8_model, a bf16 from_
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import platform
 import shutil
@@ -583,7 +584,8 @@ def export_auto(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | Non
             os.replace(f, tmp / f.name)
         shutil.rmtree(work)
         record = {key: value for key, value in records[winner].items() if key != "auto_dev"}
-        record["auto"] = {"rule": AUTO_RULE, "max_drop": cfg.max_drop, "batch_size": cfg.batch_size,
+        record["auto"] = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                          "rule": AUTO_RULE, "max_drop": cfg.max_drop, "batch_size": cfg.batch_size,
                           "seq_len": info["max_seq_len"], "repeats": AUTO_REPEATS,
                           "threads": cfg.threads or torch.get_num_threads(),
                           "dev_examples": AUTO_DEV_EXAMPLES, "cpu": f"{platform.machine()} {cpu_name()}".strip(),

@@ -495,6 +495,7 @@ def test_auto_export_records_every_candidate_and_prints_the_table(tiny_teacher, 
     assert (auto["max_drop"], auto["batch_size"], auto["seq_len"], auto["reference"], auto["threads"]) == \
         (0.5, 4, 24, "torch", 1)
     assert auto["cpu_features"] == inference.cpu_features() and auto["cpu_flags"] == inference.speed_flags()
+    assert auto["date"][:4].isdigit() and auto["rule"] == deploy.AUTO_RULE
     winner, reason = deploy.choose_candidate(auto["candidates"], 0.5, 4)
     assert (auto["winner"], auto["reason"]) == (winner, reason)
     assert (record["format"], record["precision"]) == deploy.AUTO_CANDIDATES[winner]
