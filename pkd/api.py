@@ -282,8 +282,8 @@ def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     task, tokenizer, layer_map = prepared.task, prepared.tokenizer, prepared.layer_map
     teacher_data = encode_splits(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
     train_data = prepared.for_student([teacher_data], cfg.max_seq_len)[0]
-    dev = prepared.for_student(encode_splits(task, "dev", tokenizer, cfg.max_seq_len, run.data_dir,
-                                             cfg.max_eval_examples), cfg.max_seq_len)
+    # distill scores only the student on dev: read it once, through the student's tokenizer
+    dev = encode_splits(task, "dev", prepared.student_tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
     say(note)
     say(prepared.init_note)
     loss_cfg, probe = resolve_pooling(prepared.teacher, tokenizer, teacher_data, layer_map, loss_cfg)
