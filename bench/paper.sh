@@ -30,7 +30,8 @@ students=(--teacher "$OUT/sst2-teacher" "${sst[@]}" --epochs 2 --resume)
 # The grid: KD, seed 42, the paper's 5e-5 against larger steps (docs/paper.md).
 step sst2-lr-L3 $PKD sweep "${students[@]}" --student-layers 3 --method kd --grid lr=5e-5,1e-4,2e-4 --out "$OUT/sst2-lr-L3"
 step sst2-lr-L6 $PKD sweep "${students[@]}" --student-layers 6 --method kd --grid lr=5e-5,2e-4 --out "$OUT/sst2-lr-L6"
-lr3=$(best_lr "$OUT/sst2-lr-L3"); lr6=$(best_lr "$OUT/sst2-lr-L6")
+# LR3, LR6: the rates without the grid (it found 2e-4 for both, docs/paper.md), e.g. STEPS='^mrpc-' LR3=2e-4 LR6=2e-4.
+lr3=${LR3:-$(best_lr "$OUT/sst2-lr-L3")}; lr6=${LR6:-$(best_lr "$OUT/sst2-lr-L6")}
 echo "== learning rates: 3 layers $lr3, 6 layers $lr6"
 step sst2-L3 $PKD compare "${students[@]}" --student-layers 3 --lr "$lr3" --seeds 3 --methods kd,pkd-skip,pkd-last,ft \
   --out "$OUT/sst2-L3"
@@ -43,7 +44,7 @@ step sst2-minilm $PKD compare "${students[@]}" --student-base "$MINILM" --studen
   --methods kd,pkd-skip --out "$OUT/sst2-minilm"
 # 3 seeds did not decide PKD-Skip against KD at 3 layers: 2 more, in a folder of their own that starts from a copy of
 # the 3 finished seeds of both (compare --resume keeps finished runs).
-if [ ! -d "$OUT/sst2-L3-5seeds" ]; then
+if wanted sst2-L3-5seeds && [ ! -d "$OUT/sst2-L3-5seeds" ]; then
   mkdir -p "$OUT/sst2-L3-5seeds.tmp"
   for r in kd pkd-skip; do for s in 42 43 44; do cp -r "$OUT/sst2-L3/$r-seed$s" "$OUT/sst2-L3-5seeds.tmp/"; done; done
   mv "$OUT/sst2-L3-5seeds.tmp" "$OUT/sst2-L3-5seeds"

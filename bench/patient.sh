@@ -16,6 +16,7 @@ PKD=${PKD:-.venv/bin/pkd}
 mkdir -p "$OUT"
 export PKD_CACHE=${PKD_CACHE:-bench/out/cache}
 source "$(dirname "$0")/steps.sh"
+shopt -s nullglob  # a copy loop over runs that a skipped step (STEPS) did not make copies nothing
 
 # STS-B, all 5,749 training pairs, in the order bench/grouping.sh chose ($STSB_ORDER) and from its teacher: KD and
 # PKD-Skip on the mean; then KD's runs are copied beside grouping.sh's PKD-Skip on [CLS], whose comparison is
