@@ -61,6 +61,7 @@ VARIANTS: dict[str, tuple[str, str, bool] | None] = {
     "ort-opt-int8": ("onnx", "int8", True),
     "ov": ("openvino", "fp32", False),
     "ov-bf16": ("openvino", "bf16", False),
+    "ov-int8": ("openvino", "int8", False),
 }
 
 DESCRIPTION = """\
@@ -85,7 +86,8 @@ length --seq-len with an all-ones attention mask, in eval mode under torch.infer
 same interleaved rounds: torch (the model as it is, fp32), torch-int8 (dynamic int8 nn.Linear), torch-bf16 (bf16
 weights and activations: fast where the CPU has avx512_bf16 or amx_bf16, emulated and slow elsewhere), ort /
 ort-int8 (ONNX Runtime, fp32 / int8 weights), ort-opt / ort-opt-int8 (ONNX Runtime's transformer fusions first),
-ov / ov-bf16 (OpenVINO's CPU plugin at f32 / bf16 inference precision; pip install 'pkd[openvino]'). An
+ov / ov-bf16 (OpenVINO's CPU plugin at f32 / bf16 inference precision), ov-int8 (NNCF's static int8, calibrated
+on random ids here; pip install 'pkd[openvino]'). An
 export directory given as a model is timed as it is. For these, size is the model file on disk, parameters
 are the source architecture's, and peak memory is not measured ("-"): ONNX Runtime's and the quantized
 kernels' allocations are invisible to the tracker. ONNX Runtime runs with --threads intra-op threads and
@@ -308,7 +310,9 @@ def _entries(models: Sequence[str], shape: str | None, layers: Sequence[int] | N
                 raise UsageError(f"{name}: a {kind} model; --variants times sequence classifiers on [batch, tokens]")
             target = workdir / f"{i}-{variant}"
             cfg = ExportConfig(out=str(target), format=fmt, precision=precision, optimize=optimize)
-            deploy.export_model(model, kind, None, deploy.random_batch(model.config, kind), cfg, {"source": name})
+            calibration = [deploy.random_batch(model.config, kind, batch=1, seed=s) for s in range(8)]
+            deploy.export_model(model, kind, None, deploy.random_batch(model.config, kind), cfg, {"source": name},
+                                calibration=calibration)
             exported, _, record = inference.load_exported(target, threads)
             file_size = inference.model_bytes(target, record)
             out.append(_Entry(f"{name} {variant}", exported, None, file_size, "export", counts, variant))

@@ -289,9 +289,10 @@ QUANTIZATIONS = ("none", "int8")
 # What an export computes in: fp32, int8 weights (dynamic quantization), bf16 weights and activations (PyTorch),
 # or auto: every candidate this CPU runs, measured, the fastest within --max-drop points of fp32 kept (pkd.deploy).
 PRECISIONS = ("fp32", "int8", "bf16", "auto")
-# The precisions pkd exports each format at: ONNX Runtime's CPU kernels have no fast bf16, and OpenVINO's int8
-# (NNCF's post-training quantization) is not built.
-FORMAT_PRECISIONS = {"onnx": ("fp32", "int8"), "torch": ("fp32", "int8", "bf16"), "openvino": ("fp32", "bf16")}
+# The precisions pkd exports each format at: ONNX Runtime's CPU kernels have no fast bf16. OpenVINO's int8 is
+# static (NNCF's post-training quantization, calibrated on training examples), the others' dynamic.
+FORMAT_PRECISIONS = {"onnx": ("fp32", "int8"), "torch": ("fp32", "int8", "bf16"),
+                     "openvino": ("fp32", "int8", "bf16")}
 DEFAULT_OPSET = 17
 OPSETS = range(11, 21)  # eager attention exports from 11 (10 and below fail on a dynamic Slice); TorchScript: <= 20
 INT8_MIN_OPSET = 11  # DynamicQuantizeLinear, which ONNX Runtime's dynamic quantization inserts
@@ -326,7 +327,8 @@ class ExportConfig:
         "help": "onnx (ONNX Runtime), torch, or openvino (an OpenVINO IR, read from the ONNX graph; pip install "
                 "'pkd[openvino]'); default onnx, torch for --precision bf16; auto picks it"})
     precision: str | None = field(default=None, metadata={
-        "help": "fp32, int8 (dynamic: int8 weights, activations quantized per batch), bf16 (PyTorch, bf16 weights: "
+        "help": "fp32, int8 (onnx, torch: dynamic, int8 weights, activations quantized per batch; openvino: static, "
+                "NNCF-calibrated on training examples, VNNI/AMX int8 kernels), bf16 (PyTorch, bf16 weights: "
                 "half the file; fast on CPUs with avx512_bf16 or AMX) or auto (builds the candidates this CPU "
                 "runs, scores and times each, keeps the fastest within --max-drop points of fp32; docs/deploy.md). "
                 "Default fp32, or --quantize's"})

@@ -25,6 +25,12 @@ Quantization (--quantize int8): weights stored as int8, activations quantized pe
          (docs/deploy.md has the measurements).
   torch  torch.ao.quantization.quantize_dynamic of every nn.Linear (embeddings stay fp32); stored as int8
          tensors with their scale and zero point in model-int8.safetensors, never as a pickle.
+  openvino  static int8: nncf.quantize (post-training, ModelType.TRANSFORMER: SmoothQuant, then min-max ranges and
+         fast bias correction) inserts quantize/dequantize pairs with per-channel weight scales and per-tensor
+         activation scales, calibrated on the first CALIBRATION_EXAMPLES training examples (one at a time, the
+         run's max_seq_len; export.json's "calibration" names them). The CPU plugin then runs the MatMuls in int8
+         with VNNI (vpdpbusd) or AMX-INT8 tiles where the CPU has them. Static ranges cost no per-batch
+         quantization, which is why it beat ONNX Runtime's dynamic int8 in docs/deploy.md's probe.
 --optimize runs ONNX Runtime's transformer optimizer (attention, LayerNorm and GELU fusion) before quantization.
 (--quantize int8 is the older spelling of --precision int8.)
 
@@ -37,7 +43,8 @@ bf16 (--precision bf16, PyTorch only): the model cast to bfloat16 and saved by s
 
 auto (--precision auto): every candidate this CPU and install run (AUTO_CANDIDATES: torch fp32, torch int8, torch
   bf16 where the CPU has avx512_bf16 or amx_bf16, ONNX Runtime fp32 and int8 where onnxruntime is installed,
-  OpenVINO f32 and bf16 (the latter again only with those flags) where openvino is installed) is
+  OpenVINO f32 and bf16 (the latter again only with those flags) where openvino is installed, OpenVINO int8
+  where nncf is too) is
   exported as above, scored on the first AUTO_DEV_EXAMPLES dev examples and timed in interleaved rounds
   (pkd.inference.median_seconds) at b=1 and b=--batch-size on --max-seq-len tokens. The winner (choose_candidate):
   the highest throughput at --batch-size among those with score >= score(fp32) - --max-drop; ties go to the
@@ -57,14 +64,18 @@ pkd.inference runs it for scoring (OnnxClassifier, load_int8_model, a bf16 from_
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
+import logging
 import os
 import platform
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -106,6 +117,8 @@ from pkd.tasks import Task
 
 PARITY_LIMIT = 1e-3
 PARITY_EXAMPLES = 16
+CALIBRATION_EXAMPLES = 300  # training examples NNCF calibrates OpenVINO's int8 on (its own default subset size)
+NNCF_HINT = "pip install 'pkd[openvino]' (or pip install nncf)"
 
 
 def model_file(fmt: str, precision: str) -> str:
@@ -149,6 +162,18 @@ def parity_batch(tokenizer: PreTrainedTokenizerBase, task: Task, data_dir: str |
         raise DataError(f"{part.source}: no examples for the parity check")
     batch = make_collator(tokenizer)([data[i] for i in range(min(examples, len(data)))])
     return model_inputs(batch), part.source
+
+
+def calibration_batches(tokenizer: PreTrainedTokenizerBase, task: Task, data_dir: str | Path | None,
+                        max_seq_len: int, examples: int = CALIBRATION_EXAMPLES
+                        ) -> tuple[list[dict[str, torch.Tensor]], str]:
+    """The first `examples` of the task's training split, each a batch of one, tokenized as training does it: what
+    a static int8 export calibrates its activation ranges on. Returns them and where they came from."""
+    data = encode_splits(task, "train", tokenizer, max_seq_len, data_dir, examples)[0]
+    if not len(data):
+        raise DataError(f"{data.split.source}: no training examples to calibrate int8 on")
+    collate = make_collator(tokenizer)
+    return [model_inputs(collate([data[i]])) for i in range(len(data))], data.split.source
 
 
 def random_batch(config: PretrainedConfig, kind: str, batch: int = 4, seq_len: int = 16, choices: int = 4,
@@ -294,19 +319,26 @@ def _check_fp32(parity: dict[str, float], what: str) -> None:
 
 def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokenizerBase | None,
                  batch: dict[str, torch.Tensor], cfg: ExportConfig, info: dict | None = None,
-                 score: Callable[[Path], dict] | None = None) -> dict:
+                 score: Callable[[Path], dict] | None = None,
+                 calibration: Sequence[dict[str, torch.Tensor]] | None = None) -> dict:
     """Write cfg.out, the export directory of a loaded fp32 model (eval mode), at one precision (not auto: see
     export_auto), and return its export.json.
 
     `batch` is the parity batch; `info` goes into export.json (source, task, max_seq_len). Without a tokenizer
     (random-weight bench models) none is saved. `score`, given the finished directory before it is renamed into
-    place, returns dev metrics to record as "dev" (pkd.api.run_export passes its evaluate)."""
+    place, returns dev metrics to record as "dev" (pkd.api.run_export passes its evaluate). `calibration`: the
+    batches a static int8 export (OpenVINO) calibrates on (calibration_batches; required there, unused
+    elsewhere)."""
     if cfg.precision == "auto":
         raise UsageError("--precision auto: export_auto builds and measures its candidates; export_model writes one")
     if cfg.format == "onnx":
         require_onnxruntime()
     elif cfg.format == "openvino":
         require_openvino()
+        if cfg.precision == "int8":
+            require_nncf()
+            if not calibration:
+                raise ValueError("an OpenVINO int8 export needs calibration batches (calibration_batches)")
     reference = logits_of(model, batch)
     multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
 
@@ -315,13 +347,17 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
     record: dict = {**(info or {}), "kind": kind, "format": cfg.format, "precision": cfg.precision,
                     "quantize": cfg.quantize, "opset": cfg.opset, "optimize": cfg.optimize,
                     "model_file": model_file(cfg.format, cfg.precision), "inputs": list(batch),
-                    "exporter": EXPORTERS[cfg.format if cfg.format != "torch" else f"torch-{cfg.precision}"],
+                    "exporter": EXPORTERS[exporter_name(cfg.format, cfg.precision)],
                     "versions": export_versions(cfg.format)}
     first = next(iter(batch.values()))
     parity: dict = {"examples": int(first.shape[0]), "shape": list(first.shape), "limit_fp32": PARITY_LIMIT}
     with atomic_dir(cfg.out) as tmp:
-        write = {"onnx": write_onnx, "openvino": write_openvino}.get(cfg.format, write_torch)
-        result, config = write(model, kind, batch, cfg, tmp, agree, parity, record)
+        if cfg.format == "openvino":
+            result, config = write_openvino(model, kind, batch, cfg, tmp, agree, parity, record, calibration)
+        else:
+            write = write_onnx if cfg.format == "onnx" else write_torch
+            result, config = write(model, kind, batch, cfg, tmp, agree, parity, record)
+        record.pop("calibration_data", None)  # what calibration read: in "calibration", where it was used
         record["parity"] = {**parity, **result}
         record["size_bytes"] = model_bytes(tmp, record)
         config.save_pretrained(tmp)
@@ -336,9 +372,27 @@ def export_model(model: PreTrainedModel, kind: str, tokenizer: PreTrainedTokeniz
 
 EXPORTERS = {"onnx": "torch.onnx.export (TorchScript, dynamo=False), eager attention",
              "openvino": "openvino.convert_model of pkd's fp32 ONNX graph, saved uncompressed (f32 weights)",
+             "openvino-int8": "nncf.quantize (ModelType.TRANSFORMER) of openvino.convert_model of pkd's fp32 ONNX "
+                              "graph",
              "torch-fp32": "save_pretrained", "torch-int8": "torch.ao dynamic quantization of nn.Linear",
              "torch-bf16": "save_pretrained of the model cast to bfloat16"}
 Agree = Callable[[torch.nn.Module], dict]
+
+
+def exporter_name(fmt: str, precision: str) -> str:
+    """The EXPORTERS entry of a format and precision."""
+    if fmt == "torch":
+        return f"torch-{precision}"
+    return "openvino-int8" if (fmt, precision) == ("openvino", "int8") else fmt
+
+
+def require_nncf() -> ModuleType:
+    """nncf, or a one-line UsageError naming the install command."""
+    try:
+        import nncf
+    except ImportError:
+        raise UsageError(f"--format openvino --precision int8 needs nncf: {NNCF_HINT}") from None
+    return nncf
 
 
 def write_onnx(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor], cfg: ExportConfig, tmp: Path,
@@ -365,23 +419,38 @@ def write_onnx(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor]
 
 
 def write_openvino(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor], cfg: ExportConfig,
-                   tmp: Path, agree: Agree, parity: dict, record: dict) -> tuple[dict, PretrainedConfig]:
+                   tmp: Path, agree: Agree, parity: dict, record: dict,
+                   calibration: Sequence[dict[str, torch.Tensor]] | None = None) -> tuple[dict, PretrainedConfig]:
     """pkd's fp32 ONNX graph (export_onnx) converted to an OpenVINO IR in `tmp`, run by the CPU plugin at f32 and
     checked as an fp32 export; for bf16 (the plugin's precision hint on the same IR) the result at bf16 is
-    returned, the f32 one recorded in `parity`."""
+    returned, the f32 one recorded in `parity`; for int8 the IR is quantized by NNCF on `calibration` first (the
+    f32 IR's parity recorded likewise, the calibration in `record`)."""
     ov = require_openvino()
     onnx_file = tmp / "model-fp32.onnx"
     export_onnx(model, kind, batch, onnx_file, cfg.opset)
     target = tmp / record["model_file"]
     with quiet_torch_onnx():
-        ov.save_model(ov.convert_model(str(onnx_file)), str(target), compress_to_fp16=False)
+        graph = ov.convert_model(str(onnx_file))
+        ov.save_model(graph, str(target), compress_to_fp16=False)
     onnx_file.unlink()
     result = agree(OpenVinoClassifier(target, model.config, "fp32", threads=1))
     _check_fp32(result, f"{cfg.out}: OpenVINO export")
-    if cfg.precision == "bf16":
-        parity["fp32_max_abs_logit_diff"] = result["max_abs_logit_diff"]
-        result = agree(OpenVinoClassifier(target, model.config, "bf16", threads=1))
-    return result, model.config
+    if cfg.precision == "fp32":
+        return result, model.config
+    parity["fp32_max_abs_logit_diff"] = result["max_abs_logit_diff"]
+    if cfg.precision == "int8":
+        nncf = require_nncf()
+        nncf.set_log_level(logging.ERROR)
+        names = [i.get_any_name() for i in graph.inputs]
+        feeds = [{n: b[n].numpy().astype(np.int64) for n in names} for b in calibration]
+        # Its progress bars go to stderr, beside pkd's own: stdout is the record's (the JSON line).
+        with quiet_torch_onnx(), contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(graph, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
+                                      subset_size=len(feeds))
+            ov.save_model(quantized, str(target), compress_to_fp16=False)
+        record["calibration"] = {"examples": len(feeds), "data": record.get("calibration_data"),
+                                 "method": "nncf.quantize, ModelType.TRANSFORMER", "nncf": nncf.__version__}
+    return agree(OpenVinoClassifier(target, model.config, cfg.precision, threads=1)), model.config
 
 
 def write_torch(model: PreTrainedModel, kind: str, batch: dict[str, torch.Tensor], cfg: ExportConfig, tmp: Path,
@@ -435,17 +504,25 @@ def export(source: str | Path, cfg: ExportConfig, score: Score | None = None) ->
     max_seq_len = cfg.max_seq_len or trained_max_seq_len(path, task)
     tokenizer = load_tokenizer(path)
     batch, parity_data = parity_batch(tokenizer, task, cfg.data_dir, max_seq_len)
+    calibration = None
+    if cfg.precision in ("int8", "auto") and installed(require_nncf) and cfg.format in ("openvino", None):
+        calibration, info_data = calibration_batches(tokenizer, task, cfg.data_dir, max_seq_len)
+        info_calibration = {"calibration_data": info_data}
+    else:
+        info_calibration = {}
     info = {"source": str(Path(path).resolve()) if Path(path).exists() else path, "task": task.name,
             "max_seq_len": max_seq_len, "parity_data": parity_data,
-            **({"file_task": asdict(task.files)} if task.files is not None else {})}
+            **({"file_task": asdict(task.files)} if task.files is not None else {}), **info_calibration}
     if cfg.precision == "auto":
         if kind != SEQUENCE:
             raise UsageError(f"--precision auto: {path} is a {kind} model; auto times sequence classifiers on "
                              "[batch, tokens] - export it with a fixed --precision")
         return export_auto(model, tokenizer, batch, cfg, info,
-                           score=lambda directory, examples=None: score(directory, task.name, examples))
+                           score=lambda directory, examples=None: score(directory, task.name, examples),
+                           calibration=calibration)
     return export_model(model, kind, tokenizer, batch, cfg, info,
-                        score=None if score is None else lambda directory: score(directory, task.name))
+                        score=None if score is None else lambda directory: score(directory, task.name),
+                        calibration=calibration)
 
 
 def export_versions(fmt: str) -> dict[str, str]:
@@ -473,6 +550,7 @@ AUTO_CANDIDATES: dict[str, tuple[str, str]] = {
     "ort-int8": ("onnx", "int8"),
     "ov": ("openvino", "fp32"),
     "ov-bf16": ("openvino", "bf16"),
+    "ov-int8": ("openvino", "int8"),
 }
 AUTO_REFERENCE = "torch"
 AUTO_DEV_EXAMPLES = 2000  # each candidate is scored on the first 2000 dev examples: all of most dev sets
@@ -481,7 +559,7 @@ AUTO_RULE = ("the highest throughput at --batch-size among the candidates whose 
              "model's minus --max-drop; ties go to the lower b=1 latency, then the smaller file")
 
 
-def auto_candidates(flags: set[str] | Sequence[str], onnxruntime: bool, openvino: bool = False
+def auto_candidates(flags: set[str] | Sequence[str], onnxruntime: bool, openvino: bool = False, nncf: bool = False
                     ) -> tuple[list[str], dict[str, str]]:
     """The candidates this CPU and install support, and why each other one is left out."""
     names, skipped = [], {}
@@ -490,6 +568,8 @@ def auto_candidates(flags: set[str] | Sequence[str], onnxruntime: bool, openvino
             skipped[name] = f"onnxruntime is not installed ({INSTALL_HINT})"
         elif fmt == "openvino" and not openvino:
             skipped[name] = f"openvino is not installed ({OPENVINO_HINT})"
+        elif (fmt, precision) == ("openvino", "int8") and not nncf:
+            skipped[name] = f"nncf is not installed ({NNCF_HINT})"
         elif precision == "bf16" and not has_fast_bf16(flags):
             skipped[name] = "the CPU has neither avx512_bf16 nor amx_bf16: bf16 would be emulated, slower than fp32"
         else:
@@ -565,18 +645,20 @@ def time_candidates(work: Path, records: dict[str, dict], seq_len: int, batch_si
 
 
 def export_auto(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, batch: dict[str, torch.Tensor],
-                cfg: ExportConfig, info: dict, score: Score) -> dict:
+                cfg: ExportConfig, info: dict, score: Score,
+                calibration: Sequence[dict[str, torch.Tensor]] | None = None) -> dict:
     """--precision auto: every candidate this CPU supports (auto_candidates) exported and parity-checked as
     export_model does, scored with score(directory, AUTO_DEV_EXAMPLES), timed (time_candidates), the winner of
     choose_candidate kept in cfg.out with export.json's "auto" recording every candidate, the CPU and the reason;
     the others are deleted. With cfg.evaluate the winner is also scored on the whole dev split ("dev")."""
-    names, skipped = auto_candidates(cpu_flags(), installed(require_onnxruntime), installed(require_openvino))
+    names, skipped = auto_candidates(cpu_flags(), installed(require_onnxruntime), installed(require_openvino),
+                                     installed(require_nncf) and bool(calibration))
     with atomic_dir(cfg.out) as tmp:
         work = tmp / "candidates"
         records = {}
         for name in names:
             records[name] = export_model(model, SEQUENCE, tokenizer, batch, candidate_config(cfg, name, work / name),
-                                         info)
+                                         info, calibration=calibration)
             records[name]["auto_dev"] = score(work / name, AUTO_DEV_EXAMPLES)
         rows = time_candidates(work, records, info["max_seq_len"], cfg.batch_size, cfg.threads)
         winner, reason = choose_candidate(rows, cfg.max_drop, cfg.batch_size)

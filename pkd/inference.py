@@ -216,7 +216,10 @@ class OnnxClassifier(GraphClassifier):
 OPENVINO_HINT = "pip install 'pkd[openvino]'"
 # export.json's precision -> the CPU plugin's INFERENCE_PRECISION_HINT. Set for fp32 too: on CPUs with bf16
 # instructions the plugin's default is bf16.
-OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+# The CPU plugin's inference precision hint per recorded precision. An int8 IR carries its own quantize /
+# dequantize pairs (NNCF's); the hint sets what stays floating point (LayerNorm, softmax, GELU): f32, the accurate
+# choice, which the probe of docs/deploy.md measured as fast as bf16 there.
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 def require_openvino() -> ModuleType:

@@ -205,7 +205,6 @@ def test_not_a_classifier(capsys, tiny_bert, glue_dir, tmp_path):
     (["--format", "torch", "--opset", "17"], ["--opset", "onnx only"]),
     (["--precision", "int4"], ["--precision", "int4", "fp32", "bf16", "auto"]),
     (["--precision", "bf16", "--format", "onnx"], ["--precision bf16", "--format torch"]),
-    (["--format", "openvino", "--precision", "int8"], ["--precision int8", "--format openvino", "onnx or torch"]),
     (["--format", "openvino", "--optimize"], ["--optimize", "onnx only"]),
     (["--precision", "bf16", "--opset", "17"], ["--opset", "onnx only"]),
     (["--precision", "bf16", "--quantize", "int8"], ["--precision bf16", "--quantize int8", "one of them"]),
@@ -468,6 +467,10 @@ def test_auto_candidates_follow_the_cpu_flags_and_the_install(tmp_path):
     names, skipped = deploy.auto_candidates({"amx_bf16"}, onnxruntime=False, openvino=False)
     assert names == ["torch", "torch-int8", "torch-bf16"] and "pip install 'pkd[export]'" in skipped["ort-int8"]
     assert "pip install 'pkd[openvino]'" in skipped["ov"] and "pip install 'pkd[openvino]'" in skipped["ov-bf16"]
+    names, skipped = deploy.auto_candidates({"avx512_vnni"}, onnxruntime=True, openvino=True)
+    assert "ov-int8" not in names and "nncf is not installed" in skipped["ov-int8"]
+    names, skipped = deploy.auto_candidates({"avx512_vnni"}, onnxruntime=True, openvino=True, nncf=True)
+    assert names[-1] == "ov-int8" and "ov-int8" not in skipped
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n")
     assert inference.has_fast_bf16(inference.cpu_flags(info)) and inference.speed_flags(info)[-1] == "avx512_bf16"
@@ -489,7 +492,9 @@ def test_auto_export_records_every_candidate_and_prints_the_table(tiny_teacher, 
     assert torch.get_num_threads() == threads  # --threads applies to the timing only
     record = json.loads((out / "export.json").read_text())
     auto = record["auto"]
-    expected_skips = set() if deploy.installed(inference.require_openvino) else {"ov", "ov-bf16"}
+    expected_skips = set() if deploy.installed(inference.require_openvino) else {"ov", "ov-bf16", "ov-int8"}
+    if not deploy.installed(deploy.require_nncf):
+        expected_skips.add("ov-int8")
     assert set(auto["skipped"]) == expected_skips
     assert [r["name"] for r in auto["candidates"]] == [n for n in deploy.AUTO_CANDIDATES if n not in expected_skips]
     assert (auto["max_drop"], auto["batch_size"], auto["seq_len"], auto["reference"], auto["threads"]) == \
@@ -520,7 +525,7 @@ def test_auto_applies_the_choice_to_what_it_measured(tiny_teacher, glue_dir, tmp
     from them, bf16 here. Without bf16 in the CPU's flags, bf16 is skipped and recorded as such, and the third
     candidate is ort."""
     def fake(models, seq_len, batch_sizes, repeats, warmup):
-        speed = [1.0, 2.0, 9.0, 3.0, 4.0, 5.0, 6.0][:len(models)]
+        speed = [1.0, 2.0, 9.0, 3.0, 4.0, 5.0, 6.0, 7.0][:len(models)]
         return [{b: b / 100 / s for b in batch_sizes} for s in speed]
 
     monkeypatch.setattr(deploy, "median_seconds", fake)
@@ -588,3 +593,43 @@ def test_openvino_missing_names_the_install_command(capsys, tiny_teacher, glue_d
     assert_one_error(code, out, err, "openvino", "pip install 'pkd[openvino]'")
     assert not (tmp_path / "x").exists()
     assert not deploy.installed(inference.require_openvino)
+
+
+def test_openvino_int8_is_calibrated_on_training_examples_checked_scored_and_benched(tiny_teacher, glue_dir,
+                                                                                   tmp_path, capsys):
+    """--format openvino --precision int8: NNCF's static int8 of the f32 IR, calibrated on the first training
+    examples (recorded), its f32 IR checked exactly first; the IR holds quantize pairs (FakeQuantize), and it loads,
+    scores and benches as an int8 OpenVINO model."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    out = tmp_path / "ov-int8"
+    code, printed, err = run_cli(capsys, ["export", tiny_teacher, "--out", out, "--data-dir", glue_dir,
+                                          "--format", "openvino", "--precision", "int8", "--evaluate"])
+    assert code == 0, err
+    record = json.loads((out / "export.json").read_text())
+    train_rows = len((Path(glue_dir) / "SST-2" / "train.tsv").read_text().splitlines()) - 1
+    calibration = record["calibration"]
+    assert calibration["examples"] == min(deploy.CALIBRATION_EXAMPLES, train_rows)
+    assert calibration["data"].endswith("train.tsv") and "calibration_data" not in record
+    assert (record["format"], record["precision"], record["quantize"]) == ("openvino", "int8", "int8")
+    assert record["parity"]["fp32_max_abs_logit_diff"] <= 1e-3 and record["parity"]["agreement"] >= 0.75
+    assert "FakeQuantize" in (out / "openvino_model.xml").read_text()
+    model, _, _ = inference.load_exported(out)
+    assert isinstance(model, inference.OpenVinoClassifier) and model.precision == "int8"
+    code, scored, err = run_cli(capsys, ["evaluate", out, "--task", "sst2", "--data-dir", glue_dir, "--json"])
+    assert code == 0, err
+    assert json.loads(scored)["score"] == record["dev"]["score"]
+    rows = bench_models([str(tiny_teacher)], seq_len=16, batch_sizes=[1, 4], repeats=1, warmup=0, threads=1,
+                        variants=["torch", "ov-int8"])
+    assert [r["variant"] for r in rows] == ["torch", "ov-int8"] and all(r["throughput"] > 0 for r in rows)
+    fp32 = pkd.export(tiny_teacher, tmp_path / "ov-fp32", format="openvino", data_dir=glue_dir)
+    assert "calibration" not in fp32 and "calibration_data" not in fp32  # only a calibrated export records one
+
+
+def test_openvino_int8_without_nncf_names_the_install_command(capsys, tiny_teacher, glue_dir, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    code, out, err = run_cli(capsys, ["export", tiny_teacher, "--out", tmp_path / "x", "--data-dir", glue_dir,
+                                      "--format", "openvino", "--precision", "int8"])
+    assert_one_error(code, out, err, "--precision int8", "nncf", "pip install 'pkd[openvino]'")
+    assert not (tmp_path / "x").exists()
