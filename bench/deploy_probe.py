@@ -16,10 +16,13 @@ Variants of the student (the teacher in fp32 PyTorch is the reference every rati
 
 Each variant is scored on the full dev set (fixed batches of 32 x --max-seq-len, the same inputs for all) and
 timed interleaved (pkd.inference.median_seconds) at b=1 and b=--batch-size on --seq-len tokens. A route that
-fails to build prints its error in the table instead of a number. Needs, beyond pkd[export,openvino]: nncf,
-torchao (bench only: `pip install nncf torchao`).
+fails to build prints its error in the table instead of a number. Needs, beyond pkd[export,openvino] (which
+brings nncf): torchao, for the pt2e route only. Keep it out of the venv: transformers imports torchao whenever it is
+installed, which slows every pkd command and prints its load warnings.
 
-  .venv/bin/python bench/deploy_probe.py runs/demo/teacher runs/demo/student --threads 2 --out bench/out/probe.json
+  .venv/bin/pip install --no-deps --target bench/out/probe-pkgs torchao
+  PYTHONPATH=bench/out/probe-pkgs .venv/bin/python bench/deploy_probe.py runs/demo/teacher runs/demo/student \
+      --threads 2 --out bench/out/probe.json
 """
 
 from __future__ import annotations
