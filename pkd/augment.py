@@ -70,11 +70,12 @@ VERSION = 1  # of the generator: part of the extended split's fingerprint
 WORD = re.compile(r"\w+")
 CHUNK = 1_000  # training examples augmented at a time (one progress step)
 MLM_BATCH = 64  # masked sequences per forward pass of --augment-model
-# The cost estimate printed before generation, measured by bench/augment_speed.py on the shared 2-core machine
-# (docs/augment.md): texts a second once the neighbours are known, and the neighbour search's arithmetic rate.
-TEXTS_PER_SECOND = 5_000
-SEARCH_FLOPS = 2e10
-MLM_FLOPS = 1e10  # a masked LM's forward passes, 2 * parameters * tokens each
+# The rates of the estimate said before generation (generation_seconds), from bench/augment_speed.py on MRPC with 10
+# copies on the shared 2-core machine (docs/augment.md), rounded down: 68,000 texts a second once the neighbours are
+# known, and the search's upper-bound arithmetic (12,985 distinct words x 30,522 entries x 384 x 2) in 4.2 s.
+TEXTS_PER_SECOND = 40_000
+SEARCH_FLOPS = 5e10
+MLM_FLOPS = 1e10  # a masked LM's forward passes, 2 * parameters * tokens each: not measured (no such model offline)
 
 
 # ------------------------------------------------------------------------------------------- words and pieces
@@ -376,29 +377,34 @@ def refuse_held_out(rows: list[tuple[str, ...]], source: str, held: list[tuple[s
 # ------------------------------------------------------------------------------------------- the extended split
 
 
-def cost_line(split: Split, cfg: AugmentConfig, unlabelled: int, texts: list[str], row_bytes: int,
-              hidden: int, vocabulary: int, mlm_parameters: int = 0) -> str:
-    """What the extra rows will cost, said before they are made: how many rows and texts, an estimate of the time
-    (the constants of bench/augment_speed.py's machine), and the teacher cache's rows and size."""
+def generation_seconds(examples: int, cfg: AugmentConfig, task: Task, texts: list[str], hidden: int,
+                       vocabulary: int, mlm_parameters: int = 0) -> float:
+    """An estimate of the time to make cfg.augment copies of `examples` examples whose augmented texts are `texts`,
+    from the rates of bench/augment_speed.py's run (docs/augment.md): the neighbour search's arithmetic (distinct
+    words x vocabulary entries x hidden, an upper bound on the query words it multiplies), or with a masked LM, one
+    forward of ~30 tokens per word some copy replaces (1 - (1 - p)^N of them); then the copies themselves."""
+    words = [m.group() for t in texts for m in WORD.finditer(t) if m.group().isalpha()]
+    if mlm_parameters:
+        share = 1 - (1 - cfg.augment_p) ** cfg.augment
+        fixed = len(words) * share * 30 * 2 * mlm_parameters / MLM_FLOPS
+    else:
+        fixed = 2 * len(set(words)) * vocabulary * hidden / SEARCH_FLOPS
+    return fixed + examples * cfg.augment * len(augmented_fields(task)) / TEXTS_PER_SECOND
+
+
+def cost_line(split: Split, cfg: AugmentConfig, unlabelled: int, seconds: float, row_bytes: int) -> str:
+    """What the extra rows will cost, said before they are made: how many rows and texts, the estimated time, and
+    the teacher cache's rows and size."""
     made = len(split.examples) * cfg.augment
-    extra, total = unlabelled + made, len(split.examples) + unlabelled + made
+    total = len(split.examples) + unlabelled + made
     cache = (f"the teacher cache holds {total:,} rows, {total * row_bytes / 1e6:.1f} MB "
              f"({total / len(split.examples):.1f}x the labelled split's rows and teacher time)")
     if not cfg.augment:
-        return f"pkd: extra rows for the teacher: {extra:,} unlabelled ({cfg.unlabelled_file}); {cache}"
-    generated = made * len(augmented_fields(split.task))
-    words = [m.group() for t in texts for m in WORD.finditer(t) if m.group().isalpha()]
-    if mlm_parameters:  # one masked sequence of ~30 tokens per word that some copy replaces: 1 - (1 - p)^N of them
-        share = 1 - (1 - cfg.augment_p) ** cfg.augment
-        seconds = len(words) * share * 30 * 2 * mlm_parameters / MLM_FLOPS
-        source = f"{cfg.augment_model}'s predictions"
-    else:  # the neighbour search: distinct words x vocabulary entries x hidden, once
-        seconds = 2 * len(set(words)) * vocabulary * hidden / SEARCH_FLOPS
-        source = "the teacher's embedding neighbours"
-    seconds += generated / TEXTS_PER_SECOND
+        return f"pkd: extra rows for the teacher: {unlabelled:,} unlabelled ({cfg.unlabelled_file}); {cache}"
+    source = f"{cfg.augment_model}'s predictions" if cfg.augment_model else "the teacher's embedding neighbours"
     return (f"pkd: extra rows for the teacher: {unlabelled:,} unlabelled + {made:,} augmented ({len(split.examples):,} "
-            f"examples x {cfg.augment} copies, {generated:,} texts; p {cfg.augment_p}, k {cfg.augment_k}, seed "
-            f"{cfg.augment_seed}, {source}): generation about {seconds:.0f} s; {cache}")
+            f"examples x {cfg.augment} copies, {made * len(augmented_fields(split.task)):,} texts; p {cfg.augment_p}, "
+            f"k {cfg.augment_k}, seed {cfg.augment_seed}, {source}): generation about {seconds:.0f} s; {cache}")
 
 
 def record(cfg: AugmentConfig, unlabelled_sha256: str | None = None, unlabelled_rows: int = 0,
@@ -415,14 +421,15 @@ def augmented_copies(split: Split, cfg: AugmentConfig, teacher: PreTrainedModel,
                      unlabelled: int, row_bytes: int, trust_remote_code: bool, progress: bool) -> list[Example]:
     """cfg.augment copies of each example of `split`, after the line that says what they will cost."""
     texts = [ex.texts[f] for ex in split.examples for f in augmented_fields(split.task)]
-    config = teacher.config
+    hidden, n = teacher.config.hidden_size, len(split.examples)
     if cfg.augment_model is not None:
         replacer: EmbeddingNeighbours | MaskedLMPredictions = MaskedLMPredictions(cfg.augment_model, cfg.augment_k,
                                                                                   trust_remote_code)
-        say(cost_line(split, cfg, unlabelled, texts, row_bytes, config.hidden_size, len(tokenizer),
-                      replacer.parameters))
+        seconds = generation_seconds(n, cfg, split.task, texts, hidden, len(tokenizer), replacer.parameters)
+        say(cost_line(split, cfg, unlabelled, seconds, row_bytes))
     else:
-        say(cost_line(split, cfg, unlabelled, texts, row_bytes, config.hidden_size, len(tokenizer)))
+        say(cost_line(split, cfg, unlabelled, generation_seconds(n, cfg, split.task, texts, hidden, len(tokenizer)),
+                      row_bytes))
         words = {m.group() for t in texts for m in WORD.finditer(t) if m.group().isalpha()}
         replacer = EmbeddingNeighbours(teacher.get_input_embeddings().weight, tokenizer, cfg.augment_k, words)
     return generate(split.examples, split.task, cfg, replacer, progress)
@@ -455,7 +462,7 @@ def with_extra_rows(split: Split, cfg: AugmentConfig, teacher: PreTrainedModel, 
                                      progress)
     else:
         augmented = []
-        say(cost_line(split, cfg, len(rows), [], row_bytes, teacher.config.hidden_size, len(tokenizer)))
+        say(cost_line(split, cfg, len(rows), 0.0, row_bytes))
     extra = unlabelled + augmented
     digest = hashlib.sha256()
     for ex in extra:
