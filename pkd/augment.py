@@ -127,9 +127,14 @@ def match_case(word: str, like: str) -> str:
 
 class EmbeddingNeighbours:
     """The candidates of a word: its k nearest whole-word single-piece neighbours by cosine in the teacher's input
-    embedding table, searched once for the words that occur, one matrix product per chunk of them."""
+    embedding table, searched once for the words that occur, one matrix product per chunk of them.
+
+    The same on every machine: fp32 products (whose last bits depend on the BLAS and its threads) only shortlist
+    k + MARGIN candidates, which are ranked again in float64, ties by id, so that the copies, and the teacher
+    cache's key and the run's record that cover them, do not depend on where they were made."""
 
     name = "embedding neighbours"
+    MARGIN = 8
 
     def __init__(self, embeddings: torch.Tensor, tokenizer: PreTrainedTokenizerBase, k: int, words: Iterable[str],
                  chunk: int = 1024):
@@ -139,22 +144,26 @@ class EmbeddingNeighbours:
         surfaces = [vocabulary[i] for i in ids.tolist()]
         row = {int(i): r for r, i in enumerate(ids)}
         pieces = {w: p for w, p in single_pieces(tokenizer, sorted(set(words)), vocabulary).items() if p in row}
-        queries = sorted({row[p] for p in pieces.values()})
-        self.table: dict[str, tuple[str, ...]] = {}
+        queries = np.array(sorted({row[p] for p in pieces.values()}), dtype=np.int64)
         self.queries, self.candidates_searched = len(queries), len(ids)
         found: dict[int, tuple[str, ...]] = {}
         take = min(k, len(ids) - 1)
-        if queries and take > 0:
+        if len(queries) and take > 0:
             with torch.no_grad():
-                unit = torch.nn.functional.normalize(embeddings.detach()[torch.from_numpy(ids)].float(), dim=-1)
+                exact = torch.nn.functional.normalize(embeddings.detach()[torch.from_numpy(ids)].double(), dim=-1)
+                unit = exact.float()
                 for lo in range(0, len(queries), chunk):
-                    rows = torch.tensor(queries[lo:lo + chunk])
+                    rows = torch.from_numpy(queries[lo:lo + chunk])
                     sims = unit[rows] @ unit.T
                     sims[torch.arange(len(rows)), rows] = -float("inf")  # not the word itself
-                    top = torch.topk(sims, take, dim=-1).indices.tolist()
-                    found.update({q: tuple(surfaces[j] for j in near) for q, near in zip(rows.tolist(), top,
-                                                                                          strict=True)})
-        self.table = {w: found[row[p]] for w, p in pieces.items() if row[p] in found}
+                    short = torch.topk(sims, min(take + self.MARGIN, len(ids) - 1), dim=-1).indices
+                    again = (exact[rows].unsqueeze(1) * exact[short]).sum(-1).numpy()
+                    again[short.numpy() == rows.numpy()[:, None]] = -np.inf
+                    order = np.lexsort((short.numpy(), -again), axis=-1)[:, :take]  # by cosine, then by id
+                    near = np.take_along_axis(short.numpy(), order, axis=-1)
+                    found.update({q: tuple(surfaces[j] for j in js) for q, js in zip(rows.tolist(), near.tolist(),
+                                                                                      strict=True)})
+        self.table: dict[str, tuple[str, ...]] = {w: found[row[p]] for w, p in pieces.items() if row[p] in found}
         self.seconds = time.perf_counter() - start
 
     def candidates(self, texts: list[str], spans: list[list[tuple[int, int]]],

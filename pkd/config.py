@@ -141,12 +141,13 @@ class AugmentConfig:
                 "probability --augment-p by one of its --augment-k nearest neighbours in the teacher's input "
                 "embeddings (or --augment-model's predictions); the dev split is never augmented",
         "metavar": "N"})
-    augment_p: float = field(default=0.4, metadata={"help": "probability that a word of a copy is replaced"})
+    augment_p: float = field(default=0.4, metadata={"help": "probability that a word of a copy is replaced",
+                                                     "metavar": "P"})
     augment_k: int = field(default=15, metadata={
-        "help": "candidates per word: its nearest neighbours, or the masked LM's top predictions"})
+        "help": "candidates per word: its nearest neighbours, or the masked LM's top predictions", "metavar": "K"})
     augment_seed: int = field(default=0, metadata={
         "help": "seed of the replacements; fixed rather than --seed, so that every seed and method of a "
-                "comparison shares one augmented set and one teacher cache"})
+                "comparison shares one augmented set and one teacher cache", "metavar": "SEED"})
     augment_model: str | None = field(default=None, metadata={
         "help": "a fill-mask checkpoint whose top-k predictions replace the words (TinyBERT's generator; slower): "
                 "default the teacher's embedding neighbours, no extra model", "metavar": "NAME_OR_PATH"})

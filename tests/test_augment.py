@@ -37,6 +37,14 @@ STUDENT = {**TINY_TRAIN, "epochs": 1, "max_train_examples": 32}
 SST2, MRPC, RACE = get_task("sst2"), get_task("mrpc"), get_task("race")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def data_cache(tmp_path_factory):
+    """The datasets library's Arrow copies of the unlabelled files go under a temporary $PKD_CACHE."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PKD_CACHE", str(tmp_path_factory.mktemp("pkd-cache")))
+        yield
+
+
 def _unlabelled(path: Path, rows: list[str], column: str = "sentence") -> Path:
     path.write_text("".join(json.dumps({column: r}) + "\n" for r in rows))
     return path
@@ -188,6 +196,35 @@ def test_an_unlabelled_file_with_dev_or_test_rows_is_refused(tiny_teacher, glue_
     assert main([*base, "--out", str(out), "--unlabelled-file", str(test_file), "--data-dir", str(data)]) == 2
     assert "test.jsonl: 1 of its 3 rows are test rows (first: row 3, 'a woman walks in the big city')" in \
         capsys.readouterr().err
+
+
+def test_own_data_takes_unlabelled_text_in_its_columns_and_refuses_its_held_out_dev_rows(tiny_bert, tmp_path,
+                                                                                          capsys):
+    """A task defined by a CSV without a dev file: its dev rows are a held-out share of the file, and an unlabelled
+    file that holds one of them is refused; one in the training file's column is read."""
+    import random
+
+    rng = random.Random(0)
+    texts = list(dict.fromkeys(" ".join(rng.choices(WORDS, k=6)) for _ in range(80)))[:60]
+    train = tmp_path / "train.csv"
+    train.write_text("body,label\n" + "".join(f"{t},{'yes' if i % 2 else 'no'}\n" for i, t in enumerate(texts)))
+    teacher = tmp_path / "teacher"
+    pkd.finetune(None, teacher, model=str(tiny_bert), train_file=str(train), text_columns="body", quiet=True,
+                 **{**TINY_TRAIN, "epochs": 1})
+    task = pkd.data.resolve_task(None, None, teacher)
+    [dev] = load_split(task, "dev")
+    held = dev.examples[0].texts[0]
+    unlabelled = tmp_path / "more.csv"
+    unlabelled.write_text("body\n" + "".join(f"{t}\n" for t in [*NEW[:5], held]))
+    args = ["distill", "--teacher", str(teacher), "--student-layers", "2", "--cache-dir", str(tmp_path / "cache"),
+            "--epochs", "1", "--max-seq-len", "24", "--quiet", "--unlabelled-file", str(unlabelled)]
+    assert main([*args, "--out", str(tmp_path / "refused")]) == 2
+    assert f"more.csv: 1 of its 6 rows are dev rows (first: row 6, {held!r})" in capsys.readouterr().err
+    unlabelled.write_text("body\n" + "".join(f"{t}\n" for t in NEW))
+    assert main([*args, "--out", str(tmp_path / "s")]) == 0
+    run = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert run["num_teacher_only_examples"] == len(NEW) == run["augment"]["unlabelled_rows"]
+    assert run["num_train_examples"] == 60 - len(dev.examples) + len(NEW)
 
 
 def test_an_unlabelled_file_needs_the_tasks_text_columns(tiny_teacher, glue_dir, tmp_path, capsys):
