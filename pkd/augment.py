@@ -55,7 +55,7 @@ import torch
 
 from pkd.config import AugmentConfig
 from pkd.data import load_split, resolve_data_dir
-from pkd.dist import say
+from pkd.dist import is_main, say
 from pkd.errors import DataError, UsageError
 from pkd.files import check_columns, check_texts, read_file, source_table, split_columns
 from pkd.glue import find_glue_file
@@ -468,7 +468,7 @@ def with_extra_rows(split: Split, cfg: AugmentConfig, teacher: PreTrainedModel, 
     row_bytes = cache_row_bytes(split.task, teacher.config.hidden_size, layers)
     if cfg.augment:
         augmented = augmented_copies(split, cfg, teacher, tokenizer, len(rows), row_bytes, trust_remote_code,
-                                     progress)
+                                     progress and is_main())  # every rank makes the same copies; one shows it
     else:
         augmented = []
         say(cost_line(split, cfg, len(rows), 0.0, row_bytes))

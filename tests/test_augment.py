@@ -354,6 +354,22 @@ def test_a_fill_mask_model_gives_the_candidates_with_augment_model(tmp_path, glu
     assert len(extended.examples) == 24 and record["augment_model"] == str(mlm)
 
 
+def test_generation_runs_in_chunks_with_a_progress_line_after_the_cost(tiny_teacher, glue_dir, monkeypatch, capsys):
+    monkeypatch.setattr(augment, "CHUNK", 10)
+    split = load_split(SST2, "train", glue_dir, 32)[0]
+    model, tok = AutoModelForSequenceClassification.from_pretrained(tiny_teacher), AutoTokenizer.from_pretrained(
+        tiny_teacher)
+    capsys.readouterr()
+    extended, _ = augment.with_extra_rows(split, AugmentConfig(augment=2), model, tok, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("pkd: extra rows for the teacher: 0 unlabelled + 64 augmented")
+    chunks = [line for line in lines if line.startswith("augment: chunk ")]
+    assert [c.split(",")[0] for c in chunks] == [f"augment: chunk {i}/4 ({25 * i}%)" for i in range(1, 5)]
+    assert "texts_per_s" in chunks[-1]
+    monkeypatch.setattr(augment, "CHUNK", 1000)
+    assert augment.with_extra_rows(split, AugmentConfig(augment=2), model, tok, progress=False)[0] == extended
+
+
 def test_the_cost_is_said_before_generation_and_the_dev_split_is_never_augmented(tiny_teacher, glue_dir, tmp_path,
                                                                                  capsys):
     best = pkd.distill(str(tiny_teacher), "sst2", 2, tmp_path / "s", augment=3, data_dir=glue_dir,
