@@ -71,8 +71,9 @@ WORD = re.compile(r"\w+")
 CHUNK = 1_000  # training examples augmented at a time (one progress step)
 MLM_BATCH = 64  # masked sequences per forward pass of --augment-model
 # The rates of the estimate said before generation (generation_seconds), from bench/augment_speed.py on MRPC with 10
-# copies on the shared 2-core machine (docs/augment.md), rounded down: 68,000 texts a second once the neighbours are
-# known, and the search's upper-bound arithmetic (12,985 distinct words x 30,522 entries x 384 x 2) in 4.2 s.
+# copies on the shared 2-core machine (docs/augment.md), rounded down: 55,000-106,000 texts a second once the
+# neighbours are known, and the search's upper-bound arithmetic (12,985 distinct words x 30,522 entries x 384 x 2)
+# in 5.0-5.5 s.
 TEXTS_PER_SECOND = 40_000
 SEARCH_FLOPS = 5e10
 MLM_FLOPS = 1e10  # a masked LM's forward passes, 2 * parameters * tokens each: not measured (no such model offline)
@@ -457,7 +458,7 @@ def with_extra_rows(split: Split, cfg: AugmentConfig, teacher: PreTrainedModel, 
     (teacher-only rows, label None), and run.json's record of them; `split` itself when there are none.
     layers: how many teacher layers the cache stores, for the cost line."""
     if not cfg.active:
-        return split, record(cfg)
+        return split, record(cfg.applied())
     if split.teacher_only:
         raise ValueError("the split already has teacher-only rows")
     rows, sha256 = ([], None) if cfg.unlabelled_file is None else read_unlabelled(cfg.unlabelled_file, split.task,

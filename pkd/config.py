@@ -167,6 +167,11 @@ class AugmentConfig:
         """Whether any row besides the training split's is asked for."""
         return self.augment > 0 or self.unlabelled_file is not None
 
+    def applied(self) -> AugmentConfig:
+        """These settings, or the defaults when they add no row (then p, k, seed and model change nothing, and a
+        record of them must not make --resume refuse)."""
+        return self if self.active else AugmentConfig()
+
     def inputs(self) -> list[tuple[str, str | None]]:
         """The paths it reads, by option."""
         return [("--unlabelled-file", self.unlabelled_file), ("--augment-model", self.augment_model)]

@@ -170,7 +170,7 @@ def _trial_record(task: Task, params: dict, distill_cfg: DistillConfig, train_cf
             "student_init": distill_cfg.student_init, "train": asdict(trial_cfg), "loss": loss,
             # given layers are compared with the trials' (probed ones are chosen again by each trial's distill)
             **({"init_layers": distill_cfg.init_layers} if distill_cfg.init_layers else {}),
-            "augment": asdict(distill_cfg.augmentation)}  # the file's sha256 is checked when the trial runs
+            "augment": asdict(distill_cfg.augmentation.applied())}  # its file's sha256: checked as the trial runs
 
 
 def _build_cache(run: RunConfig, distill_cfg: DistillConfig, cfg: TrainConfig, trials: list[dict]) -> None:

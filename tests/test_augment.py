@@ -451,6 +451,7 @@ def test_every_command_takes_the_options_through_one_config(tmp_path):
         default = build_parser().parse_args([command, *common, *extra])
         assert configs(default, AugmentConfig)[0] == AugmentConfig() and not AugmentConfig().active
     assert all(f.metadata.get("help") for f in fields(AugmentConfig))
+    assert AugmentConfig(augment_p=0.9).applied() == AugmentConfig() and expected.applied() == expected
     assert pkd.config.from_options({"teacher": "t", "student_layers": 2, "augment": 4},
                                    DistillConfig)[0].augmentation == AugmentConfig(augment=4)
     assert DataConfig().text_columns is None
