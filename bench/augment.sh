@@ -31,8 +31,8 @@ step speed "$PY" bench/augment_speed.py --data-dir "$DATA" --task mrpc --copies 
 # SST-2, short budget, with and without 20,000 unlabelled sentences
 short=(--task sst2 --data-dir "$DATA" --max-train-examples 4000 --max-seq-len 64 --epochs 1 --quiet)
 step sst2-4k-teacher $PKD finetune "${short[@]}" --out "$OUT/sst2-4k-teacher" --resume
-if [ ! -f "$OUT/sst2-unlabelled.jsonl" ]; then
-  "$PY" - "$DATA" "$OUT/sst2-unlabelled.jsonl" <<'EOF'
+# rows 4,001-24,000 of SST-2's training file, labels dropped, without any dev or test sentence (pkd would refuse them)
+unlabelled='
 import json, sys
 from pkd.augment import normalise
 from pkd.data import load_split
@@ -44,9 +44,9 @@ held = {normalise(e.texts) for split in ("dev", "test") for part in load_split(t
 rows = [e.texts[0] for e in load_split(task, "train", sys.argv[1])[0].examples[4000:24000]
         if normalise(e.texts) not in held]
 write_text(sys.argv[2], "".join(json.dumps({"sentence": r}) + "\n" for r in rows))
-print(f"{len(rows)} unlabelled sentences", file=sys.stderr)
-EOF
-fi
+print(f"{len(rows)} unlabelled sentences")
+'
+step sst2-unlabelled-file "$PY" -c "$unlabelled" "$DATA" "$OUT/sst2-unlabelled.jsonl"
 students=(--teacher "$OUT/sst2-4k-teacher" "${short[@]}" --student-layers 3 --seeds 3 --methods kd,pkd-skip --resume)
 step sst2-4k-labelled $PKD compare "${students[@]}" --out "$OUT/sst2-4k-labelled"
 step sst2-4k-unlabelled $PKD compare "${students[@]}" --unlabelled-file "$OUT/sst2-unlabelled.jsonl" \
