@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -10,8 +9,10 @@ import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pkd import deploy, inference
+from pkd.augment import with_extra_rows
 from pkd.cache import LiveTeacher, TeacherCache, default_cache_root, ensure_cache
 from pkd.config import (
+    AugmentConfig,
     DataConfig,
     DistillConfig,
     ExportConfig,
@@ -20,8 +21,8 @@ from pkd.config import (
     TrainConfig,
     from_options,
 )
-from pkd.data import recorded_data_dir, resolve_task, split_files
-from pkd.dist import check_device, is_main, prepare_out_dir_once
+from pkd.data import load_split, recorded_data_dir, resolve_task, split_files
+from pkd.dist import check_device, is_main, prepare_out_dir_once, say
 from pkd.encoding import EncodedSplit, encode_splits
 from pkd.errors import UsageError
 from pkd.io import write_text
@@ -39,7 +40,7 @@ from pkd.models import (
 from pkd.patient import PROBES, choose_pooling, flat_warning, probe_spreads
 from pkd.rundir import check_out_dir, library_versions, read_record, releases_out_dirs, write_result
 from pkd.student import choose_init_layers, make_student
-from pkd.tasks import RECIPE_MEASURED_ON, Recipe, Task
+from pkd.tasks import RECIPE_MEASURED_ON, Recipe, Split, Task
 from pkd.train import (
     TrainingJob,
     evaluate_parts,
@@ -228,12 +229,6 @@ def prepare_distillation(task_name: str | None, distill_cfg: DistillConfig, trus
                         distill_cfg, trust_remote_code, note, source_tokenizer if own else None)
 
 
-def say(line: str) -> None:
-    """One line for the person running pkd (stderr, main process only); nothing for an empty line."""
-    if line and is_main():
-        print(line, file=sys.stderr, flush=True)
-
-
 def resolve_pooling(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_data: EncodedSplit,
                     layers: list[int], loss: LossConfig) -> tuple[LossConfig, dict | None]:
     """`loss` with --pt-pooling resolved (auto: from how much the mapped layers' [CLS] targets vary over a probe of
@@ -263,6 +258,17 @@ def patient_signal(cache: TeacherCache | None, layers: list[int], loss: LossConf
             "probe": {p: {str(k): round(c, 4) for k, c in probe[p].items()} for p in ("cls", "mean")}}
 
 
+def training_rows(prepared: Distillation, run: RunConfig, cfg: TrainConfig, layers: int) -> tuple[Split, Split, dict]:
+    """The training split; the same with the rows only the teacher labels appended (--unlabelled-file, --augment:
+    pkd.augment; the split itself without them); and run.json's record of them. layers: how many the teacher cache
+    stores, for the line that says what the extra rows cost."""
+    split = load_split(prepared.task, "train", run.data_dir, cfg.max_train_examples)[0]
+    extended, extra = with_extra_rows(split, prepared.config.augmentation, prepared.teacher, prepared.tokenizer,
+                                      run.data_dir, run.data.text_columns, layers, prepared.trust_remote_code,
+                                      progress=not run.quiet)
+    return split, extended, extra
+
+
 def check_student_out(run: RunConfig, distill_cfg: DistillConfig) -> None:
     """pkd.rundir.check_out_dir for a student's run: its --out clear of its data, teacher and student base, and of
     the teacher cache (which it may lie inside)."""
@@ -280,7 +286,8 @@ def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
     check_student_out(run, distill_cfg)
     prepared = prepare_distillation(run.task, distill_cfg, run.trust_remote_code, run.data)
     task, tokenizer, layer_map = prepared.task, prepared.tokenizer, prepared.layer_map
-    teacher_data = encode_splits(task, "train", tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_train_examples)[0]
+    split, extra = training_rows(prepared, run, cfg, len(pt_layers(layer_map, loss_cfg)))[1:]
+    teacher_data = EncodedSplit(split, tokenizer, cfg.max_seq_len)
     train_data = prepared.for_student([teacher_data], cfg.max_seq_len)[0]
     # distill scores only the student on dev: read it once, through the student's tokenizer
     dev = encode_splits(task, "dev", prepared.student_tokenizer, cfg.max_seq_len, run.data_dir, cfg.max_eval_examples)
@@ -300,7 +307,7 @@ def run_distill(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConf
             "student_init": distill_cfg.student_init, "student_source": prepared.student_source,
             "student_layers": distill_cfg.student_layers, "init_layers": student.config.pkd_init["layers"],
             "base_model": prepared.student_source, "tokenizers": prepared.tokenizers(),
-            "data": train_data.split.source,
+            "data": train_data.split.source, "augment": extra,
             "cache": str(getattr(teacher_outputs, "path", "")), "versions": library_versions(),
             "pt_signal": patient_signal(None if distill_cfg.live_teacher else teacher_outputs, layer_map, loss_cfg,
                                         probe)}
@@ -320,10 +327,10 @@ def build_cache(teacher: str, task: str | None, layers: list[int] | None = None,
                 cache_dir: str | Path | None = None, max_seq_len: int | None = None,
                 max_train_examples: int | None = None, rebuild: bool = False,
                 trust_remote_code: bool = False, data: DataConfig | None = None,
-                pt_pooling: str = "auto") -> TeacherCache:
+                pt_pooling: str = "auto", augment: AugmentConfig | None = None) -> TeacherCache:
     """Run the teacher once over the training split and store what distillation needs (layers: default all;
-    pt_pooling as --pt-pooling, auto resolved on the stored layers). task None: the task `data` defines, else the
-    teacher's run.json's."""
+    pt_pooling as --pt-pooling, auto resolved on the stored layers), with the rows `augment` adds (--unlabelled-file,
+    --augment: pkd.augment). task None: the task `data` defines, else the teacher's run.json's."""
     resolved_task = resolve_task(task, data, teacher)
     path = resolve_model(teacher)
     model = load_classifier(path, resolved_task, trust_remote_code, require_head=True)
@@ -334,7 +341,10 @@ def build_cache(teacher: str, task: str | None, layers: list[int] | None = None,
     if bad:
         raise UsageError(f"--layers: layer {bad[0]} is out of range 1..{depth}")
     max_seq_len = max_seq_len or resolved_task.default_max_seq_len
-    data = encode_splits(resolved_task, "train", tokenizer, max_seq_len, data_dir, max_train_examples)[0]
+    split = load_split(resolved_task, "train", data_dir, max_train_examples)[0]
+    split = with_extra_rows(split, augment or AugmentConfig(), model, tokenizer, data_dir,
+                            (data or DataConfig()).text_columns, len(layers), trust_remote_code)[0]
+    data = EncodedSplit(split, tokenizer, max_seq_len)
     loss, probe = resolve_pooling(model, tokenizer, data, layers, LossConfig(beta=1.0, pt_pooling=pt_pooling))
     cache = ensure_cache(model, tokenizer, data, max_seq_len, layers, cache_dir, rebuild=rebuild,
                          pooling=loss.pt_pooling)

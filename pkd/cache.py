@@ -12,7 +12,9 @@ serves the request. A cache of logits only (KD, or a PT weight beta of 0) is key
 the same inputs serves a logits-only request whatever its pooling. It is built under a temporary name and renamed
 into place when complete: a killed build is never used. Its files' sizes are checked when it is opened, and their
 SHA-256 checksums on demand (`pkd cache --verify`). Its meta.json also records how much each stored layer's targets
-vary across the training examples (pkd.patient), the number a run checks before it trains.
+vary across the training examples (pkd.patient), the number a run checks before it trains. The training split it
+covers may end in rows only the teacher labels (--unlabelled-file, --augment: pkd.augment), whose settings and
+texts are in the split's fingerprint: the teacher labels each of them once, here.
 """
 
 from __future__ import annotations
@@ -242,6 +244,7 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
                 "version": FORMAT_VERSION, "layers": layers, "num_examples": len(data), "max_seq_len": max_seq_len,
                 "pooling": pooling, "spread": spread,
                 "data": data.split.source, "data_fingerprint": data.split.fingerprint, "shards": world,
+                "teacher_only": data.split.teacher_only,
                 "dtype": {n: str(np.load(tmp / f"{n}.npy", mmap_mode="r").dtype) for n in ("logits", "cls")},
                 "sha256": {n: sha256_of(tmp / f"{n}.npy") for n in ("logits", "cls")},
                 "bytes": {n: (tmp / f"{n}.npy").stat().st_size for n in ("logits", "cls")}})

@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 
 from pkd.config import (
+    AugmentConfig,
     CompareConfig,
     DataConfig,
     DistillConfig,
@@ -123,12 +124,12 @@ def _read_config(path: str) -> dict:
 
 
 def _run_record_settings(record: dict) -> dict:
-    """The settings of a run's run.json (a comparison's compare.json, a sweep's sweep.json): its train and loss
-    sections and the options it records beside them, not what it records about the run (result, versions, data
+    """The settings of a run's run.json (a comparison's compare.json, a sweep's sweep.json): its train, loss and
+    augment sections and the options it records beside them, not what it records about the run (result, versions, data
     fingerprint, ...). The layer map of every method but pkd follows from the method, so only that one's is read;
     a pre-trained student's source is its --student-base; a comparison's methods are its table's rows, run over its
     seeds; a sweep's grid is its --grid."""
-    settings = {**record.get("train", {}), **record.get("loss", {}),
+    settings = {**record.get("train", {}), **record.get("loss", {}), **(record.get("augment") or {}),
                 **{k: v for k, v in record.items() if not isinstance(v, dict)}}
     if record.get("method") != "pkd":
         settings.pop("layer_map", None)
@@ -276,7 +277,7 @@ def _sweep(args: argparse.Namespace) -> str:
 
 
 def _cache_arguments(p: argparse.ArgumentParser) -> None:
-    add_fields(p, DistillConfig, only=("teacher", "cache_dir"))
+    add_fields(p, DistillConfig, only=("teacher", "cache_dir", "augmentation"))
     add_fields(p, RunConfig, only=("task", "data_dir", "trust_remote_code", "data"))
     p.add_argument("--layers", type=parse_layer_map, default=None, help="teacher layers to store (default: all)")
     add_fields(p, LossConfig, only=("pt_pooling",))
@@ -292,12 +293,14 @@ def _cache(args: argparse.Namespace) -> str:
     cache = api.build_cache(args.teacher, args.task, args.layers, data_dir=args.data_dir, cache_dir=args.cache_dir,
                             max_seq_len=args.max_seq_len, max_train_examples=args.max_train_examples,
                             rebuild=args.rebuild, trust_remote_code=args.trust_remote_code,
-                            data=configs(args, DataConfig)[0], pt_pooling=args.pt_pooling)
+                            data=configs(args, DataConfig)[0], pt_pooling=args.pt_pooling,
+                            augment=configs(args, AugmentConfig)[0])
     if args.verify:
         from pkd.cache import TeacherCache
 
         TeacherCache(cache.path, verify=True)
-    return json.dumps({"cache": str(cache.path), "examples": len(cache), "layers": cache.layers,
+    return json.dumps({"cache": str(cache.path), "examples": len(cache),
+                       "teacher_only": cache.meta.get("teacher_only", 0), "layers": cache.layers,
                        "pooling": cache.pooling, "spread": cache.spreads(cache.layers),
                        **({"verified": True} if args.verify else {})}) + "\n"
 

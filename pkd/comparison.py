@@ -20,11 +20,21 @@ import numpy as np
 
 from pkd import api, inference
 from pkd.api import Distillation
+from pkd.augment import record as augment_record
 from pkd.cache import ensure_cache
-from pkd.config import SELECTIONS, CompareConfig, DistillConfig, ExportConfig, RunConfig, TrainConfig, from_options
+from pkd.config import (
+    SELECTIONS,
+    AugmentConfig,
+    CompareConfig,
+    DistillConfig,
+    ExportConfig,
+    RunConfig,
+    TrainConfig,
+    from_options,
+)
 from pkd.data import resolve_task
 from pkd.dist import barrier, is_main, prepare_out_dir_once
-from pkd.encoding import encode_splits
+from pkd.encoding import EncodedSplit, encode_splits
 from pkd.io import write_json, write_text
 from pkd.losses import layer_map_for, loss_for
 from pkd.metrics import compute_metrics, floor_score
@@ -99,15 +109,21 @@ class Comparison:
     def _setup_teacher(self) -> Distillation:
         """One load of the teacher serves every method (only the layer map differs), and one probe resolves the
         pooling over the union of the methods' mapped layers."""
-        with_map = next((m for m in self.methods if m not in ("ft", "kd")), self.methods[0])  # checks PT's widths
+        # a method with a layer map checks PT's widths; else KD, whose teacher labels any extra rows (FT has none)
+        with_map = next((m for m in self.methods if m not in ("ft", "kd")),
+                        "kd" if "kd" in self.methods else self.methods[0])
         prepared = api.prepare_distillation(self.run.task, replace(self.distill_cfg, method=with_map),
                                             self.run.trust_remote_code, self.run.data)
         depth = prepared.teacher.config.num_hidden_layers
         self.maps = {m: layer_map_for(m, depth, self.distill_cfg.student_layers) for m in self.methods}
-        self.teacher_data = encode_splits(prepared.task, "train", prepared.tokenizer, self.cfg.max_seq_len,
-                                          self.run.data_dir, self.cfg.max_train_examples)[0]
-        self.train_data = prepared.for_student([self.teacher_data], self.cfg.max_seq_len)[0]
         self.union = sorted({k for layers in self.maps.values() for k in layers})
+        stored = len(self.union) if self.distill_cfg.loss.beta > 0 else 0
+        labelled, split, self.extra = api.training_rows(prepared, self.run, self.cfg, stored)
+        self.teacher_data = EncodedSplit(split, prepared.tokenizer, self.cfg.max_seq_len)
+        self.train_data = prepared.for_student([self.teacher_data], self.cfg.max_seq_len)[0]
+        # FT has no teacher: it trains on the labelled rows alone, and its runs do not depend on the extra ones
+        self.ft_data = self.train_data if not split.teacher_only else EncodedSplit(
+            labelled, prepared.student_tokenizer, self.cfg.max_seq_len)
         weights, self.probe = api.resolve_pooling(prepared.teacher, prepared.tokenizer, self.teacher_data, self.union,
                                                   self.distill_cfg.loss)
         self.distill_cfg = replace(self.distill_cfg, loss=weights)
@@ -119,11 +135,16 @@ class Comparison:
         return {"command": "compare", "method": method, "teacher": p.teacher_path,
                 "student_init": self.distill_cfg.student_init, "student_source": p.student_source,
                 "student_layers": self.distill_cfg.student_layers, "init_layers": p.config.init_layers,
-                "base_model": p.student_source, "tokenizers": p.tokenizers(), "versions": library_versions()}
+                "base_model": p.student_source, "tokenizers": p.tokenizers(), "versions": library_versions(),
+                "augment": augment_record(AugmentConfig()) if method == "ft" else self.extra}
+
+    def _data(self, method: str) -> EncodedSplit:
+        """What a method's runs train on: the training split with its teacher-only rows, but for FT."""
+        return self.ft_data if method == "ft" else self.train_data
 
     def _record(self, method: str, seed: int) -> dict:
         return run_record(self._info(method), replace(self.cfg, seed=seed), loss_for(method, self.distill_cfg.loss),
-                          self.maps[method], self.prepared.task, self.train_data)
+                          self.maps[method], self.prepared.task, self._data(method))
 
     def _check_kept_runs(self) -> None:
         """With --resume, every kept run, finished or not, must have been made with these settings: checked before
@@ -148,7 +169,7 @@ class Comparison:
                                                 cfg.eval_batch_size)["score"]
         p.teacher = None
         dev_examples = self.dev[0].split.examples
-        self.floor = floor_score(p.task, [e.label for e in self.train_data.split.examples], dev_examples)
+        self.floor = floor_score(p.task, [e.label for e in self.train_data.split.gold], dev_examples)
         self.labels = np.array([e.label for e in dev_examples])
         self.out = prepare_out_dir_once(self.run.out, self.run.overwrite, self.run.resume)
 
@@ -179,7 +200,7 @@ class Comparison:
         info = {**self._info(method), "cache": str(self.cache.path), "teacher_score": self.teacher_score,
                 "floor_score": self.floor, "pt_signal": self.signal if self.maps[method] else None}
         p = self.prepared
-        result = train(TrainingJob(model, p.student_tokenizer, p.task, self.train_data, self.dev,
+        result = train(TrainingJob(model, p.student_tokenizer, p.task, self._data(method), self.dev,
                                    replace(self.cfg, seed=seed), run_dir, loss_for(method, self.distill_cfg.loss),
                                    None if method == "ft" else self.cache, self.maps[method], projection, info,
                                    resume=True, quiet=self.run.quiet))
@@ -231,7 +252,7 @@ class Comparison:
                 "methods": table, "train": asdict(self.cfg), "student_init": self.distill_cfg.student_init,
                 "dev_examples": len(self.labels), "verdicts": pairs,
                 "loss": {"alpha": weights.alpha, "temperature": weights.temperature, "beta": weights.beta,
-                         "pt_pooling": weights.pt_pooling}, "pt_signal": self.signal}
+                         "pt_pooling": weights.pt_pooling}, "pt_signal": self.signal, "augment": self.extra}
 
     def _markdown(self, table: dict, pairs: list[dict], common: int) -> str:
         finished = sum(len(v) for v in self.results.values())

@@ -127,6 +127,56 @@ class LossConfig:
             raise UsageError(f"--pt-pooling {self.pt_pooling}: choose auto, cls or mean")
 
 
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Rows the teacher labels besides the training split (pkd.augment, docs/augment.md): the text of an unlabelled
+    file, and N augmented copies of each training text. The student learns KD and PT on them, never CE."""
+
+    unlabelled_file: str | None = field(default=None, metadata={
+        "help": "text without labels (.csv, .tsv, .jsonl, .json or .parquet), in the text columns of the task (or "
+                "--text-columns): the teacher labels each row once, in its cache; rows of the dev or test split are "
+                "refused", "metavar": "PATH"})
+    augment: int = field(default=0, metadata={
+        "help": "N augmented copies of each training text, labelled by the teacher: each word replaced with "
+                "probability --augment-p by one of its --augment-k nearest neighbours in the teacher's input "
+                "embeddings (or --augment-model's predictions); the dev split is never augmented",
+        "metavar": "N"})
+    augment_p: float = field(default=0.4, metadata={"help": "probability that a word of a copy is replaced",
+                                                     "metavar": "P"})
+    augment_k: int = field(default=15, metadata={
+        "help": "candidates per word: its nearest neighbours, or the masked LM's top predictions", "metavar": "K"})
+    augment_seed: int = field(default=0, metadata={
+        "help": "seed of the replacements; fixed rather than --seed, so that every seed and method of a "
+                "comparison shares one augmented set and one teacher cache", "metavar": "SEED"})
+    augment_model: str | None = field(default=None, metadata={
+        "help": "a fill-mask checkpoint whose top-k predictions replace the words (TinyBERT's generator; slower): "
+                "default the teacher's embedding neighbours, no extra model", "metavar": "NAME_OR_PATH"})
+
+    def __post_init__(self) -> None:
+        if self.augment < 0:
+            raise UsageError(f"--augment {self.augment}: must be at least 0")
+        if not 0 < self.augment_p <= 1:
+            raise UsageError(f"--augment-p {self.augment_p}: must be in (0, 1]")
+        if self.augment_k < 1:
+            raise UsageError(f"--augment-k {self.augment_k}: must be at least 1")
+        if self.augment_model is not None and self.augment == 0:
+            raise UsageError(f"--augment-model {self.augment_model}: needs --augment N (copies per training text)")
+
+    @property
+    def active(self) -> bool:
+        """Whether any row besides the training split's is asked for."""
+        return self.augment > 0 or self.unlabelled_file is not None
+
+    def applied(self) -> AugmentConfig:
+        """These settings, or the defaults when they add no row (then p, k, seed and model change nothing, and a
+        record of them must not make --resume refuse)."""
+        return self if self.active else AugmentConfig()
+
+    def inputs(self) -> list[tuple[str, str | None]]:
+        """The paths it reads, by option."""
+        return [("--unlabelled-file", self.unlabelled_file), ("--augment-model", self.augment_model)]
+
+
 @dataclass
 class DistillConfig:
     """What a student is, where it starts and what it learns from (checked against the teacher when loaded)."""
@@ -157,12 +207,17 @@ class DistillConfig:
     cache_dir: str | None = field(default=None, metadata={
         "help": "teacher cache root (default: $PKD_CACHE or ~/.cache/pkd)"})
     loss: LossConfig = field(default_factory=lambda: LossConfig(alpha=0.7, temperature=10.0, beta=0.65))
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig, metadata={
+        "title": "more text for the teacher to label (docs/augment.md)"})
 
     def inputs(self) -> list[tuple[str, str | None]]:
-        """The models this student reads, by option (see RunConfig.inputs)."""
-        return [("--teacher", self.teacher), ("--student-base", self.student_base)]
+        """The models and files this student reads, by option (see RunConfig.inputs)."""
+        return [("--teacher", self.teacher), ("--student-base", self.student_base), *self.augmentation.inputs()]
 
     def __post_init__(self) -> None:
+        if self.method == "ft" and self.augmentation.active:
+            raise UsageError("--augment / --unlabelled-file: --method ft has no teacher to label the extra rows; use "
+                             "kd or a pkd method")
         if self.student_init not in (None, "pretrained", "teacher"):
             raise UsageError(f"--student-init {self.student_init}: choose pretrained or teacher")
         if self.student_base is not None and self.student_init == "teacher":

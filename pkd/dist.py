@@ -49,6 +49,12 @@ def is_main() -> bool:
     return state().is_main_process if launched() else True
 
 
+def say(line: str) -> None:
+    """One line for the person running pkd (stderr, main process only); nothing for an empty line."""
+    if line and is_main():
+        print(line, file=sys.stderr, flush=True)
+
+
 def barrier() -> None:
     if launched():
         state().wait_for_everyone()

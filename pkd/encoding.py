@@ -3,7 +3,9 @@
 The data layer between pkd.data (examples read from files) and the models: training, evaluation, the teacher
 cache, the patient probe and the export's parity batch all encode and batch through here, so that they pad and
 truncate alike and agree on what a batch carries besides the model's inputs (idx, each example's position in
-its split, which the teacher cache and evaluation index by; and labels).
+its split, which the teacher cache and evaluation index by; labels; and in a training split with teacher-only
+rows (pkd.augment), labelled: 1 for a gold-labelled example, 0 for one only the teacher labels, whose labels are a
+placeholder that the loss never reads).
 
 Layout. A split is tokenised CHUNK examples at a time, and each tokenizer field (input_ids, attention_mask,
 token_type_ids where the tokenizer has them) is packed into one flat numpy array: the sequences end to end, in
@@ -38,7 +40,7 @@ from pkd.race import NUM_CHOICES, encode_choices
 from pkd.tasks import Split, Task
 
 # What a batch carries that the model does not take.
-NOT_MODEL_INPUTS = ("idx", "labels")
+NOT_MODEL_INPUTS = ("idx", "labels", "labelled")
 CHUNK = 1_000  # examples tokenised at a time: their lists and the tokenizer's encodings are the peak
 NARROW = (np.uint8, np.uint16, np.int32)  # the types a field may be packed in, narrowest first
 
@@ -103,9 +105,18 @@ def _single_chunks(split: Split, tokenizer: PreTrainedTokenizerBase, max_seq_len
         yield tokenizer(*columns, truncation=True, max_length=max_seq_len)
 
 
+def placeholder_label(task: Task) -> int | float | tuple[float, ...]:
+    """The label a teacher-only row carries so that it batches with gold rows (0, 0.0, or no label on): masked out
+    of CE by its `labelled` 0, never learnt."""
+    if task.multi_label:
+        return (0.0,) * task.num_labels
+    return 0.0 if task.is_regression else 0
+
+
 class EncodedSplit(torch.utils.data.Dataset):
     """Tokenized examples, packed (PackedSequences); each item carries `idx`, its position in the split, for the
-    teacher cache, and `labels` where the example has one.
+    teacher cache, and `labels` where the example has one. A split with teacher-only rows (Split.teacher_only) gives
+    every item `labelled` (1 or 0), and its teacher-only items a placeholder label.
 
     Multiple-choice items (RACE) hold one sequence per choice for each tokenizer field (see pkd.race)."""
 
@@ -117,6 +128,8 @@ class EncodedSplit(torch.utils.data.Dataset):
         else:
             chunks = _single_chunks(split, tokenizer, max_seq_len, chunk)
         self.tokens = PackedSequences(chunks)
+        self.gold_rows = len(split.examples) - split.teacher_only
+        self.placeholder = placeholder_label(split.task) if split.teacher_only else None
         if len(self.tokens) != len(split.examples) * self.choices:
             raise ValueError(f"encoded {len(self.tokens)} sequences for {len(split.examples)} examples")
 
@@ -132,6 +145,9 @@ class EncodedSplit(torch.utils.data.Dataset):
             feat = {k: [row[k].astype(np.int32) for row in rows] for k in self.tokens.columns}
         feat["idx"] = i
         label = self.split.examples[i].label
+        if self.placeholder is not None:
+            feat["labelled"] = int(i < self.gold_rows)
+            label = self.placeholder if label is None else label
         if label is not None:
             feat["labels"] = label
         return feat
@@ -188,9 +204,9 @@ class _Collator:
         keys = list(model_inputs(features[0]))
         flat = [{k: np.asarray(f[k][c]).tolist() for k in keys} for f in features for c in range(choices)]
         batch = {k: v.view(size, choices, -1) for k, v in self.tokenizer.pad(flat, return_tensors="pt").items()}
-        batch["idx"] = torch.tensor([f["idx"] for f in features])
-        if "labels" in features[0]:
-            batch["labels"] = torch.tensor([f["labels"] for f in features])
+        for key in NOT_MODEL_INPUTS:
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features])
         return batch
 
 

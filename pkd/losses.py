@@ -15,6 +15,11 @@ PT  = for each mapped student layer j: || h_s(j)/|h_s(j)| - h_t(I(j))/|h_t(I(j))
       why), summed over hidden units, averaged over mapped layers and examples. The original code took an
       element-wise mean over hidden units as well, so beta_ours = beta_original / hidden_size
       (the paper's preset beta 500 at hidden size 768 is 0.65 here).
+
+Rows only the teacher labels (--unlabelled-file, --augment; pkd.augment) have no gold label: CE is the mean over
+the batch's gold-labelled rows alone (0 for a batch without one), and KD and PT are over every row, so each term
+keeps its meaning and alpha weighs them as before, whatever share of the batch is teacher-only. A batch without
+teacher-only rows (no `labelled` mask) is computed exactly as it always was.
 """
 
 from __future__ import annotations
@@ -157,9 +162,17 @@ def pt_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor, normalize: boo
     return (s - t).pow(2).sum(-1).mean()
 
 
-def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool, multi_label: bool = False) -> torch.Tensor:
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool, multi_label: bool = False,
+              labelled: torch.Tensor | None = None) -> torch.Tensor:
     """The gold-label term: cross-entropy, squared error (regression), or binary cross-entropy averaged over the
-    [B, C] label grid (multi-label, labels 0/1)."""
+    [B, C] label grid (multi-label, labels 0/1). labelled: [B] 1 for a gold-labelled row, 0 for a teacher-only one;
+    the term is then the mean over the labelled rows alone (0 when there is none), and the others' labels are never
+    read."""
+    if labelled is not None:
+        keep = labelled.bool()
+        if not keep.any():
+            return logits.new_zeros((), dtype=torch.float32)
+        return task_loss(logits[keep], labels[keep], regression, multi_label)
     if regression:
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
     if multi_label:
@@ -186,7 +199,8 @@ def loss_terms(cfg: LossConfig, with_pt: bool) -> dict[str, float]:
 
 def pkd_loss(cfg: LossConfig, logits: torch.Tensor, labels: torch.Tensor | None, regression: bool,
              teacher_logits: torch.Tensor | None = None, student_cls: torch.Tensor | None = None,
-             teacher_cls: torch.Tensor | None = None, multi_label: bool = False) -> dict[str, torch.Tensor]:
+             teacher_cls: torch.Tensor | None = None, multi_label: bool = False,
+             labelled: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """L = (1 - alpha) * CE + alpha * KD + beta * PT, and its parts. Terms with zero weight are not computed.
 
     Args:
@@ -197,12 +211,14 @@ def pkd_loss(cfg: LossConfig, logits: torch.Tensor, labels: torch.Tensor | None,
         multi_label: C independent labels ([B, C] 0/1 labels): CE and KD work on per-label sigmoids.
         teacher_logits: the same shape as logits; needed when alpha > 0.
         student_cls, teacher_cls: [B, L, H] (multiple choice: [B, choices, L, H]); needed when beta > 0.
+        labelled: [B], 1 for a gold-labelled row and 0 for a teacher-only one (CE over the labelled rows only);
+            None: every row is labelled.
 
     Returns:
         {"loss": the weighted total, "ce", "kd", "pt": the unweighted terms (0 when not computed)}, fp32 scalars.
     """
     zero = logits.new_zeros((), dtype=torch.float32)
-    ce = task_loss(logits, labels, regression, multi_label) if cfg.alpha < 1 else zero
+    ce = task_loss(logits, labels, regression, multi_label, labelled) if cfg.alpha < 1 else zero
     kd = kd_loss(logits, teacher_logits, cfg.temperature, regression, multi_label) if cfg.alpha > 0 else zero
     pt = pt_loss(student_cls, teacher_cls, cfg.normalize) if cfg.beta > 0 and student_cls is not None else zero
     total = (1 - cfg.alpha) * ce + cfg.alpha * kd + cfg.beta * pt

@@ -208,9 +208,11 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
 # ---------------------------------------------------------------- resume and --out checks
 
 # run.json entries that do not change what a run computes, so a resumed run may differ in them: bookkeeping, where
-# the cache and data files lie (the data's content is data_fingerprint), and checkpoint and evaluation batching.
+# the cache and data files lie (the data's content is data_fingerprint, an unlabelled file's its sha256), and
+# checkpoint and evaluation batching.
 RESUME_FREE = ("versions", "cache", "num_processes", "command", "teacher_score", "floor_score", "sweep", "result",
-               "data", "train.keep_checkpoints", "train.save_every", "train.eval_batch_size", "pt_signal")
+               "data", "train.keep_checkpoints", "train.save_every", "train.eval_batch_size", "pt_signal",
+               "augment.unlabelled_file")
 # Settings added after runs were already made: the value such an older run.json implies by leaving them out, so
 # resuming it with another value is refused by name too.
 RESUME_IMPLIED = {"loss.pt_pooling": "cls"}

@@ -198,7 +198,15 @@ class Split:
     examples: list[Example]
     source: str
     fingerprint: str
+    # The last `teacher_only` examples have no gold label: rows of --unlabelled-file and augmented copies, which only
+    # the teacher labels (pkd.augment). The student learns KD and PT on them, never CE (pkd.losses).
+    teacher_only: int = 0
 
     @property
     def labeled(self) -> bool:
         return all(e.label is not None for e in self.examples)
+
+    @property
+    def gold(self) -> list[Example]:
+        """The examples with a gold label: all but the teacher-only ones."""
+        return self.examples[:len(self.examples) - self.teacher_only]

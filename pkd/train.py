@@ -402,6 +402,7 @@ def run_record(run_info: dict, cfg: TrainConfig, loss_cfg: LossConfig, layer_map
         loss["pt_pooling"] = "cls"
     return {**run_info, "train": asdict(cfg), "loss": loss, "layer_map": list(layer_map),
             "task": task.name, "num_train_examples": len(train_data),
+            "num_teacher_only_examples": train_data.split.teacher_only,
             "data_fingerprint": train_data.split.fingerprint,
             **({"file_task": asdict(task.files)} if task.files is not None else {})}
 
@@ -516,7 +517,7 @@ def batch_loss(model: torch.nn.Module, batch: dict, task: Task, loss_cfg: LossCo
         if projection is not None:
             student_cls = projection(student_cls)
     return pkd_loss(loss_cfg, out.logits, batch.get("labels"), task.is_regression, teacher_logits, student_cls,
-                    teacher_cls, multi_label=task.multi_label)
+                    teacher_cls, multi_label=task.multi_label, labelled=batch.get("labelled"))
 
 
 def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:

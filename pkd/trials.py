@@ -149,6 +149,7 @@ def run_sweep(run: RunConfig, distill_cfg: DistillConfig, train_cfg: TrainConfig
                                   "student_init": distill_cfg.student_init, "grid": grid,
                                   "random": search.random_trials, "jobs": search.jobs,
                                   "loss": asdict(distill_cfg.loss), "train": asdict(cfg),
+                                  "augment": asdict(distill_cfg.augmentation),
                                   "cache_dir": distill_cfg.cache_dir, "trials": list(records)})
     return _run_trials(out, trials, list(grid), run, distill_cfg, train_cfg, search.jobs)
 
@@ -168,7 +169,8 @@ def _trial_record(task: Task, params: dict, distill_cfg: DistillConfig, train_cf
     return {"method": distill_cfg.method, "student_layers": distill_cfg.student_layers,
             "student_init": distill_cfg.student_init, "train": asdict(trial_cfg), "loss": loss,
             # given layers are compared with the trials' (probed ones are chosen again by each trial's distill)
-            **({"init_layers": distill_cfg.init_layers} if distill_cfg.init_layers else {})}
+            **({"init_layers": distill_cfg.init_layers} if distill_cfg.init_layers else {}),
+            "augment": asdict(distill_cfg.augmentation.applied())}  # its file's sha256: checked as the trial runs
 
 
 def _build_cache(run: RunConfig, distill_cfg: DistillConfig, cfg: TrainConfig, trials: list[dict]) -> None:
@@ -187,7 +189,8 @@ def _build_cache(run: RunConfig, distill_cfg: DistillConfig, cfg: TrainConfig, t
                   for p in trials), key=len)
     api.build_cache(distill_cfg.teacher, run.task, layers, data_dir=run.data_dir, cache_dir=distill_cfg.cache_dir,
                     max_seq_len=cfg.max_seq_len, max_train_examples=cfg.max_train_examples,
-                    trust_remote_code=run.trust_remote_code, data=run.data, pt_pooling=distill_cfg.loss.pt_pooling)
+                    trust_remote_code=run.trust_remote_code, data=run.data, pt_pooling=distill_cfg.loss.pt_pooling,
+                    augment=distill_cfg.augmentation)
 
 
 def _run_trials(out: Path, trials: list[dict], grid_names: list[str], run: RunConfig, distill_cfg: DistillConfig,

@@ -57,6 +57,20 @@ def make_tiny_model(path: Path, family: str = "bert", layers: int = 4, hidden: i
     return path
 
 
+def make_tiny_mlm(path: Path, hidden: int = 32, seed: int = 0) -> Path:
+    """A fill-mask checkpoint (BertForMaskedLM, 2 layers, random weights) of make_tokenizer's vocabulary."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    tok = make_tokenizer(path)
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=80))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))

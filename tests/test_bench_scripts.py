@@ -61,6 +61,16 @@ def test_distill_speed_times_three_modes(tiny_bert):
     assert all(t > 0 for t in result["median_step_seconds"].values()) and result["c_over_a"] > 0
 
 
+def test_augment_speed_measures_the_generation(tiny_bert, glue_dir, tmp_path):
+    done = run(BENCH / "augment_speed.py", "--data-dir", glue_dir, "--task", "mrpc", "--teacher", tiny_bert,
+               "--copies", "3", "--max-examples", "20", "--json", "--out", tmp_path / "speed.json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result == json.loads((tmp_path / "speed.json").read_text())
+    assert result["texts_generated"] == 20 * 3 * 2 and result["texts_per_second"] > 0
+    assert result["neighbour_search_seconds"] >= 0 and result["peak_rss_mb"] > 0
+
+
 def test_deploy_table_without_measurements(tmp_path):
     done = run(BENCH / "deploy_table.py", tmp_path)
     assert done.returncode == 0 and "## Demo models (SST-2)" in done.stdout and "not measured" in done.stdout

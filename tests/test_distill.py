@@ -384,6 +384,7 @@ def test_compare_writes_its_tables_as_runs_finish(tiny_teacher, glue_dir, tmp_pa
 def test_compare_builds_each_seeds_student_once(tiny_teacher, glue_dir, tmp_path, monkeypatch):
     """Tokenization, the teacher cache and the student's initialisation are shared by every method of a seed."""
     import pkd.api
+    import pkd.comparison
     import pkd.encoding
 
     built, encoded = [], []
@@ -399,6 +400,7 @@ def test_compare_builds_each_seeds_student_once(tiny_teacher, glue_dir, tmp_path
 
     monkeypatch.setattr(pkd.api, "make_student", build)
     monkeypatch.setattr(pkd.encoding, "EncodedSplit", encode)
+    monkeypatch.setattr(pkd.comparison, "EncodedSplit", encode)  # the training split, with any teacher-only rows
     pkd.compare(str(tiny_teacher), "sst2", 2, tmp_path / "cmp", seeds=2, methods=("ft", "kd", "pkd-skip"),
                 data_dir=glue_dir, cache_dir=tmp_path / "cache", quiet=True, **{**STUDENT, "epochs": 1})
     assert len(built) == 2 and sorted(encoded) == ["dev", "train"]  # one student per seed, one encoding per split

@@ -425,6 +425,31 @@ def test_distill_pkd_skip_round_trip(race_teacher, race_dir, tmp_path, monkeypat
     assert torch.isfinite(parts["loss"]) and parts["pt"] > 0 and shapes[-1][2] == (3, 4, 1, 32)
 
 
+def test_augmented_race_keeps_the_passage_and_trains_on_every_copy(race_teacher, race_dir, tmp_path):
+    """--augment on RACE (pkd.augment): each copy's question and options are augmented, its passage kept; the
+    teacher's cache holds one row of four choices per copy, and the student trains on them (CE on the gold rows)."""
+    from pkd.augment import with_extra_rows
+    from pkd.config import AugmentConfig
+
+    task, tok = get_task("race"), load_tokenizer(str(race_teacher))
+    split = load_split(task, "train", race_dir)[0]
+    extended, record = with_extra_rows(split, AugmentConfig(augment=2), load_classifier(str(race_teacher), task), tok,
+                                       progress=False)
+    copies = extended.examples[len(split.examples):]
+    assert len(copies) == 48 and record["augmented_rows"] == 48
+    for i, copy in enumerate(copies):
+        source = split.examples[i // 2]
+        assert copy.texts[0] == source.texts[0] and copy.level == source.level and copy.label is None
+    assert any(copy.texts[1:] != split.examples[i // 2].texts[1:] for i, copy in enumerate(copies))
+    batch = make_collator(tok)([EncodedSplit(extended, tok, 40)[i] for i in (0, 30)])
+    assert batch["input_ids"].shape[:2] == (2, 4) and batch["labelled"].tolist() == [1, 0]
+    pkd.distill(str(race_teacher), "race", 2, tmp_path / "s", method="pkd-skip", augment=2, data_dir=race_dir,
+                cache_dir=tmp_path / "cache", quiet=True, **{**TINY, "epochs": 1})
+    (path,) = list((tmp_path / "cache").iterdir())
+    assert TeacherCache(path).logits.shape == (72, 4)
+    assert json.loads((tmp_path / "s" / "run.json").read_text())["num_teacher_only_examples"] == 48
+
+
 def test_evaluate_test_split_and_predict_letters(race_teacher, race_dir, tmp_path, capsys):
     assert main(["evaluate", str(race_teacher), "--task", "race", "--split", "test", "--data-dir", str(race_dir),
                  "--json"]) == 0
