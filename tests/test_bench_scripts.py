@@ -17,7 +17,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 OWN_VENV = {"textbrewer_pkd.py"}  # runs in TextBrewer's own venv (torch, transformers, textbrewer), imports no pkd
-SCRIPTS = sorted(p.relative_to(ROOT) for p in BENCH.rglob("*.py") if p.name not in OWN_VENV)
+
+
+def bench_files(pattern: str) -> list[Path]:
+    """bench/'s own files: not bench/out, which holds what the scripts write (git-ignored), packages included."""
+    return [p for p in BENCH.rglob(pattern) if "out" not in p.relative_to(BENCH).parts]
+
+
+SCRIPTS = sorted(p.relative_to(ROOT) for p in bench_files("*.py") if p.name not in OWN_VENV)
 
 
 def run(script: str | Path, *args: str) -> subprocess.CompletedProcess:
@@ -46,8 +53,8 @@ def test_every_shell_script_parses(script):
 
 
 def test_every_bench_script_the_docs_name_exists():
-    texts = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *BENCH.rglob("*.sh"), *BENCH.rglob("*.py"),
-             *BENCH.rglob("*.md"), *(ROOT / "pkd").glob("*.py")]
+    texts = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *bench_files("*.sh"), *bench_files("*.py"),
+             *bench_files("*.md"), *(ROOT / "pkd").glob("*.py")]
     named = {m for path in texts for m in re.findall(r"\bbench/[\w/.-]+?\.(?:sh|py)\b", path.read_text())}
     assert named and not sorted(p for p in named if not (ROOT / p).is_file())
 
@@ -103,7 +110,7 @@ def test_profile_distill_runs_and_its_phases_name_pkd_functions(tiny_teacher, gl
 def test_bench_readme_names_every_script():
     """bench/README.md is the suite's index: a script added without a line there is found here."""
     index = (BENCH / "README.md").read_text()
-    scripts = [p for p in BENCH.rglob("*") if p.suffix in (".sh", ".py") and "out" not in p.relative_to(BENCH).parts]
+    scripts = [p for p in bench_files("*") if p.suffix in (".sh", ".py")]
     assert scripts and not sorted(str(p.relative_to(BENCH)) for p in scripts if f"`{p.name}`" not in index)
 
 
