@@ -17,8 +17,9 @@ user would run it:
 2. in the same process, after its peak RSS is read: the teacher's raw forward (logits only, as `pkd bench` times
    it) on the same encoded inputs, in the cache's batches (batch size 128, longest first, the same max_seq_len),
    over up to --forward-examples rows spread evenly over the split;
-3. `pkd distill --teacher T --train-file FILE --student-layers 2 --max-eval-examples 1000`, stopped at its first
-   training step (the cache from 1 is reused; the whole training split is tokenised again).
+3. `pkd distill --teacher T --train-file FILE --student-layers 2 --max-eval-examples 1000` (the student's depth:
+   --student-layers), stopped at its first training step (the cache from 1 is reused; the whole training split is
+   tokenised again).
 
 Printed per size: the file's size, the seconds of step 1 (and of its tokenising and its teacher pass), its build
 rate (training rows over the seconds of tokenising, probing and the teacher pass), the raw forward's rate and the
@@ -214,6 +215,8 @@ def main() -> None:
     parser.add_argument("--forward-examples", type=int, default=20000, help="rows the raw forward is timed on "
                         "(0: all)")
     parser.add_argument("--max-seq-len", type=int, default=64)
+    parser.add_argument("--student-layers", type=int, default=2,
+                        help="layers of step 3's student: fewer than --model's (1 for a 2-layer teacher)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.rows.split(",")]
     from pkd.bench import cpu_features
@@ -239,8 +242,10 @@ def main() -> None:
             common = ["--teacher", teacher, "--train-file", files[n], "--max-seq-len", args.max_seq_len,
                       *(["--max-train-examples", args.train_examples] if args.train_examples else [])]
             cache = run_child(["cache", *common], env, args.forward_examples)
-            distill = run_child(["distill", *common, "--student-layers", "2", "--max-eval-examples", "1000",
-                                 "--epochs", "1", "--out", root / f"student-{n}", "--quiet"], env)
+            print(f"{n:,} rows, pkd cache: {json.dumps(cache)}", file=sys.stderr, flush=True)  # kept if step 3 fails
+            distill = run_child(["distill", *common, "--student-layers", str(args.student_layers),
+                                 "--max-eval-examples", "1000", "--epochs", "1", "--out", root / f"student-{n}",
+                                 "--quiet"], env)
             print(row(n, files[n].stat().st_size / 1e6, cache, distill), flush=True)
             files[n].unlink()
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
