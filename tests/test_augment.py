@@ -5,11 +5,8 @@ recorded, so that --resume refuses a change; through distill, compare, sweep and
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY_TRAIN, WORDS, make_tiny_mlm, make_tiny_model, make_tokenizer
 from safetensors.torch import load_file
-from test_cache import TOGETHER
+from test_cache import cache_together
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 import pkd
@@ -102,20 +99,8 @@ def test_the_teacher_labels_every_extra_row_once_in_its_cache(tiny_teacher, glue
 
 def test_two_processes_building_one_augmented_cache_build_it_once(tiny_teacher, glue_dir, tmp_path):
     """The teacher-cache lock holds for a cache of augmented rows: one build, the other process opens it."""
-    shared, cache_dir = tmp_path / "shared", tmp_path / "cache"
-    shared.mkdir()
-    cmd = [sys.executable, "-c", TOGETHER, "cache", "--teacher", str(tiny_teacher), "--task", "sst2",
-           "--data-dir", str(glue_dir), "--cache-dir", str(cache_dir), "--max-seq-len", "24", "--layers", "1",
-           "--max-train-examples", "16", "--augment", "3"]
-    env = {**os.environ, "PKD_TEST_DIR": str(shared), "PKD_TEST_N": "2"}
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
-    results = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err[-2000:]
-    assert len(list(shared.glob("builds-*"))) == 1
-    printed = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
-    assert {p["cache"] for p in printed} == {str(next(cache_dir.iterdir()))}
+    printed = cache_together(tiny_teacher, glue_dir, tmp_path, "--max-train-examples", "16", "--augment", "3")
+    assert {p["cache"] for p in printed} == {str(next((tmp_path / "cache").iterdir()))}
     assert all(p["examples"] == 64 and p["teacher_only"] == 48 for p in printed)
 
 

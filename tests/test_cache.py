@@ -283,12 +283,14 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_processes_started_together_build_a_cache_once(tiny_teacher, glue_dir, tmp_path):
-    """Two `pkd cache` runs for the same cache at the same moment: one builds it, the other waits and opens it."""
+def cache_together(teacher: Path, glue_dir: Path, tmp_path: Path, *options: str) -> list[dict]:
+    """Two `pkd cache` processes (TOGETHER) for one cache under tmp_path/cache, started at the same moment; checks
+    that both succeeded and that the teacher ran once, and returns what each printed."""
     shared, cache_dir = tmp_path / "shared", tmp_path / "cache"
     shared.mkdir()
-    cmd = [sys.executable, "-c", TOGETHER, "cache", "--teacher", str(tiny_teacher), "--task", "sst2",
-           "--data-dir", str(glue_dir), "--cache-dir", str(cache_dir), "--max-seq-len", "24", "--layers", "1"]
+    cmd = [sys.executable, "-c", TOGETHER, "cache", "--teacher", str(teacher), "--task", "sst2",
+           "--data-dir", str(glue_dir), "--cache-dir", str(cache_dir), "--max-seq-len", "24", "--layers", "1",
+           *options]
     env = {**os.environ, "PKD_TEST_DIR": str(shared), "PKD_TEST_N": "2"}
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for _ in range(2)]
@@ -296,7 +298,13 @@ def test_processes_started_together_build_a_cache_once(tiny_teacher, glue_dir, t
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-2000:]
     assert len(list(shared.glob("builds-*"))) == 1  # the teacher ran once
-    paths = {json.loads(out.strip().splitlines()[-1])["cache"] for out, _ in results}
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
+
+
+def test_processes_started_together_build_a_cache_once(tiny_teacher, glue_dir, tmp_path):
+    """Two `pkd cache` runs for the same cache at the same moment: one builds it, the other waits and opens it."""
+    cache_dir = tmp_path / "cache"
+    paths = {printed["cache"] for printed in cache_together(tiny_teacher, glue_dir, tmp_path)}
     assert len(paths) == 1 and [p.name for p in cache_dir.iterdir()] == [Path(*paths).name]  # nothing else left
 
 
