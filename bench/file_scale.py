@@ -84,7 +84,7 @@ def timed_steps(seconds: dict, captured: dict) -> None:
         captured.update(teacher=teacher, tokenizer=tokenizer, data=data, batch_size=kwargs.get("batch_size", 128))
         return real_ensure(teacher, tokenizer, data, *args, **kwargs)
 
-    pkd.encoding.EncodedSplit = TimedSplit
+    pkd.encoding.EncodedSplit = pkd.api.EncodedSplit = TimedSplit  # pkd cache builds it in pkd.api
     pkd.api.resolve_pooling = timing("probe", pkd.api.resolve_pooling)
     pkd.api.ensure_cache = timing("teacher_pass", ensure)
 
@@ -109,6 +109,36 @@ def forward_rate(captured: dict, examples: int) -> float:
     return len(picks) / spent
 
 
+class MemorySampler:
+    """Peak resident memory of this process by kind, sampled every `every` seconds from /proc/self/status (Linux):
+    RssAnon (the heap: Python objects, tensors, Arrow buffers) and RssFile (pages of files mapped into the process,
+    such as a memory-mapped .npy being written or read), which ru_maxrss counts together."""
+
+    def __init__(self, every: float = 0.2):
+        import threading
+
+        self.peak = {"RssAnon": 0, "RssFile": 0}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, args=(every,), daemon=True)
+        self.thread.start()
+
+    def run(self, every: float) -> None:
+        while not self.stop.wait(every):
+            self.sample()
+
+    def sample(self) -> None:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in self.peak:
+                self.peak[name] = max(self.peak[name], int(value.split()[0]) // 1024)
+
+    def finish(self) -> dict:
+        self.stop.set()
+        self.thread.join()
+        self.sample()
+        return {"peak_anon_mb": self.peak["RssAnon"], "peak_file_mb": self.peak["RssFile"]}
+
+
 def child(argv: list[str], forward_examples: int) -> None:
     """One pkd command in this process; for distill, stop at the first training step; after cache, the teacher's
     raw forward. Prints one JSON line."""
@@ -131,13 +161,14 @@ def child(argv: list[str], forward_examples: int) -> None:
     if argv[0] == "distill":
         pkd.train.batch_loss = first_step
     timed_steps(seconds, captured)
+    memory = MemorySampler()
     try:
         code = main(argv)
     except FirstStep:
         code = 0
     seconds.setdefault("total", time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    result = {"code": code, **seconds, "peak_rss_mb": peak}
+    result = {"code": code, **seconds, "peak_rss_mb": peak, **memory.finish()}
     if argv[0] == "cache" and code == 0:
         result["examples"] = len(captured["data"])
         result["forward_rate"] = forward_rate(captured, forward_examples)

@@ -26,7 +26,7 @@ import inspect
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +39,7 @@ from pkd.encoding import EncodedSplit, longest_first_loader, make_collator, mode
 from pkd.errors import DataError
 from pkd.io import atomic_dir, write_json
 from pkd.models import model_fingerprint, pooled_states, tokenizer_fingerprint
-from pkd.patient import layer_spreads
+from pkd.patient import Spread
 from pkd.progress import show_progress
 
 if TYPE_CHECKING:
@@ -95,6 +95,82 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+class RowFile:
+    """One .npy array [n, *row] read and written by rows with positioned reads and writes (os.pread, os.pwrite).
+
+    Why not a memory map: every page of a map that the process writes or reads stays in its resident set (RssFile)
+    until the map is closed, so building a cache through np.memmap grew the build's peak RSS by the whole cache
+    (2,870 MB for 900,000 rows of a 2-layer teacher, issue 35), and an epoch of random batches maps all of it again.
+    Positioned I/O leaves those pages in the kernel's page cache, which is not the process's and which the kernel
+    writes back and frees under pressure; a batch's rows cost one small read each.
+    """
+
+    def __init__(self, path: str | Path, mode: str = "r"):
+        self.path, self.fd = Path(path), -1
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            self.shape, fortran, self.dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran:
+            raise ValueError(f"{self.path}: a Fortran-ordered array")
+        self.row_shape = self.shape[1:]
+        self.row_bytes = self.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
+        self.fd = os.open(self.path, os.O_RDWR if mode == "w" else os.O_RDONLY)
+
+    @classmethod
+    def create(cls, path: str | Path, shape: tuple[int, ...], dtype: np.dtype | type) -> RowFile:
+        """A new file of `shape`, zero-filled (sparse) until its rows are written."""
+        # open_memmap writes the header numpy's loaders expect and sizes the file; nothing else is touched
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        del header
+        return cls(path, mode="w")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+    def write(self, rows: np.ndarray, values: np.ndarray) -> None:
+        """Row rows[i] := values[i]."""
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        for r, v in zip(rows.tolist(), values, strict=True):
+            os.pwrite(self.fd, v.tobytes(), self.offset + r * self.row_bytes)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The rows [len(rows), *row], in the order asked."""
+        out = np.empty((len(rows), *self.row_shape), dtype=self.dtype)
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        for i, r in enumerate(np.asarray(rows).tolist()):
+            flat[i] = np.frombuffer(os.pread(self.fd, self.row_bytes, self.offset + r * self.row_bytes), np.uint8)
+        return out
+
+    def chunks(self, size: int = 4096) -> Iterator[np.ndarray]:
+        """Every row in order, `size` rows at a time."""
+        for start in range(0, len(self), size):
+            stop = min(start + size, len(self))
+            data = os.pread(self.fd, (stop - start) * self.row_bytes, self.offset + start * self.row_bytes)
+            yield np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.row_shape)
+
+
+def stored_spreads(file: RowFile, layers: list[int], columns: list[int] | None = None) -> dict[int, float]:
+    """Teacher layer -> c of its stored targets (pkd.patient), read from `file` ([n, L, H], multiple choice
+    [n, choices, L, H]) in chunks; columns: each layer's position along L (default: layers' order)."""
+    columns = list(range(len(layers))) if columns is None else columns
+    spreads = {k: Spread() for k in layers}
+    for chunk in file.chunks():
+        for k, i in zip(layers, columns, strict=True):
+            spreads[k].add(chunk[..., i, :])
+    return {k: s.value for k, s in spreads.items()}
+
+
 class TeacherCache:
     """Cached teacher outputs for one split; `outputs` has the same signature as LiveTeacher's."""
 
@@ -113,8 +189,10 @@ class TeacherCache:
                 size = self.meta.get("bytes", {}).get(name)
                 if (verify or size is None or file.stat().st_size != size) and sha256_of(file) != digest:
                     raise DataError(f"{file}: checksum mismatch, the cache is corrupted; delete {self.path}")
+            # the whole arrays, memory-mapped, to inspect; batches read their rows through RowFile (no map)
             self.logits = np.load(self.path / "logits.npy", mmap_mode="r")
             self.cls = np.load(self.path / "cls.npy", mmap_mode="r")
+            self.logit_rows, self.cls_rows = RowFile(self.path / "logits.npy"), RowFile(self.path / "cls.npy")
         except (OSError, ValueError, KeyError) as e:
             raise DataError(f"{self.path}: corrupted teacher cache ({type(e).__name__}); delete it") from None
         self.layers: list[int] = self.meta["layers"]
@@ -130,17 +208,17 @@ class TeacherCache:
         """Teacher layer -> mean pairwise cosine of its stored targets over the training examples (pkd.patient)."""
         stored = self.meta.get("spread") or {}
         missing = [k for k in layers if str(k) not in stored]  # a cache built before the spread was recorded
-        measured = layer_spreads(self.cls[..., [self.layers.index(k) for k in missing], :], missing) if missing else {}
+        measured = stored_spreads(self.cls_rows, missing, [self.layers.index(k) for k in missing]) if missing else {}
         return {k: stored[str(k)] if str(k) in stored else measured[k] for k in layers}
 
     def outputs(self, batch: dict, layers: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = batch["idx"].cpu().numpy()
         device = batch["input_ids"].device
-        logits = torch.from_numpy(np.asarray(self.logits[idx], dtype=np.float32)).to(device)
+        logits = torch.from_numpy(self.logit_rows.read(idx).astype(np.float32)).to(device)
         if not layers:
             return logits, None
         cols = [self.layers.index(k) for k in layers]
-        cls = torch.from_numpy(np.asarray(self.cls[idx][..., cols, :], dtype=np.float32)).to(device)
+        cls = torch.from_numpy(self.cls_rows.read(idx)[..., cols, :].astype(np.float32)).to(device)
         return logits, cls
 
 
@@ -238,14 +316,13 @@ def ensure_cache(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
                 _join_shards(tmp, world, len(data))
             if not (tmp / "logits.npy").is_file():
                 raise DataError("teacher cache: the training split has no examples")
-            states = np.load(tmp / "cls.npy", mmap_mode="r")
-            spread = {str(k): c for k, c in layer_spreads(states, layers).items()}
+            spread = {str(k): c for k, c in stored_spreads(RowFile(tmp / "cls.npy"), layers).items()}
             write_json(tmp / "meta.json", {
                 "version": FORMAT_VERSION, "layers": layers, "num_examples": len(data), "max_seq_len": max_seq_len,
                 "pooling": pooling, "spread": spread,
                 "data": data.split.source, "data_fingerprint": data.split.fingerprint, "shards": world,
                 "teacher_only": data.split.teacher_only,
-                "dtype": {n: str(np.load(tmp / f"{n}.npy", mmap_mode="r").dtype) for n in ("logits", "cls")},
+                "dtype": {n: str(RowFile(tmp / f"{n}.npy").dtype) for n in ("logits", "cls")},
                 "sha256": {n: sha256_of(tmp / f"{n}.npy") for n in ("logits", "cls")},
                 "bytes": {n: (tmp / f"{n}.npy").stat().st_size for n in ("logits", "cls")}})
     dist.barrier()  # the cache is in place before anyone opens it
@@ -272,39 +349,44 @@ def _write_shard(teacher: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, d
             if cls is None:  # FT/KD need no hidden states; keep a zero-width array for one layout
                 cls = logits.new_zeros(*batch["input_ids"].shape[:-1], 0, 1)
             if logits_arr is None:
-                logits_arr = np.lib.format.open_memmap(tmp / f"logits{suffix}.npy", mode="w+",
-                                                       dtype=np.float16, shape=(len(data), *logits.shape[1:]))
-                cls_arr = np.lib.format.open_memmap(tmp / f"cls{suffix}.npy", mode="w+", dtype=np.float16,
-                                                    shape=(len(data), *cls.shape[1:]))
-            rows = order[start:start + logits.shape[0]]
+                logits_arr = RowFile.create(tmp / f"logits{suffix}.npy", (len(data), *logits.shape[1:]), np.float16)
+                cls_arr = RowFile.create(tmp / f"cls{suffix}.npy", (len(data), *cls.shape[1:]), np.float16)
+            rows = np.asarray(order[start:start + logits.shape[0]])
             logits, cls = logits.cpu().numpy(), cls.cpu().numpy()
             finite = np.isfinite(logits.reshape(len(rows), -1)).all(1) & np.isfinite(cls.reshape(len(rows), -1)).all(1)
             if not finite.all():
                 bad = int(batch["idx"][int(np.argmin(finite))])
                 raise DataError(f"teacher cache: the teacher's outputs are not finite for example {bad} of the "
                                 "training split; check the teacher checkpoint")
-            logits_arr = _fit(logits_arr, logits, tmp / f"logits{suffix}.npy")
-            cls_arr = _fit(cls_arr, cls, tmp / f"cls{suffix}.npy")
-            logits_arr[rows] = logits
-            cls_arr[rows] = cls
+            logits_arr = _fit(logits_arr, logits)
+            cls_arr = _fit(cls_arr, cls)
+            logits_arr.write(rows, logits)
+            cls_arr.write(rows, cls)
             start += len(rows)
     if start != len(data):
         raise DataError(f"teacher cache: wrote {start} of {len(data)} examples")
-    if logits_arr is not None:
-        logits_arr.flush()
-        cls_arr.flush()
+    for arr in (logits_arr, cls_arr):
+        if arr is not None:
+            arr.close()
 
 
-def _fit(arr: np.ndarray, values: np.ndarray, file: Path) -> np.ndarray:
+def _fit(arr: RowFile, values: np.ndarray) -> RowFile:
     """`arr`, or a float32 copy of it (same file; the rows written so far kept) when `values` do not fit in fp16."""
     if arr.dtype != np.float16 or values.size == 0 or np.abs(values).max() <= FP16_MAX:
         return arr
-    wide_file = file.with_name(f"wide.{file.name}")
-    wide = np.lib.format.open_memmap(wide_file, mode="w+", dtype=np.float32, shape=arr.shape)
-    wide[:] = arr
-    wide.flush()
-    wide_file.replace(file)
+    wide = RowFile.create(arr.path.with_name(f"wide.{arr.path.name}"), arr.shape, np.float32)
+    _copy_rows(arr, wide, 0)
+    arr.close()
+    wide.path.replace(arr.path)
+    wide.path = arr.path
     return wide
+
+
+def _copy_rows(src: RowFile, dst: RowFile, start: int) -> None:
+    """src's rows into dst from row `start` on, a chunk at a time."""
+    for chunk in src.chunks():
+        dst.write(np.arange(start, start + len(chunk)), chunk)
+        start += len(chunk)
 
 
 def _join_shards(tmp: Path, world: int, total: int) -> None:
@@ -316,17 +398,16 @@ def _join_shards(tmp: Path, world: int, total: int) -> None:
         if len(shards) == 1:
             shards[0].replace(tmp / f"{name}.npy")
             continue
-        parts = [np.load(p, mmap_mode="r") for p in shards]
-        dtype = np.result_type(*parts)  # float32 if any rank had to widen its shard
-        joined = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
-                                           shape=(sum(len(a) for a in parts), *parts[0].shape[1:]))
+        parts = [RowFile(p) for p in shards]
+        dtype = np.result_type(*(a.dtype for a in parts))  # float32 if any rank had to widen its shard
+        joined = RowFile.create(tmp / f"{name}.npy", (sum(len(a) for a in parts), *parts[0].row_shape), dtype)
         start = 0
         for a in parts:
-            joined[start:start + len(a)] = a
+            _copy_rows(a, joined, start)
             start += len(a)
-        joined.flush()
-        del joined, parts
+            a.close()
+        joined.close()
         for p in shards:
             p.unlink()
-    if (n := len(np.load(tmp / "logits.npy", mmap_mode="r"))) != total:
+    if (n := len(RowFile(tmp / "logits.npy"))) != total:
         raise DataError(f"teacher cache: the shards hold {n} of {total} examples")

@@ -74,12 +74,6 @@ def mean_pairwise_cosine(vectors: np.ndarray, chunk: int = 4096) -> float:
     return spread.value
 
 
-def layer_spreads(states: np.ndarray, layers: Sequence[int]) -> dict[int, float]:
-    """Teacher layer -> c of its stored targets. states: [n, L, H] (multiple choice: [n, choices, L, H]), the
-    layers in `layers` order along the L axis."""
-    return {k: mean_pairwise_cosine(states[..., i, :]) for i, k in enumerate(layers)}
-
-
 @torch.no_grad()
 def probe_spreads(teacher: torch.nn.Module, data: EncodedSplit, tokenizer: PreTrainedTokenizerBase,
                   layers: Sequence[int], probes: int = PROBES, batch_size: int = 64) -> dict[str, dict[int, float]]:

@@ -336,3 +336,47 @@ def test_opening_a_cache_checks_sizes_and_verify_checks_every_byte(tiny_teacher,
     assert main([*args, "--verify"]) == 2
     *notes, error = capsys.readouterr().err.splitlines()  # notes: what defaults chose, before any work
     assert error.startswith(f"pkd: error: {path / 'logits.npy'}: checksum mismatch") and "error" not in str(notes)
+
+
+def mapped_kb(root: Path) -> int:
+    """Resident kB of this process's mappings of files under `root` (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header line
+            inside = len(fields) >= 6 and fields[5].startswith(str(root))
+        elif inside and fields and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc/self/smaps")
+def test_the_cache_is_written_and_read_without_mapping_its_pages(tiny_teacher, tmp_path, monkeypatch):
+    # Issue 35, item 7: written through np.memmap, every cache page the build wrote stayed in its resident set
+    # (a build's peak RSS grew by the whole cache), and an epoch of batches mapped it all again.
+    import pkd.cache
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    data = EncodedSplit(varied_lengths(2000), tok, 24)
+    root = tmp_path.resolve()
+    during, real = [], pkd.cache.teacher_forward
+
+    def forward(*args, **kwargs):
+        during.append(mapped_kb(root))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pkd.cache, "teacher_forward", forward)
+    cache = ensure_cache(model, tok, data, 24, [1, 2], root, batch_size=64)
+    cls_kb = (cache.path / "cls.npy").stat().st_size // 1024
+    assert cls_kb >= 200 and len(during) == 32 and max(during) <= 8
+    collate, rows = make_collator(tok), np.random.default_rng(0).permutation(len(data))
+    for start in range(0, len(data), 250):
+        batch = collate([data[int(i)] for i in rows[start:start + 250]])
+        logits, cls = cache.outputs(batch, [2])
+        assert cls.shape == (len(batch["idx"]), 1, model.config.hidden_size)
+    assert mapped_kb(root) <= 8
+    # what was read is what was written: the whole arrays (memory-mapped) against a batch read by rows
+    batch = collate([data[i] for i in (7, 1999, 0)])
+    np.testing.assert_array_equal(cache.outputs(batch, [1, 2])[1].numpy(),
+                                  np.asarray(cache.cls[[7, 1999, 0]], np.float32))
