@@ -18,8 +18,8 @@ user would run it:
    it) on the same encoded inputs, in the cache's batches (batch size 128, longest first, the same max_seq_len),
    over up to --forward-examples rows spread evenly over the split;
 3. `pkd distill --teacher T --train-file FILE --student-layers 2 --max-eval-examples 1000` (the student's depth:
-   --student-layers), stopped at its first training step (the cache from 1 is reused; the whole training split is
-   tokenised again).
+   --student-layers, its method: --method), stopped at its first training step (the cache from 1 is reused; the
+   whole training split is tokenised again).
 
 Printed per size: the file's size, the seconds of step 1 (and of its tokenising and its teacher pass), its build
 rate (training rows over the seconds of tokenising, probing and the teacher pass), the raw forward's rate and the
@@ -248,6 +248,8 @@ def main() -> None:
     parser.add_argument("--max-seq-len", type=int, default=64)
     parser.add_argument("--student-layers", type=int, default=2,
                         help="layers of step 3's student: fewer than --model's (1 for a 2-layer teacher)")
+    parser.add_argument("--method", default="pkd-skip", help="step 3's method (kd for a 1-layer student, which has "
+                        "no intermediate layer for PKD's PT term)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.rows.split(",")]
     from pkd.bench import cpu_features
@@ -275,8 +277,8 @@ def main() -> None:
             cache = run_child(["cache", *common], env, args.forward_examples)
             print(f"{n:,} rows, pkd cache: {json.dumps(cache)}", file=sys.stderr, flush=True)  # kept if step 3 fails
             distill = run_child(["distill", *common, "--student-layers", str(args.student_layers),
-                                 "--max-eval-examples", "1000", "--epochs", "1", "--out", root / f"student-{n}",
-                                 "--quiet"], env)
+                                 "--method", args.method, "--max-eval-examples", "1000", "--epochs", "1",
+                                 "--out", root / f"student-{n}", "--quiet"], env)
             print(row(n, files[n].stat().st_size / 1e6, cache, distill), flush=True)
             files[n].unlink()
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
