@@ -35,8 +35,12 @@ Where the per-seed differences come from, for each table row with an interval `d
   (`vs KD, 95% interval`);
 - a row `TASK, all` pools the per-seed differences of the table's other `TASK, ...` rows (as `pkd report
   --paired` pools every method's seeds).
-A row with none of these is listed as not recomputed. A row that already shows a rechecked interval, `d (± ≥X)`
-(the lower bound) or `d (± ≤X)` (the upper one), is rechecked again from its per-seed differences and that bound.
+A row with none of these is listed as not recomputed. An interval computed by the current statistic (from the
+predictions, since issue 35) is not an old one and is not bounded: a row whose cells say "recomputed", or any row
+of a table whose section, before it, carries the comment `<!-- intervals: current -->`, is listed as current
+(a rechecked `d (± ≥X)` in such a table stays a rechecked old one). A row that already shows a rechecked
+interval, `d (± ≥X)` (the lower bound) or `d (± ≤X)` (the upper one), is rechecked again from its per-seed
+differences and that bound.
 
 pkd.stats has no public function that takes per-seed differences alone (`paired_difference` needs the
 predictions), so the t and normal quantiles come from scipy.stats, as in pkd.stats.
@@ -69,6 +73,8 @@ SCRIPT = re.compile(r"\bbench/[\w/.-]+?\.(?:sh|py)\b")
 PRINTED = 0.005  # the largest rounding error of a number printed to 0.01
 Z = float(scipy_stats.norm.ppf(0.975))
 OWN_NAME = "bench/verdict_bounds.py"  # named beside the rechecked tables; it produced no predictions
+CURRENT_MARK = "<!-- intervals: current -->"  # before a table whose intervals are the current statistic's
+CURRENT = "current statistic: the printed interval stands"
 
 
 @dataclass
@@ -87,6 +93,7 @@ class Row:
     rounding: float = PRINTED  # the largest rounding error of each d_s
     source: str = ""
     cells: list[str] = field(default_factory=list)
+    current: bool = False  # computed by the current statistic from predictions: nothing to bound
 
 
 def _cells(line: str) -> list[str]:
@@ -157,7 +164,9 @@ def _rows_of_table(path: str, lines: list[str], header: list[str], rows: list, e
         what = re.sub(r"\s*[(,]?\s*(?:95% )?(?:interval|CI)\b.*", "", column)
         comparison = ", ".join([cells[0], *(c for c in cells[1:k] if " vs " in c)]) + (f" ({what})" if what else "")
         row = Row(f"{path}:{index + 1}", comparison, d, low, high, upper, word[1] if word else "?",
-                  _scripts(lines, index), cells=cells)
+                  _scripts(lines, index), cells=cells,
+                  current=low is not None and (any("recomputed" in c for c in cells) or CURRENT_MARK in "\n".join(
+                      lines[_section(lines, index)[0]:index])))
         for j, c in enumerate(cells):
             if j < len(header) and "per seed" in header[j] and SIGNED_LIST.fullmatch(c):
                 row.per_seed, row.source = _numbers(c), "per-seed column"
@@ -207,6 +216,8 @@ def _pooled(found: list[Row]) -> None:
 def recheck(row: Row) -> dict:
     """The bounds of the new half-width and what they decide (see the module docstring)."""
     result = {"seeds": len(row.per_seed) if row.per_seed else None, "sd": None, "lower": None, "upper": None}
+    if row.current:
+        return {**result, "verdict": CURRENT}
     if not row.per_seed or len(row.per_seed) < 2:
         return {**result, "verdict": "not recomputed: no per-seed differences printed"}
     s = len(row.per_seed)

@@ -128,3 +128,23 @@ def test_check_demo_fails_beyond_the_tolerance(tmp_path):
     failed = check({"teacher": 82.91, "student": 81.25})
     assert failed.returncode == 1 and "demo student: 81.25" in failed.stdout and "DIFFERS" in failed.stdout
     assert check({"teacher": 82.91}).returncode == 1
+
+
+def test_verdict_bounds_rechecks_old_intervals_and_leaves_current_ones(tmp_path):
+    """bench/verdict_bounds.py bounds the intervals of the statistic before issue 35; an interval computed by the
+    current one (a row saying "recomputed", or a table after `<!-- intervals: current -->`) stands as printed."""
+    table = ("| task | A vs B | A - B [95% interval] | per seed | verdict |\n|---|---|---|---|---|\n"
+             "| MRPC | PKD vs KD | {cell} | +1.50, +1.60, +1.40 | better |\n")
+    page = tmp_path / "page.md"
+    page.write_text("# Old\n\nFrom bench/patient.sh:\n\n" + table.format(cell="+1.50 [+0.10, +2.90]")
+                    + "\n# Recomputed\n\nFrom bench/patient.sh:\n\n"
+                    + table.format(cell="+1.50 [+0.10, +2.90] (recomputed)")
+                    + "\n# Current\n\n<!-- intervals: current -->\nFrom bench/patient.sh:\n\n"
+                    + table.format(cell="+1.50 [+0.10, +2.90]"))
+    done = run(BENCH / "verdict_bounds.py", page)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "page.md:" in line]
+    verdicts = [[c.strip() for c in line.strip("|").split("|")][8] for line in rows]
+    # sd(d_s) 0.10 over 3 seeds: the old interval's half-width 1.40 shrinks to at most 4.30 / 1.96 x 1.405 = 3.08,
+    # which does not decide +1.50; the current statistic's interval decides it as printed
+    assert verdicts == ["undecided without predictions", "current statistic: the printed interval stands",
+                        "current statistic: the printed interval stands"], done.stdout
