@@ -24,9 +24,10 @@ user would run it:
 Printed per size: the file's size, the seconds of step 1 (and of its tokenising and its teacher pass), its build
 rate (training rows over the seconds of tokenising, probing and the teacher pass), the raw forward's rate and the
 ratio of the two, the seconds from the start of step 3's process to its first training step, and the peak RSS of
-each process (ru_maxrss). Issue 35's targets at 1M rows: peak RSS <= 2 GB, a build rate >= 80% of the raw
-forward's; issue 25's: the first step within 2 minutes. Rates measured in one run compare; across runs of a
-shared machine they do not.
+each process (ru_maxrss), with the peaks of its anonymous and its file-backed part (RssAnon, RssFile: pages of
+mapped files, such as the Arrow table) sampled every 0.2 s. Issue 35's targets at 1M rows: peak RSS <= 2 GB, a
+build rate >= 80% of the raw forward's; issue 25's: the first step within 2 minutes. Rates measured in one run
+compare; across runs of a shared machine they do not.
 """
 
 from __future__ import annotations
@@ -221,14 +222,20 @@ def run_child(argv: list[str], env: dict, forward_examples: int = 0) -> dict:
 
 
 HEADER = ("| rows | CSV MB | `pkd cache` s | tokenise s | teacher pass s | build ex/s | raw forward ex/s | ratio | "
-          "its peak RSS MB | `pkd distill` to 1st step s | its peak RSS MB |\n" + "|---" * 11 + "|")
+          "its peak RSS MB (anon / file) | `pkd distill` to 1st step s | its peak RSS MB (anon / file) |\n"
+          + "|---" * 11 + "|")
+
+
+def memory(result: dict) -> str:
+    """ru_maxrss, and the sampled peaks of its two kinds (MemorySampler)."""
+    return f"{result['peak_rss_mb']:.0f} ({result['peak_anon_mb']} / {result['peak_file_mb']})"
 
 
 def row(n: int, csv_mb: float, cache: dict, distill: dict) -> str:
     build = cache["examples"] / (cache["tokenise"] + cache.get("probe", 0.0) + cache["teacher_pass"])
     return (f"| {n:,} | {csv_mb:.1f} | {cache['total']:.1f} | {cache['tokenise']:.1f} | {cache['teacher_pass']:.1f} | "
             f"{build:.0f} | {cache['forward_rate']:.0f} | {build / cache['forward_rate']:.2f} | "
-            f"{cache['peak_rss_mb']:.0f} | {distill['first_step']:.1f} | {distill['peak_rss_mb']:.0f} |")
+            f"{memory(cache)} | {distill['first_step']:.1f} | {memory(distill)} |")
 
 
 def main() -> None:
