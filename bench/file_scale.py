@@ -2,7 +2,7 @@
 build rate against the teacher's own forward, and the time to the first training step of `pkd distill
 --train-file`, for generated CSVs of 10k, 100k and 1M rows, every training row read, tokenised and cached.
 
-    python bench/file_scale.py [--rows 10000,100000,1000000] [--model PATH] [--train-examples N]
+    python bench/file_scale.py [--rows 10000,100000,1000000] [--model PATH] [--model-layers N] [--train-examples N]
     python bench/file_scale.py --checks 1000000     # where reading and checking the file's memory goes
 
 The CSVs (an id, a short made-up support-ticket text of 6-30 words, one of 4 string labels) are written to a
@@ -210,6 +210,20 @@ def checks(rows: int) -> None:
             print(f"| {name} | {time.perf_counter() - start:.1f} | {rss} | {peak} |")
 
 
+def first_layers(model: str | None, layers: int, out: str) -> None:
+    """The encoder `model` (default: pkd's teacher) cut to its first `layers` layers, with its tokenizer, in `out`."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from pkd.models import default_teacher_path
+
+    source = model or default_teacher_path()
+    encoder = AutoModel.from_pretrained(source)
+    encoder.encoder.layer = encoder.encoder.layer[:layers]
+    encoder.config.num_hidden_layers = layers
+    encoder.save_pretrained(out)
+    AutoTokenizer.from_pretrained(source).save_pretrained(out)
+
+
 def run_child(argv: list[str], env: dict, forward_examples: int = 0) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", str(forward_examples), *map(str, argv)],
                          capture_output=True, text=True, env=env)
@@ -248,6 +262,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="10000,100000,1000000")
     parser.add_argument("--model", default=None, help="the encoder to fine-tune as teacher (default: pkd's)")
+    parser.add_argument("--model-layers", type=int, default=None, help="keep only the first N layers of --model "
+                        "(a shallower teacher: the cache's cost per row, not its memory, shrinks with it)")
     parser.add_argument("--train-examples", type=int, default=None, help="only the first N training rows (default: "
                         "all of them)")
     parser.add_argument("--forward-examples", type=int, default=20000, help="rows the raw forward is timed on "
@@ -273,10 +289,14 @@ def main() -> None:
             write_csv(files[n], n)
             print(f"wrote {n:,} rows, {files[n].stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t:.1f}s",
                   file=sys.stderr)
+        model = args.model
+        if args.model_layers:
+            model = str(root / f"base-{args.model_layers}-layers")
+            first_layers(args.model, args.model_layers, model)
         teacher = root / "teacher"
         run_child(["finetune", "--train-file", files[sizes[0]], "--out", teacher, "--max-train-examples", "256",
                    "--max-eval-examples", "256", "--epochs", "1", "--max-seq-len", "32", "--quiet",
-                   *(["--model", args.model] if args.model else [])], env)
+                   *(["--model", model] if model else [])], env)
         print(HEADER, flush=True)
         for n in sizes:
             common = ["--teacher", teacher, "--train-file", files[n], "--max-seq-len", args.max_seq_len,
