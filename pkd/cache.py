@@ -102,7 +102,8 @@ class RowFile:
     until the map is closed, so building a cache through np.memmap grew the build's peak RSS by the whole cache
     (2,870 MB for 900,000 rows of a 2-layer teacher, issue 35), and an epoch of random batches maps all of it again.
     Positioned I/O leaves those pages in the kernel's page cache, which is not the process's and which the kernel
-    writes back and frees under pressure; a batch's rows cost one small read each.
+    writes back and frees under pressure; a batch's rows cost one small read each. (os.pread and os.pwrite are
+    POSIX calls: Linux and macOS, which pkd runs on.)
     """
 
     def __init__(self, path: str | Path, mode: str = "r"):
