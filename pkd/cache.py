@@ -145,6 +145,11 @@ class RowFile:
         for r, v in zip(rows.tolist(), values, strict=True):
             os.pwrite(self.fd, v.tobytes(), self.offset + r * self.row_bytes)
 
+    def write_block(self, start: int, values: np.ndarray) -> None:
+        """Rows start, start + 1, ... := values, in one write."""
+        data = np.ascontiguousarray(values, dtype=self.dtype).tobytes()
+        os.pwrite(self.fd, data, self.offset + start * self.row_bytes)
+
     def read(self, rows: np.ndarray) -> np.ndarray:
         """The rows [len(rows), *row], in the order asked."""
         out = np.empty((len(rows), *self.row_shape), dtype=self.dtype)
@@ -190,20 +195,27 @@ class TeacherCache:
                 size = self.meta.get("bytes", {}).get(name)
                 if (verify or size is None or file.stat().st_size != size) and sha256_of(file) != digest:
                     raise DataError(f"{file}: checksum mismatch, the cache is corrupted; delete {self.path}")
-            # the whole arrays, memory-mapped, to inspect; batches read their rows through RowFile (no map)
-            self.logits = np.load(self.path / "logits.npy", mmap_mode="r")
-            self.cls = np.load(self.path / "cls.npy", mmap_mode="r")
             self.logit_rows, self.cls_rows = RowFile(self.path / "logits.npy"), RowFile(self.path / "cls.npy")
         except (OSError, ValueError, KeyError) as e:
             raise DataError(f"{self.path}: corrupted teacher cache ({type(e).__name__}); delete it") from None
         self.layers: list[int] = self.meta["layers"]
         self.pooling: str | None = self.meta.get("pooling", "cls")  # None: logits only
-        if self.logits.shape[0] != self.meta["num_examples"] or self.cls.shape[0] != self.meta["num_examples"]:
-            raise DataError(f"{self.path}: cache holds {self.logits.shape[0]} examples, "
+        if len(self.logit_rows) != self.meta["num_examples"] or len(self.cls_rows) != self.meta["num_examples"]:
+            raise DataError(f"{self.path}: cache holds {len(self.logit_rows)} examples, "
                             f"meta says {self.meta['num_examples']}; delete it")
 
     def __len__(self) -> int:
         return self.meta["num_examples"]
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The whole logits array, memory-mapped, to inspect (batches read their rows through RowFile, no map)."""
+        return np.load(self.path / "logits.npy", mmap_mode="r")
+
+    @property
+    def cls(self) -> np.ndarray:
+        """The whole PT-target array, memory-mapped, to inspect."""
+        return np.load(self.path / "cls.npy", mmap_mode="r")
 
     def spreads(self, layers: list[int]) -> dict[int, float]:
         """Teacher layer -> mean pairwise cosine of its stored targets over the training examples (pkd.patient)."""
@@ -386,7 +398,7 @@ def _fit(arr: RowFile, values: np.ndarray) -> RowFile:
 def _copy_rows(src: RowFile, dst: RowFile, start: int) -> None:
     """src's rows into dst from row `start` on, a chunk at a time."""
     for chunk in src.chunks():
-        dst.write(np.arange(start, start + len(chunk)), chunk)
+        dst.write_block(start, chunk)
         start += len(chunk)
 
 
